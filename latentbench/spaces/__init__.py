@@ -1,0 +1,69 @@
+"""The space registry: built-ins (lazy), plugins (entry-point group ``latentbench.spaces``)."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from latentbench.errors import UserError
+from latentbench.registry import Registry
+from latentbench.spaces.base import (
+    SPACE_JSON,
+    LatentSpace,
+    LatentSpec,
+    LatentStats,
+    load_weights,
+    read_space_meta,
+)
+
+SPACES: Registry = Registry("space", entry_point_group="latentbench.spaces")
+
+_BUILTINS = {
+    "pixel": "latentbench.spaces.pixel:pixel_space",
+}
+for _name, _target in _BUILTINS.items():
+    SPACES.register(_name, _target, source="builtin")
+
+
+def build_space(name: str, **options: Any) -> LatentSpace:
+    """Build a registered space, or load a saved one when ``name`` is a folder with space.json.
+
+    Options the factory does not take are a UserError that names the valid ones.
+    """
+    if Path(name).is_dir() and (Path(name) / SPACE_JSON).is_file():
+        return load_space(name, **{k: v for k, v in options.items() if k == "device"})
+    factory = SPACES.get(name)
+    device = options.pop("device", None)
+    _check_options(name, factory, options)
+    space = factory(**options)
+    if not isinstance(space, LatentSpace):
+        raise UserError(f"space {name!r}: factory returned {type(space).__name__}, not LatentSpace")
+    space.registry_name = name
+    return space.to(device) if device is not None else space
+
+
+def _check_options(name: str, factory: Any, options: dict[str, Any]) -> None:
+    params = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in options:
+        if key not in params:
+            raise UserError(
+                f"space {name!r} takes no option {key!r}; valid: {', '.join(params) or 'none'}"
+            )
+
+
+def load_space(directory: str | Path, device: Any = None) -> LatentSpace:
+    """Rebuild a space saved with :meth:`LatentSpace.save` from its folder alone."""
+    meta = read_space_meta(directory)
+    factory = SPACES.get(meta["space"])
+    space = factory(**{**meta["config"], "pretrained": False})
+    space.registry_name = meta["space"]
+    load_weights(space, directory)
+    if meta.get("stats"):
+        space.stats = LatentStats.from_dict(meta["stats"])
+    return space.to(device) if device is not None else space
+
+
+__all__ = ["SPACES", "LatentSpace", "LatentSpec", "LatentStats", "build_space", "load_space"]
