@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+K_LOWRES = ("-k", "lowres")
 PLUGIN = Path(__file__).resolve().parent.parent / "baselines" / "latentbench-lowres"
 
 
@@ -43,7 +44,7 @@ def test_plugin_passes_contract(plugin_path):
     env = {**os.environ, "PYTHONPATH": str(plugin_path)}
     tests = Path(__file__).resolve().parent / "test_contract.py"
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests), "-k", "lowres"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests), *K_LOWRES],
         capture_output=True,
         text=True,
         env=env,
