@@ -1,0 +1,377 @@
+"""The one training loop of latentbench. Tokenizers and generators both train here.
+
+What the loop owns: devices and processes (accelerate: CPU, one GPU, many GPUs, many nodes),
+mixed precision, the optimizer (AdamW, linear warm-up, gradient clipping), EMA, checkpoints,
+exact resume, the NaN guard, the progress bar and metrics.jsonl. What a :class:`TrainTask` owns:
+the modules, the loss, and what to do at evaluation time (through callbacks).
+
+Exact resume, by construction rather than by saving RNG states:
+- the data order is a pure function of (seed, step): :class:`StepBatchSampler` draws each epoch's
+  permutation from ``seed + epoch`` and starts at ``step * batch_size``;
+- before each step every process reseeds torch with ``(seed, step, rank)``, so noise, dropout and
+  timesteps drawn in the loss depend on the step alone;
+- model, EMA, optimizer and scheduler states are saved as one atomic checkpoint folder.
+So a run killed at any moment and resumed from its last checkpoint ends with the same weights as
+an uninterrupted run (tests/test_loop.py proves it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import enum
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from latentbench.errors import UserError
+from latentbench.runs import RunDir, atomic_write_json
+
+
+class MixedPrecision(str, enum.Enum):
+    NO = "no"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+@dataclass
+class LoopConfig:
+    """Optimisation and bookkeeping settings shared by every training run."""
+
+    steps: int = 1000
+    batch_size: int = 32  # global batch, split over processes
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = 0.9999  # None: no EMA copy
+    mixed_precision: MixedPrecision = MixedPrecision.NO
+    compile: bool = False
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    num_workers: int = 0
+
+
+@dataclass
+class StepContext:
+    """What the loss sees besides the batch."""
+
+    step: int
+    seed: int
+    rank: int
+    world_size: int
+    device: torch.device
+
+
+class TrainTask(Protocol):
+    """A thing to train: modules, a loss, and which parameters the optimizer updates."""
+
+    model: nn.Module  # every module with state that the checkpoint must hold
+
+    def loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> dict[str, Tensor]:
+        """Scalar losses; the key ``"loss"`` is optimised, every key is logged."""
+        ...
+
+
+@dataclass
+class Callback:
+    """Hook into the loop: ``every`` steps (and at the last step) call ``fn(loop, step)``."""
+
+    every: int
+    fn: Callable[[TrainLoop, int], None]
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Global batches as a pure function of (seed, step); this process's share of each.
+
+    Each epoch is a permutation of the dataset drawn from ``seed + epoch``; a global batch of
+    size B at step k holds positions [k*B, (k+1)*B) of the concatenated epochs. Process ``rank``
+    of ``world_size`` takes every ``world_size``-th index of it.
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, seed: int, start_step: int, steps: int, rank: int, world: int
+    ) -> None:
+        if n <= 0:
+            raise UserError("the training data is empty")
+        if batch_size % world:
+            raise UserError(f"batch size {batch_size} must be divisible by {world} processes")
+        self.n, self.bs, self.seed = n, batch_size, seed
+        self.start, self.steps, self.rank, self.world = start_step, steps, rank, world
+
+    def _epoch(self, epoch: int) -> Tensor:
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        pos = self.start * self.bs
+        epoch, perm = -1, None
+        for _ in range(self.start, self.steps):
+            batch = []
+            for p in range(pos, pos + self.bs):
+                e, i = divmod(p, self.n)
+                if e != epoch:
+                    epoch, perm = e, self._epoch(e)
+                batch.append(int(perm[i]))
+            pos += self.bs
+            yield batch[self.rank :: self.world]
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+
+class EMA:
+    """Exponential moving average of a module's floating-point parameters and buffers."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ema = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        src = [t for t in model.state_dict().values() if t.is_floating_point()]
+        torch._foreach_lerp_(ema, [s.to(e.dtype) for s, e in zip(src, ema)], 1 - self.decay)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 9_973 + rank) % (2**63)
+
+
+class TrainLoop:
+    """Run ``task`` for ``config.steps`` optimizer steps, writing into ``run``."""
+
+    def __init__(
+        self,
+        task: TrainTask,
+        data: Dataset,
+        collate: Callable[[list[Any]], Any] | None,
+        config: LoopConfig,
+        run: RunDir,
+        callbacks: Sequence[Callback] = (),
+        params: Sequence[nn.Parameter] | Sequence[dict[str, Any]] | None = None,
+        quiet: bool = False,
+    ) -> None:
+        from accelerate import Accelerator
+
+        self.task, self.data, self.collate, self.config = task, data, collate, config
+        self.run, self.callbacks, self.quiet = run, list(callbacks), quiet
+        self.accelerator = Accelerator(mixed_precision=MixedPrecision(config.mixed_precision).value)
+        if torch.cuda.is_available():
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        torch.manual_seed(config.seed)  # identical initialisation on every process
+        trainable = (
+            params
+            if params is not None
+            else [p for p in task.model.parameters() if p.requires_grad]
+        )
+        self.optimizer = torch.optim.AdamW(
+            trainable, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
+        )
+        warmup = max(1, config.warmup_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warmup)
+        )
+        self.model, self.optimizer = self.accelerator.prepare(task.model, self.optimizer)
+        if config.compile:
+            self.model = torch.compile(self.model)
+        self.ema = EMA(task.model, config.ema_decay) if config.ema_decay else None
+        if self.ema is not None:
+            self.ema.model.to(self.accelerator.device)
+        self.step = 0
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def unwrapped(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The EMA model when there is one, else the raw model."""
+        return self.ema.model if self.ema is not None else self.unwrapped
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run.path / "checkpoints"
+
+    # -- the loop --------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict[str, float]:
+        cfg = self.config
+        if resume:
+            self.load_checkpoint()
+        sampler = StepBatchSampler(
+            len(self.data),
+            cfg.batch_size,
+            cfg.seed,
+            self.step,
+            cfg.steps,
+            self.accelerator.process_index,
+            self.accelerator.num_processes,
+        )
+        loader = DataLoader(
+            self.data,
+            batch_sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=cfg.num_workers,
+            persistent_workers=False,
+        )
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            disable=self.quiet or not self.is_main,
+            desc=f"train {self.run.path.name}",
+            dynamic_ncols=True,
+        )
+        last: dict[str, float] = {}
+        self.model.train()
+        for batch in loader:
+            torch.manual_seed(step_seed(cfg.seed, self.step, self.accelerator.process_index))
+            ctx = StepContext(
+                self.step,
+                cfg.seed,
+                self.accelerator.process_index,
+                self.accelerator.num_processes,
+                self.device,
+            )
+            with self.accelerator.autocast():
+                losses = self.task.loss(self.model, batch, ctx)
+            loss = losses["loss"]
+            self._check_finite(loss)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.accelerator.backward(loss)
+            grad_norm = None
+            if cfg.grad_clip:
+                grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.unwrapped)
+            self.step += 1
+
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                last = self._log(losses, grad_norm)
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+            bar.update(1)
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self.save_checkpoint()
+            for cb in self.callbacks:
+                if self.step % cb.every == 0 or self.step == cfg.steps:
+                    cb.fn(self, self.step)
+                    self.model.train()
+        bar.close()
+        self.accelerator.wait_for_everyone()
+        return last
+
+    def _check_finite(self, loss: Tensor) -> None:
+        if not torch.isfinite(loss.detach()).all():
+            ckpt = self.latest_checkpoint()
+            where = f"; last good checkpoint: {ckpt}" if ckpt else "; no checkpoint was written"
+            raise UserError(f"loss is {loss.item()} at step {self.step}{where}")
+
+    def _log(self, losses: dict[str, Tensor], grad_norm: Tensor | None) -> dict[str, float]:
+        values = {k: v.detach().float() for k, v in losses.items()}
+        if grad_norm is not None:
+            values["grad_norm"] = torch.as_tensor(
+                grad_norm, dtype=torch.float32, device=self.device
+            )
+        values["lr"] = torch.tensor(self.scheduler.get_last_lr()[0], device=self.device)
+        keys = sorted(values)
+        stacked = self.accelerator.reduce(torch.stack([values[k] for k in keys]), "mean")
+        out = dict(zip(keys, stacked.tolist()))
+        if self.is_main:
+            for k, v in out.items():
+                self.run.log(self.step, f"train/{k}", v)
+        return out
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoints/step_XXXXXXXX`` atomically (temp folder, then rename)."""
+        self.accelerator.wait_for_everyone()
+        if not self.is_main:
+            return None
+        final = self.checkpoint_dir / f"step_{self.step:08d}"
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=self.checkpoint_dir))
+        try:
+            save_file(_cpu_state(self.unwrapped), str(tmp / "model.safetensors"))
+            if self.ema is not None:
+                save_file(_cpu_state(self.ema.model), str(tmp / "ema.safetensors"))
+            torch.save(
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                },
+                tmp / "optimizer.pt",
+            )
+            atomic_write_json(tmp / "state.json", {"step": self.step, "seed": self.config.seed})
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in self.checkpoints()[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def checkpoints(self) -> list[Path]:
+        if not self.checkpoint_dir.is_dir():
+            return []
+        return sorted(
+            p
+            for p in self.checkpoint_dir.glob("step_*")
+            if p.is_dir() and (p / "state.json").is_file()
+        )
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    def load_checkpoint(self, path: Path | None = None) -> bool:
+        """Restore model, EMA, optimizer, scheduler and step; False when there is none."""
+        path = path or self.latest_checkpoint()
+        if path is None:
+            return False
+        state = json.loads((path / "state.json").read_text())
+        self.unwrapped.load_state_dict(load_file(str(path / "model.safetensors")))
+        if self.ema is not None and (path / "ema.safetensors").is_file():
+            self.ema.model.load_state_dict(load_file(str(path / "ema.safetensors")))
+        opt = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(opt["optimizer"])
+        self.scheduler.load_state_dict(opt["scheduler"])
+        self.step = int(state["step"])
+        return True
+
+
+def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    was = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was)
