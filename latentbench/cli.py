@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -78,6 +78,110 @@ def spaces_cmd(
     Console().print(table)
 
 
+def _names_or_none(value: str) -> list[str]:
+    return [] if value.strip().lower() == "none" else split_names(value)
+
+
+@app.command("recon")
+def recon_cmd(
+    space: Annotated[
+        str, typer.Option(help="Spaces, comma-separated, or 'all'; a saved-space folder works too.")
+    ],
+    data: Annotated[str, typer.Option(help="Data SPEC: folder, skimage[:names], shapes[:N], ...")],
+    image_size: Annotated[
+        int, typer.Option(help="Images are center-cropped and resized to this.")
+    ] = 256,
+    num_images: Annotated[int | None, typer.Option(help="Use the first N images.")] = None,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    fd: Annotated[
+        str,
+        typer.Option(help="Feature extractors for Frechet distances; 'inception' is rFID; 'none'."),
+    ] = "inception",
+    lpips: Annotated[str, typer.Option(help="LPIPS nets: alex, vgg, or none.")] = "alex",
+    lpips_random_backbone: Annotated[
+        bool, typer.Option(help="Offline demo: LPIPS heads on a random backbone (named as such).")
+    ] = False,
+    weights: Annotated[
+        str | None, typer.Option(help="Weights file/folder for spaces that take one.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="An unreadable image is an error, not a skip.")
+    ] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Run folder to write.")] = Path("runs/recon"),
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Reconstruct images with each space; PSNR, SSIM, LPIPS, rFID / FD, throughput."""
+    from latentbench.bench.recon import ReconConfig, run_recon
+    from latentbench.config import _coerce
+    from latentbench.metrics.pixel import LPIPSNet
+
+    nets = [_coerce(n, LPIPSNet, "--lpips") for n in _names_or_none(lpips)]
+    cfg = ReconConfig(
+        spaces=split_names(space),
+        data=data,
+        image_size=image_size,
+        num_images=num_images,
+        batch_size=batch_size,
+        fd=_names_or_none(fd),
+        lpips=nets,
+        lpips_random_backbone=lpips_random_backbone,
+        weights=weights,
+        strict=strict,
+        seed=seed,
+        device=device,
+    )
+    results = run_recon(cfg, out, quiet=quiet, echo=lambda m: console.print(m, highlight=False))
+    if as_json:
+        print_json(results)
+        return
+    print_metrics_table(results, title=f"recon -> {out}")
+
+
+def print_metrics_table(results: dict[str, dict[str, object]], title: str) -> None:
+    """One row per space, one column per scalar metric."""
+    columns: list[str] = []
+    for metrics in results.values():
+        columns += [
+            k for k, v in metrics.items() if k not in columns and isinstance(v, (int, float))
+        ]
+    table = Table("space", *columns, title=title)
+    for name, metrics in results.items():
+        table.add_row(name, *(_fmt(metrics.get(c)) for c in columns))
+    Console().print(table)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+@data_app.command("export")
+def data_export_cmd(
+    data: Annotated[str, typer.Option(help="Data SPEC: folder, skimage[:names], shapes[:N], ...")],
+    out: Annotated[Path, typer.Option(help="Folder to write PNGs into, named by item key.")],
+    image_size: Annotated[
+        int | None, typer.Option(help="Center-crop and resize to this; omitted: native size.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Export the first N images.")] = None,
+    strict: Annotated[bool, typer.Option(help="An unreadable image is an error.")] = False,
+) -> None:
+    """Write a dataset's images as PNG files (e.g. the scikit-image photos for the README)."""
+    from latentbench.data import open_images
+    from latentbench.data.images import export_images
+
+    dataset = open_images(data, image_size, limit=limit, strict=strict)
+    written, skipped = export_images(dataset, out)
+    for key, reason in skipped:
+        console.print(f"skipped {key}: {reason}", highlight=False)
+    console.print(f"wrote {written} images to {out} ({len(skipped)} skipped)", highlight=False)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)
@@ -96,6 +200,3 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
-
-
-_ = (Path, Optional)  # re-exported for command modules that extend this app

@@ -27,12 +27,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return _coerce(value, args[0], where)
         return value
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            raise UserError(
-                f"{where}: {value!r} is not one of {', '.join(m.value for m in tp)}"
-            ) from None
+        return parse_choice(tp, value, where)
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
         return from_dict(tp, value, where)
     if tp in (tuple,) or origin is tuple:
@@ -42,6 +37,20 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def parse_choice(choices: type[E], value: Any, where: str) -> E:
+    """``value`` as a member of the enum ``choices``, or a UserError naming the valid ones."""
+    try:
+        return choices(value)
+    except ValueError:
+        valid = [str(m.value) for m in choices]
+        raise UserError(
+            f"{where}: {value!r} is not one of {', '.join(valid)}{did_you_mean(str(value), valid)}"
+        ) from None
 
 
 def from_dict(cls: type[C], data: dict[str, Any] | None, where: str | None = None) -> C:

@@ -1,0 +1,310 @@
+"""The reconstruction benchmark behind ``latentbench recon``.
+
+For each space: one pass over the data (encode, decode once), every metric from that one decode:
+PSNR / SSIM / LPIPS per image, running feature statistics of the reconstructions for each Frechet
+distance, encode/decode throughput, latent statistics. The statistics of the source images are
+computed once per (dataset, preprocessing, extractor) and cached, so K spaces cost K+1 feature
+passes. The run folder is built under a temporary name and appears only when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from latentbench.metrics.features import build_extractor
+from latentbench.metrics.fid import FeatureStats, cached_reference_stats, frechet_distance
+from latentbench.metrics.pixel import PSNR_VARIANT, SSIM_VARIANT, LPIPSMetric, LPIPSNet, psnr, ssim
+from torch import Tensor
+
+from latentbench.config import to_dict
+from latentbench.data import iter_batches, open_images
+from latentbench.errors import UserError
+from latentbench.runs import RunDir, atomic_path, atomic_write_json, manifest, staged_dir
+from latentbench.spaces import SPACES, LatentSpace, LatentStats, build_space
+
+ALL = "all"
+INCEPTION = "inception"
+
+
+@dataclass
+class ReconConfig:
+    """What ``latentbench recon`` measures. ``spaces`` may hold ``all`` or saved-space folders."""
+
+    spaces: list[str]
+    data: str
+    image_size: int = 256
+    num_images: int | None = None
+    batch_size: int = 8
+    fd: list[str] = field(default_factory=lambda: [INCEPTION])  # feature extractors for FD
+    lpips: list[LPIPSNet] = field(default_factory=lambda: [LPIPSNet.ALEX])
+    lpips_random_backbone: bool = False  # offline demos/tests only; recorded in the metric name
+    weights: str | None = None  # passed to spaces that take a `weights` option
+    strict: bool = False
+    seed: int = 0
+    grid_images: int = 8
+    device: str | None = None
+    num_workers: int = 0
+
+
+@dataclass
+class SpaceResult:
+    metrics: dict[str, Any]
+    rows: list[dict[str, Any]]
+    grid: Tensor | None  # (G, 3, H, W) reconstructions of the first images
+    skipped: list[tuple[str, str]]  # (file key, reason) of unreadable images
+
+
+def fd_key(extractor: str) -> str:
+    return "rfid" if extractor == INCEPTION else f"fd_{extractor}"
+
+
+def lpips_key(net: LPIPSNet, random_backbone: bool) -> str:
+    base = "lpips" if net is LPIPSNet.ALEX else f"lpips_{net.value}"
+    return f"{base}_randbackbone" if random_backbone else base
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _accepts(name: str, option: str) -> bool:
+    import inspect
+
+    if Path(name).is_dir():
+        return False
+    params = inspect.signature(SPACES.get(name)).parameters
+    return option in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def resolve_spaces(
+    cfg: ReconConfig, device: torch.device
+) -> tuple[dict[str, LatentSpace], list[str]]:
+    """Build the spaces, labelled by name (a saved space: its folder's name).
+
+    With ``all``, spaces that cannot be built here (e.g. weights missing offline) are skipped
+    with a note; a space named explicitly must build.
+    """
+    names = SPACES.names() if cfg.spaces == [ALL] else cfg.spaces
+    spaces: dict[str, LatentSpace] = {}
+    notes: list[str] = []
+    for name in names:
+        options: dict[str, Any] = {}
+        if _accepts(name, "image_size"):
+            options["image_size"] = cfg.image_size
+        if cfg.weights and _accepts(name, "weights"):
+            options["weights"] = cfg.weights
+        try:
+            space = build_space(name, **options)
+        except UserError as e:
+            if cfg.spaces != [ALL]:
+                raise
+            notes.append(f"{name}: skipped: {e}")
+            continue
+        label = Path(name).name if Path(name).is_dir() else name
+        while label in spaces:
+            label += "'"
+        spaces[label] = space.to(device).eval()
+    if not spaces:
+        raise UserError("no space could be built: " + "; ".join(notes))
+    return spaces, notes
+
+
+class Recon:
+    """One benchmark over one dataset; :meth:`run_space` measures one space."""
+
+    def __init__(self, cfg: ReconConfig, device: torch.device, quiet: bool = True) -> None:
+        self.cfg, self.device, self.quiet = cfg, device, quiet
+        self.dataset = open_images(
+            cfg.data, cfg.image_size, limit=cfg.num_images, strict=cfg.strict, seed=cfg.seed
+        )
+        self.lpips = {
+            lpips_key(net, cfg.lpips_random_backbone): LPIPSMetric(
+                net, allow_random_backbone=cfg.lpips_random_backbone
+            ).to(device)
+            for net in cfg.lpips
+        }
+        self.extractors = {name: build_extractor(name).to(device) for name in cfg.fd}
+        self.reference: dict[str, FeatureStats] = {}
+
+    def batches(self, desc: str) -> Iterable[Any]:
+        from tqdm.auto import tqdm
+
+        n = -(-len(self.dataset) // self.cfg.batch_size)
+        it = iter_batches(self.dataset, self.cfg.batch_size, num_workers=self.cfg.num_workers)
+        return tqdm(it, total=n, desc=desc, disable=self.quiet, dynamic_ncols=True)
+
+    def images(self, desc: str) -> Iterable[Tensor]:
+        """The source images, batch by batch, on the device."""
+        return (b.images.to(self.device) for b in self.batches(desc))
+
+    def variants(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"psnr": PSNR_VARIANT, "ssim": SSIM_VARIANT}
+        out.update({k: m.variant for k, m in self.lpips.items()})
+        out.update({fd_key(k): e.variant for k, e in self.extractors.items()})
+        out["preprocessing"] = getattr(self.dataset, "preprocessing", "center-crop+resize")
+        return out
+
+    def reference_stats(self) -> dict[str, FeatureStats]:
+        """Source-image feature statistics per extractor: computed once, then cached."""
+        for name, extractor in self.extractors.items():
+            if name in self.reference:
+                continue
+            key = {
+                "data": self.dataset.spec,
+                "image_size": self.cfg.image_size,
+                "num_images": len(self.dataset),
+                "preprocessing": self.variants()["preprocessing"],
+                "extractor": extractor.variant,
+            }
+            images = functools.partial(self.images, f"reference {name}")
+            self.reference[name] = cached_reference_stats(None, key, extractor, images)
+        return self.reference
+
+    @torch.inference_mode()
+    def run_space(self, space: LatentSpace) -> SpaceResult:
+        cfg, spec = self.cfg, space.spec
+        fake = {name: FeatureStats() for name in self.extractors}
+        rows: list[dict[str, Any]] = []
+        latents_seen: list[Tensor] = []
+        grid: list[Tensor] = []
+        skipped: list[tuple[str, str]] = []
+        t_enc = t_dec = 0.0
+        for batch in self.batches(f"recon {spec.name}"):
+            skipped += batch.skipped
+            x = batch.images.to(self.device)  # (B, 3, S, S) in [-1, 1]
+            if not len(x):
+                continue
+            x_in = _resize(x, spec.image_size)
+            _sync(self.device)
+            t0 = time.perf_counter()
+            z = space.encode(x_in)  # (B, C, h, w)
+            _sync(self.device)
+            t1 = time.perf_counter()
+            y = space.decode(z)  # (B, 3, S', S')
+            _sync(self.device)
+            t_enc, t_dec = t_enc + t1 - t0, t_dec + time.perf_counter() - t1
+            y = _resize(y.float(), x.shape[-1])
+            per_image = {"psnr": psnr(x, y), "ssim": ssim(x, y)}
+            per_image.update({k: m(x, y) for k, m in self.lpips.items()})
+            for name, extractor in self.extractors.items():
+                fake[name].update(extractor(y))
+            for i, key in enumerate(batch.keys):
+                rows.append({"key": key, **{k: float(v[i]) for k, v in per_image.items()}})
+            latents_seen.append(z.float().cpu())
+            if sum(len(g) for g in grid) < cfg.grid_images:
+                grid.append(y[: cfg.grid_images].cpu())
+        n = len(rows)
+        if n == 0:
+            raise UserError(f"no readable image in {cfg.data} ({len(skipped)} skipped)")
+        metrics: dict[str, Any] = {k: sum(r[k] for r in rows) / n for k in rows[0] if k != "key"}
+        for name, stats in fake.items():
+            ref = self.reference[name]
+            metrics[fd_key(name)] = frechet_distance(ref.mean, ref.cov, stats.mean, stats.cov)
+        lat = LatentStats.from_latents(latents_seen, seed=cfg.seed)
+        metrics.update(
+            num_images=n,
+            skipped_images=len(skipped),
+            encode_images_per_s=n / max(t_enc, 1e-9),
+            decode_images_per_s=n / max(t_dec, 1e-9),
+            latent_channels=spec.channels,
+            latent_size=spec.latent_size,
+            latent_mean_abs=sum(abs(m) for m in lat.mean) / len(lat.mean),
+            latent_std_mean=sum(lat.std) / len(lat.std),
+        )
+        grid_t = torch.cat(grid)[: cfg.grid_images] if grid else None
+        return SpaceResult(metrics, rows, grid_t, skipped)
+
+    def originals(self) -> Tensor:
+        for batch in iter_batches(self.dataset, self.cfg.grid_images):
+            return batch.images
+        return torch.empty(0, 3, self.cfg.image_size, self.cfg.image_size)
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True).clamp(-1, 1)
+
+
+def run_recon(
+    cfg: ReconConfig,
+    out: str | Path,
+    quiet: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, dict[str, Any]]:
+    """Run the benchmark and write the run folder ``out``; returns metrics per space."""
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(cfg.seed)
+    recon = Recon(cfg, device, quiet)
+    spaces, notes = resolve_spaces(cfg, device)
+    for note in notes:
+        echo(note)
+    recon.reference_stats()
+    results: dict[str, SpaceResult] = {}
+    for label, space in spaces.items():
+        results[label] = recon.run_space(space)
+        space.to("cpu")
+    skipped = next(iter(results.values())).skipped
+    if skipped:
+        echo(f"skipped {len(skipped)} unreadable image(s): " + ", ".join(k for k, _ in skipped[:5]))
+
+    with staged_dir(out) as tmp:
+        run = RunDir(tmp)
+        config = to_dict(cfg)
+        info = manifest("recon", config, cfg.seed)
+        info.update(
+            metric_variants=recon.variants(),
+            spaces={k: _space_info(s) for k, s in spaces.items()},
+            skipped_spaces=notes,
+            skipped_files=[{"key": k, "error": e} for k, e in skipped],
+        )
+        atomic_write_json(tmp / "manifest.json", info)
+        metrics = {k: r.metrics for k, r in results.items()}
+        run.write_metrics(next(iter(metrics.values())) if len(metrics) == 1 else metrics)
+        rows = [{"space": k, **row} for k, r in results.items() for row in r.rows]
+        _write_rows(tmp / "per_image.csv", rows)
+        _write_grid(tmp / "images" / "grid.png", recon.originals(), results)
+    return {k: r.metrics for k, r in results.items()}
+
+
+def _space_info(space: LatentSpace) -> dict[str, Any]:
+    return {
+        "registry_name": space.registry_name,
+        "config": space.config(),
+        "spec": space.spec.to_dict(),
+        "fingerprint": space.fingerprint(),
+    }
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_grid(path: Path, originals: Tensor, results: dict[str, SpaceResult]) -> None:
+    """Rows: originals, then one row of reconstructions per space."""
+    from torchvision.utils import save_image
+
+    rows = [originals] + [r.grid for r in results.values() if r.grid is not None]
+    g = min(len(r) for r in rows)
+    if g == 0:
+        return
+    size = originals.shape[-1]
+    tiles = torch.cat([_resize(r[:g].float(), size) for r in rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_image((tiles + 1) / 2, tmp, nrow=g, padding=2, format="png")
