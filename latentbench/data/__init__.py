@@ -1,0 +1,245 @@
+"""The data interface: ``open_images(SPEC)`` -> a Dataset of item dicts; ``iter_batches``.
+
+An item is ``{"image": (3, S, S) float in [-1, 1] or None, "key": str, "label": int (-1: none),
+"caption": str ("" when none), "error": str | None}``. A dataset has ``spec`` (canonical spec,
+for cache keys), ``image_size`` and ``label_names``. ``limit`` keeps the first N items, so
+(``spec``, ``len(dataset)``, ``image_size``) names exactly which images a run saw.
+
+Data SPECs (the built-in names win over a folder of the same name; write ``./shapes`` for that):
+- a folder of images (recursive; see :data:`latentbench.data.images.IMAGE_EXTENSIONS`);
+- a captions ``.jsonl`` (lines of ``{"image": path relative to the file, "text": caption}``);
+- ``shapes[:N]``: the procedural shapes world (default N = 1000, seeded by ``seed``);
+- ``fashion-mnist[:train|test]`` (default train) from the Debian package files;
+- ``skimage[:NAME,NAME...]``: scikit-image's photos (default: all);
+- ``hf:DATASET[:SPLIT]`` (default split train) through the optional ``datasets`` package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from functools import partial
+from pathlib import Path
+from typing import Any, TypedDict
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from latentbench.errors import UserError, did_you_mean
+
+DEFAULT_SHAPES = 1000
+
+
+class ImageItem(TypedDict):
+    image: Tensor | None  # (3, S, S) float32 in [-1, 1]; None when unreadable
+    key: str
+    label: int
+    caption: str
+    error: str | None
+
+
+@dataclass
+class ImageBatch:
+    images: Tensor  # (B, 3, S, S) float32 in [-1, 1]; only readable items
+    keys: list[str]
+    labels: Tensor  # (B,) int64, -1 where none
+    captions: list[str]
+    skipped: list[tuple[str, str]]  # (key, reason) of the unreadable items of this batch
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class DataKind(str, Enum):
+    FOLDER = "folder"
+    CAPTIONS = "captions"
+    SHAPES = "shapes"
+    FASHION_MNIST = "fashion-mnist"
+    SKIMAGE = "skimage"
+    HF = "hf"
+
+
+_NAMED = (DataKind.SHAPES, DataKind.FASHION_MNIST, DataKind.SKIMAGE, DataKind.HF)
+SPEC_FORMS = (
+    "a folder of images, a captions .jsonl, shapes[:N], fashion-mnist[:train|test], "
+    "skimage[:NAME,...], hf:DATASET[:SPLIT]"
+)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    kind: DataKind
+    arg: str | None  # folder/file path, N, split, photo names, "DATASET[:SPLIT]"; None: default
+
+
+def parse_spec(spec: str) -> DataSpec:
+    """Parse a data SPEC string (see the module docstring); a bad one is a UserError."""
+    spec = spec.strip()
+    head, colon, arg = spec.partition(":")
+    for kind in _NAMED:
+        if head == kind.value:
+            if colon and not arg.strip():
+                raise UserError(f"data spec {spec!r}: nothing after ':'")
+            return DataSpec(kind, arg.strip() if colon else None)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return DataSpec(DataKind.FOLDER, spec)
+    if path.is_file() and path.suffix.lower() == ".jsonl":
+        return DataSpec(DataKind.CAPTIONS, spec)
+    if path.is_file():
+        raise UserError(f"data {spec!r} is a file but not a .jsonl; expected {SPEC_FORMS}")
+    hint = did_you_mean(head, [k.value for k in _NAMED]) if "/" not in spec else ""
+    raise UserError(f"data path {spec!r} does not exist{hint}; expected {SPEC_FORMS}")
+
+
+def open_images(
+    spec: str,
+    image_size: int | None,
+    *,
+    limit: int | None = None,
+    strict: bool = False,
+    seed: int = 0,
+) -> Dataset:
+    """Open the dataset a SPEC names, preprocessed to ``image_size`` (None: native size).
+
+    ``limit`` keeps the first ``limit`` items (deterministic); ``seed`` is passed to datasets
+    that sample (shapes). ``strict`` makes an unreadable image a UserError that names it.
+    """
+    from latentbench.data import images
+
+    if limit is not None and limit < 1:
+        raise UserError(f"limit must be >= 1, got {limit}")
+    parsed = parse_spec(spec)
+    options: dict[str, Any] = {"limit": limit, "strict": strict}
+    if parsed.kind is DataKind.FOLDER:
+        return images.ImageFolder(parsed.arg, image_size, **options)
+    if parsed.kind is DataKind.CAPTIONS:
+        return images.CaptionsFile(parsed.arg, image_size, **options)
+    if parsed.kind is DataKind.SKIMAGE:
+        names = parsed.arg.split(",") if parsed.arg else None
+        return images.SkimagePhotos(names, image_size, **options)
+    if parsed.kind is DataKind.FASHION_MNIST:
+        return images.FashionMNIST(parsed.arg or "train", image_size, **options)
+    if parsed.kind is DataKind.HF:
+        if parsed.arg is None:
+            raise UserError("hf: name a dataset, as hf:DATASET[:SPLIT]")
+        name, _, split = parsed.arg.rpartition(":") if ":" in parsed.arg else (parsed.arg, "", "")
+        return images.HFImages(name, split or "train", image_size, **options)
+    return _open_shapes(parsed.arg, image_size, limit=limit, seed=seed)
+
+
+def _open_shapes(arg: str | None, image_size: int | None, *, limit: int | None, seed: int):
+    from latentbench.registry import import_object
+
+    try:
+        n = DEFAULT_SHAPES if arg is None else int(arg)
+    except ValueError:
+        raise UserError(f"shapes:N needs a whole number of images, got {arg!r}") from None
+    if n < 1:
+        raise UserError(f"shapes:N needs N >= 1, got {n}")
+    if image_size is None:
+        raise UserError("shapes: give an image size (the shapes are drawn at that size)")
+    shapes_dataset = import_object("latentbench.data.shapes:ShapesDataset")
+    dataset = shapes_dataset(n, image_size, seed)
+    return dataset if limit is None or limit >= len(dataset) else First(dataset, limit)
+
+
+class First(Dataset):
+    """The first ``n`` items of a dataset, with its ``spec``, ``image_size``, ``label_names``."""
+
+    def __init__(self, dataset: Dataset, n: int) -> None:
+        self.dataset, self.n = dataset, n
+        self.spec = dataset.spec
+        self.image_size = dataset.image_size
+        self.label_names = getattr(dataset, "label_names", None)
+        self.strict = getattr(dataset, "strict", False)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> ImageItem:
+        if not 0 <= index < self.n:
+            raise IndexError(f"index {index} out of range for {self.n} items")
+        return self.dataset[index]
+
+
+def collate_images(items: Sequence[ImageItem], image_size: int | None = None) -> ImageBatch:
+    """Stack the readable items; list the unreadable ones in ``skipped``.
+
+    A batch with no readable item has ``images`` of shape (0, 3, S, S) (S = ``image_size``,
+    0 when not given).
+    """
+    good = [it for it in items if it["image"] is not None]
+    skipped = [(it["key"], it["error"] or "unreadable") for it in items if it["image"] is None]
+    if good:
+        sizes = {tuple(it["image"].shape) for it in good}
+        if len(sizes) > 1:
+            raise UserError(
+                f"images of different sizes in one batch ({sorted(sizes)}); give an image size"
+            )
+        images = torch.stack([it["image"] for it in good]).float()  # (B, 3, S, S)
+    else:
+        side = image_size or 0
+        images = torch.empty((0, 3, side, side))
+    return ImageBatch(
+        images=images,
+        keys=[it["key"] for it in good],
+        labels=torch.tensor([int(it["label"]) for it in good], dtype=torch.long),  # (B,)
+        captions=[it["caption"] for it in good],
+        skipped=skipped,
+    )
+
+
+def iter_batches(dataset: Dataset, batch_size: int, num_workers: int = 0) -> Iterator[ImageBatch]:
+    """Batches in dataset order (no shuffling), through a DataLoader with ``num_workers``.
+
+    With a strict dataset, the first batch with unreadable images raises one UserError that
+    names each of them (in the main process, whatever ``num_workers``).
+    """
+    if batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise UserError(f"num_workers must be >= 0, got {num_workers}")
+    loader = DataLoader(
+        _Items(dataset),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=partial(collate_images, image_size=getattr(dataset, "image_size", None)),
+    )
+    strict = getattr(dataset, "strict", False)
+    for batch in loader:
+        if strict and batch.skipped:
+            from latentbench.data.images import strict_error
+
+            raise strict_error(batch.skipped, where=getattr(dataset, "spec", ""))
+        yield batch
+
+
+class _Items(Dataset):
+    """A dataset's items without the strict-mode raise (``item(i)`` where the dataset has it),
+    so that iter_batches can name every unreadable image of a batch in the main process."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> ImageItem:
+        read = getattr(self.dataset, "item", None)
+        return read(index) if read is not None else self.dataset[index]
+
+
+__all__ = [
+    "DataKind",
+    "DataSpec",
+    "ImageBatch",
+    "ImageItem",
+    "collate_images",
+    "iter_batches",
+    "open_images",
+    "parse_spec",
+]
