@@ -107,6 +107,9 @@ def recon_cmd(
     strict: Annotated[
         bool, typer.Option(help="An unreadable image is an error, not a skip.")
     ] = False,
+    save_images: Annotated[
+        bool, typer.Option(help="Write every original and reconstruction as PNG under images/.")
+    ] = False,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present)")
@@ -134,6 +137,7 @@ def recon_cmd(
         strict=strict,
         seed=seed,
         device=device,
+        save_images=save_images,
     )
     results = run_recon(cfg, out, quiet=quiet, echo=lambda m: console.print(m, highlight=False))
     if as_json:

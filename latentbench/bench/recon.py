@@ -19,14 +19,22 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from latentbench.metrics.features import build_extractor
-from latentbench.metrics.fid import FeatureStats, cached_reference_stats, frechet_distance
-from latentbench.metrics.pixel import PSNR_VARIANT, SSIM_VARIANT, LPIPSMetric, LPIPSNet, psnr, ssim
 from torch import Tensor
 
 from latentbench.config import to_dict
 from latentbench.data import iter_batches, open_images
 from latentbench.errors import UserError
+from latentbench.metrics.features import build_extractor
+from latentbench.metrics.fid import FeatureStats, cached_reference_stats, frechet_distance
+from latentbench.metrics.pixel import (
+    PSNR_VARIANT,
+    SSIM_VARIANT,
+    LPIPSMetric,
+    LPIPSNet,
+    psnr,
+    ssim,
+    to_uint8,
+)
 from latentbench.runs import RunDir, atomic_path, atomic_write_json, manifest, staged_dir
 from latentbench.spaces import SPACES, LatentSpace, LatentStats, build_space
 
@@ -50,6 +58,7 @@ class ReconConfig:
     strict: bool = False
     seed: int = 0
     grid_images: int = 8
+    save_images: bool = False  # write every original and reconstruction as PNG (uint8)
     device: str | None = None
     num_workers: int = 0
 
@@ -170,7 +179,8 @@ class Recon:
         return self.reference
 
     @torch.inference_mode()
-    def run_space(self, space: LatentSpace) -> SpaceResult:
+    def run_space(self, space: LatentSpace, image_dir: Path | None = None) -> SpaceResult:
+        """Measure one space; with ``image_dir``, also write every reconstruction as PNG."""
         cfg, spec = self.cfg, space.spec
         fake = {name: FeatureStats() for name in self.extractors}
         rows: list[dict[str, Any]] = []
@@ -197,6 +207,8 @@ class Recon:
             per_image.update({k: m(x, y) for k, m in self.lpips.items()})
             for name, extractor in self.extractors.items():
                 fake[name].update(extractor(y))
+            if image_dir is not None:
+                _save_pngs(image_dir, batch.keys, y)
             for i, key in enumerate(batch.keys):
                 rows.append({"key": key, **{k: float(v[i]) for k, v in per_image.items()}})
             latents_seen.append(z.float().cpu())
@@ -249,15 +261,20 @@ def run_recon(
     for note in notes:
         echo(note)
     recon.reference_stats()
-    results: dict[str, SpaceResult] = {}
-    for label, space in spaces.items():
-        results[label] = recon.run_space(space)
-        space.to("cpu")
-    skipped = next(iter(results.values())).skipped
-    if skipped:
-        echo(f"skipped {len(skipped)} unreadable image(s): " + ", ".join(k for k, _ in skipped[:5]))
-
     with staged_dir(out) as tmp:
+        results: dict[str, SpaceResult] = {}
+        for label, space in spaces.items():
+            image_dir = tmp / "images" / "recon" / label if cfg.save_images else None
+            results[label] = recon.run_space(space, image_dir)
+            space.to("cpu")
+        if cfg.save_images:
+            for batch in iter_batches(recon.dataset, cfg.batch_size):
+                _save_pngs(tmp / "images" / "original", batch.keys, batch.images)
+        skipped = next(iter(results.values())).skipped
+        if skipped:
+            names = ", ".join(k for k, _ in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+            echo(f"skipped {len(skipped)} unreadable image(s): {names}")
+
         run = RunDir(tmp)
         config = to_dict(cfg)
         info = manifest("recon", config, cfg.seed)
@@ -283,6 +300,16 @@ def _space_info(space: LatentSpace) -> dict[str, Any]:
         "spec": space.spec.to_dict(),
         "fingerprint": space.fingerprint(),
     }
+
+
+def _save_pngs(directory: Path, keys: list[str], images: Tensor) -> None:
+    """(B, 3, H, W) in [-1, 1] -> PNGs holding exactly the uint8 images the metrics saw."""
+    from PIL import Image
+
+    for key, img in zip(keys, to_uint8(images.cpu())):
+        path = directory / (Path(key).with_suffix("").as_posix().replace("/", "__") + ".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
