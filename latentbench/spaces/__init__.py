@@ -21,6 +21,16 @@ SPACES: Registry = Registry("space", entry_point_group="latentbench.spaces")
 
 _BUILTINS = {
     "pixel": "latentbench.spaces.pixel:pixel_space",
+    "vae": "latentbench.spaces.vae:vae_space",
+    "sd-vae": "latentbench.spaces.vae:sd_vae",
+    "sdxl-vae": "latentbench.spaces.vae:sdxl_vae",
+    "sd3-vae": "latentbench.spaces.vae:sd3_vae",
+    "flux-vae": "latentbench.spaces.vae:flux_vae",
+    "taesd": "latentbench.spaces.taesd:taesd",
+    "taesdxl": "latentbench.spaces.taesd:taesdxl",
+    "taesd3": "latentbench.spaces.taesd:taesd3",
+    "taef1": "latentbench.spaces.taesd:taef1",
+    "taef2": "latentbench.spaces.taesd:taef2",
 }
 for _name, _target in _BUILTINS.items():
     SPACES.register(_name, _target, source="builtin")
