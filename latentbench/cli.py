@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -78,6 +79,19 @@ def spaces_cmd(
     Console().print(table)
 
 
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """['a=1', 'b=x'] -> {'a': 1, 'b': 'x'} (values read as YAML scalars)."""
+    import yaml
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"option {pair!r} is not KEY=VALUE")
+        options[key.strip()] = yaml.safe_load(value) if value else ""
+    return options
+
+
 def _names_or_none(value: str) -> list[str]:
     return [] if value.strip().lower() == "none" else split_names(value)
 
@@ -103,6 +117,12 @@ def recon_cmd(
     ] = False,
     weights: Annotated[
         str | None, typer.Option(help="Weights file/folder for spaces that take one.")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option", "-o", help="KEY=VALUE for every space that takes it, e.g. -o model=DIR."
+        ),
     ] = None,
     strict: Annotated[
         bool, typer.Option(help="An unreadable image is an error, not a skip.")
@@ -134,6 +154,7 @@ def recon_cmd(
         lpips=nets,
         lpips_random_backbone=lpips_random_backbone,
         weights=weights,
+        space_options=parse_options(option or []),
         strict=strict,
         seed=seed,
         device=device,
@@ -146,17 +167,28 @@ def recon_cmd(
     print_metrics_table(results, title=f"recon -> {out}")
 
 
+SHORT_NAMES = {
+    "num_images": "images",
+    "skipped_images": "skipped",
+    "encode_images_per_s": "enc img/s",
+    "decode_images_per_s": "dec img/s",
+}
+TABLE_SKIP = ("latent_", "steps", "seconds")
+
+
 def print_metrics_table(results: dict[str, dict[str, object]], title: str) -> None:
-    """One row per space, one column per scalar metric."""
+    """One row per space, one column per headline scalar (all of them are in metrics.json)."""
     columns: list[str] = []
     for metrics in results.values():
         columns += [
-            k for k, v in metrics.items() if k not in columns and isinstance(v, (int, float))
+            k
+            for k, v in metrics.items()
+            if k not in columns and isinstance(v, (int, float)) and not k.startswith(TABLE_SKIP)
         ]
-    table = Table("space", *columns, title=title)
+    table = Table("space", *(SHORT_NAMES.get(c, c) for c in columns), title=title)
     for name, metrics in results.items():
         table.add_row(name, *(_fmt(metrics.get(c)) for c in columns))
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)
 
 
 def _fmt(value: object) -> str:
@@ -184,6 +216,263 @@ def data_export_cmd(
     for key, reason in skipped:
         console.print(f"skipped {key}: {reason}", highlight=False)
     console.print(f"wrote {written} images to {out} ({len(skipped)} skipped)", highlight=False)
+
+
+@data_app.command("shapes")
+def data_shapes_cmd(
+    out: Annotated[Path, typer.Option(help="Folder to write (new or empty, unless --overwrite).")],
+    n: Annotated[int, typer.Option("--n", help="Number of images (and of edits).")] = 1000,
+    image_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
+    seed: Annotated[int, typer.Option()] = 0,
+    geneval: Annotated[
+        bool,
+        typer.Option(help="Write the GenEval prompt suite's ground truth in GenEval's layout."),
+    ] = False,
+    prompts_per_task: Annotated[int, typer.Option(help="GenEval prompts per task.")] = 100,
+    samples: Annotated[int, typer.Option(help="With --geneval: images per prompt.")] = 4,
+    edits: Annotated[int | None, typer.Option(help="Number of edits (default: --n).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """The Shapes world: images + captions.jsonl + edits.jsonl + GenEval metadata, or (--geneval)
+    ground-truth images of the GenEval prompts as DIR/<index:05d>/samples/<k:04d>.png."""
+    from tqdm import tqdm
+
+    from latentbench.bench.geneval import write_oracle_layout
+    from latentbench.data.shapes import write_dataset
+    from latentbench.runs import staged_dir
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise UserError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
+    total = prompts_per_task * 6 * samples if geneval else n + (n if edits is None else edits)
+    with tqdm(total=total, disable=quiet, unit="img") as bar, staged_dir(out) as tmp:
+        if geneval:
+            count = write_oracle_layout(
+                tmp,
+                prompts_per_task=prompts_per_task,
+                samples_per_prompt=samples,
+                image_size=image_size,
+                seed=seed,
+                progress=bar.update,
+            )
+            what = f"{count} ground-truth images of {prompts_per_task * 6} GenEval prompts"
+        else:
+            s = write_dataset(
+                tmp,
+                n=n,
+                image_size=image_size,
+                seed=seed,
+                n_edits=edits,
+                prompts_per_task=prompts_per_task,
+                progress=bar.update,
+            )
+            what = f"{s.images} images, {s.edits} edits, {s.prompts} GenEval prompts"
+    console.print(f"wrote {what} to {out}", highlight=False)
+
+
+@app.command("train-tokenizer")
+def train_tokenizer_cmd(
+    space: Annotated[str, typer.Option(help="semrec, svae, pvae, semrec-mlp, rae or rae-hd.")],
+    data: Annotated[str, typer.Option(help="Training data SPEC: folder, shapes[:N], ...")],
+    preset: Annotated[
+        str, typer.Option(help="tiny, paper, or a YAML file (configs/spaces/).")
+    ] = "tiny",
+    stage: Annotated[int, typer.Option(help="semrec: 1 = S-VAE, 2 = PS-VAE (needs --init).")] = 1,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from this saved space (stage 1's output).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the preset's steps.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run + space folder (default runs/tokenizers/...).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    eval_data: Annotated[
+        str | None, typer.Option(help="Held-out SPEC: PSNR and linear probes into metrics.json.")
+    ] = None,
+    eval_images: Annotated[int, typer.Option(help="Held-out images to use.")] = 1000,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Train a tokenizer space; the output folder loads as a space (recon --space DIR)."""
+    from latentbench.bench.tokenizer import train_tokenizer
+
+    metrics = train_tokenizer(
+        space,
+        data,
+        preset=preset,
+        stage=stage,
+        init=init,
+        steps=steps,
+        out=out,
+        resume=resume,
+        quiet=quiet,
+        eval_data=eval_data,
+        eval_images=eval_images,
+    )
+    if as_json:
+        print_json(metrics)
+        return
+    print_metrics_table({space: metrics}, title=f"train-tokenizer {space} stage {stage}")
+
+
+@app.command("toy-manifold")
+def toy_manifold_cmd(
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json and the plot.")] = Path(
+        "runs/toy-manifold"
+    ),
+    steps: Annotated[int, typer.Option(help="Training steps per model.")] = 3000,
+    seed: Annotated[int, typer.Option()] = 0,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """The paper's toy C0: one flow model on a 2-D 'PS' set, in 2-D and embedded in 8-D."""
+    from latentbench.bench.toy_manifold import ToyConfig, run_toy_manifold
+
+    result = run_toy_manifold(ToyConfig(steps=steps, seed=seed), out, quiet=quiet)
+    if as_json:
+        print_json(result)
+        return
+    console.print(
+        f"final tail distance: 2-D {result['final_tail_2d']:.4f}, 8-D {result['final_tail_8d']:.4f}"
+        f" -> {out}",
+        highlight=False,
+    )
+
+
+@app.command("train-gen")
+def train_gen_cmd(
+    space: Annotated[str, typer.Option(help="Spaces, comma-separated, or 'all'; or a folder.")],
+    task: Annotated[str, typer.Option(help="class, t2i or edit.")] = "t2i",
+    data: Annotated[
+        str | None, typer.Option(help="Data SPEC (shapes:N; edit: shapes-edits:N).")
+    ] = None,
+    preset: Annotated[str | None, typer.Option(help="tiny, small, base, large, xl.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML of train-gen settings (configs/gen/); flags win.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the preset's steps.")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps.")] = None,
+    eval_samples: Annotated[int | None, typer.Option(help="Samples per evaluation.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Global batch size.")] = None,
+    fd_extractor: Annotated[
+        str | None,
+        typer.Option(
+            help="inception (FID), efficientnet-lite0, dinov2, timm:NAME, none; "
+            "default auto: inception, else efficientnet-lite0."
+        ),
+    ] = None,
+    text_encoder: Annotated[
+        str | None,
+        typer.Option(help="learned (default), minilm, or hf (with --text-encoder-path)."),
+    ] = None,
+    text_encoder_path: Annotated[
+        str | None, typer.Option(help="Hub id or local folder of an HF text encoder.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    out: Annotated[Path, typer.Option(help="One run folder per space under it.")] = Path(
+        "runs/gen"
+    ),
+    resume: Annotated[bool, typer.Option(help="Continue each space from its checkpoint.")] = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Train the same flow-matching DiT on each space; convergence curves into metrics.jsonl."""
+    from latentbench.bench.generation import load_config, train_generators
+
+    cfg = load_config(
+        config,
+        space="multi",
+        task=task,
+        data=data,
+        preset=preset,
+        steps=steps,
+        eval_every=eval_every,
+        eval_samples=eval_samples,
+        batch_size=batch_size,
+        fd_extractor=fd_extractor,
+        text_encoder=text_encoder,
+        text_encoder_path=text_encoder_path,
+        seed=seed,
+    )
+    results = train_generators(
+        split_names(space),
+        cfg,
+        out,
+        resume=resume,
+        quiet=quiet,
+        echo=lambda m: console.print(m, highlight=False),
+    )
+    if as_json:
+        print_json(results)
+        return
+    print_metrics_table(results, title=f"train-gen -> {out}")
+
+
+class GenSuite(str, Enum):
+    """Prompt suites eval-gen scores (natural-image ``geneval`` will follow)."""
+
+    GENEVAL_SHAPES = "geneval-shapes"
+
+
+@app.command("eval-gen")
+def eval_gen_cmd(
+    suite: Annotated[GenSuite, typer.Option(help="Prompt suite the images answer.")],
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="A trained generator's run folder (not yet supported).")
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="Images in GenEval's layout: DIR/<index:05d>/samples/<k:04d>.png."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Results file (default DIR/results.json).")
+    ] = None,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Score generated images with GenEval's rules (Shapes: the analytic detector)."""
+    from tqdm import tqdm
+
+    from latentbench.bench.geneval import evaluate_layout, scan_layout, write_report
+
+    if run_dir is not None:
+        raise UserError(
+            f"eval-gen RUN_DIR ({run_dir}) is not available yet; write the samples in GenEval's "
+            "layout and pass --images DIR"
+        )
+    if images is None:
+        raise UserError("--images DIR is required (GenEval layout: DIR/<index:05d>/metadata.jsonl)")
+    total = sum(len(f.samples) for f in scan_layout(images))
+    with tqdm(total=total, disable=quiet, unit="img") as bar:
+        report = evaluate_layout(images, progress=bar.update)
+    path = out or images / "results.json"
+    write_report(report, path)
+    if as_json:
+        print_json({k: v for k, v in report.to_dict().items() if k != "per_image"})
+        return
+    table = Table("task", "correct", "score", title=f"{suite.value}: {images} -> {path}")
+    for row in report.table_rows():
+        table.add_row(*row)
+    Console().print(table)
+
+
+@app.command("report")
+def report_cmd(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run folders, or folders of run folders (train-gen --out).")
+    ],
+    out: Annotated[Path, typer.Option(help="Report folder to write (replaced when complete).")],
+    title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+) -> None:
+    """Compare runs: index.html (self-contained), README.md, metrics.csv, figures/."""
+    from latentbench.report import write_report
+
+    summary = write_report(run_dirs, out, title=title)
+    console.print(
+        f"report of {summary.runs} run(s): {summary.tables} table(s), {summary.figures} "
+        f"figure(s), {summary.metrics} numbers -> {out / 'index.html'}",
+        highlight=False,
+    )
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,41 @@ def images() -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 16, 16, generator=g) * 2 - 1
     return torch.nn.functional.interpolate(x, size=64, mode="bilinear", align_corners=False)
+
+
+@pytest.fixture(scope="session")
+def inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in for torch-fidelity's Inception-v3 weights, saved under the real file name.
+
+    The architecture is torch-fidelity's own; convolutions are He-initialised (with default
+    initialisation the pool3 features are nearly constant and FID collapses to 0).
+    """
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class Architecture(FeatureExtractorInceptionV3):  # builds the layers, skips loading weights
+        def load_state_dict(self, state_dict, strict=True, assign=False):
+            return None
+
+    folder = tmp_path_factory.mktemp("inception")
+    torch.save({}, folder / "empty.pth")
+    model = Architecture("inception-v3-compat", ["2048"], str(folder / "empty.pth"))
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, generator=g)
+    path = folder / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def no_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache, no $LATENTBENCH_WEIGHTS, and no network for torch.hub."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("LATENTBENCH_WEIGHTS", raising=False)
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("offline (test)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path / "torch"

@@ -25,7 +25,7 @@ from latentbench.config import to_dict
 from latentbench.data import iter_batches, open_images
 from latentbench.errors import UserError
 from latentbench.metrics.features import build_extractor
-from latentbench.metrics.fid import FeatureStats, cached_reference_stats, frechet_distance
+from latentbench.metrics.fid import FeatureStats, cached_reference_stats
 from latentbench.metrics.pixel import (
     PSNR_VARIANT,
     SSIM_VARIANT,
@@ -55,6 +55,7 @@ class ReconConfig:
     lpips: list[LPIPSNet] = field(default_factory=lambda: [LPIPSNet.ALEX])
     lpips_random_backbone: bool = False  # offline demos/tests only; recorded in the metric name
     weights: str | None = None  # passed to spaces that take a `weights` option
+    space_options: dict[str, Any] = field(default_factory=dict)  # to every space that takes them
     strict: bool = False
     seed: int = 0
     grid_images: int = 8
@@ -105,12 +106,17 @@ def resolve_spaces(
     names = SPACES.names() if cfg.spaces == [ALL] else cfg.spaces
     spaces: dict[str, LatentSpace] = {}
     notes: list[str] = []
+    unused = set(cfg.space_options)
     for name in names:
         options: dict[str, Any] = {}
         if _accepts(name, "image_size"):
             options["image_size"] = cfg.image_size
         if cfg.weights and _accepts(name, "weights"):
             options["weights"] = cfg.weights
+        for key, value in cfg.space_options.items():
+            if _accepts(name, key):
+                options[key] = value
+                unused.discard(key)
         try:
             space = build_space(name, **options)
         except UserError as e:
@@ -122,6 +128,8 @@ def resolve_spaces(
         while label in spaces:
             label += "'"
         spaces[label] = space.to(device).eval()
+    if unused:
+        raise UserError(f"no space here takes the option(s) {', '.join(sorted(unused))}")
     if not spaces:
         raise UserError("no space could be built: " + "; ".join(notes))
     return spaces, notes
@@ -182,7 +190,7 @@ class Recon:
     def run_space(self, space: LatentSpace, image_dir: Path | None = None) -> SpaceResult:
         """Measure one space; with ``image_dir``, also write every reconstruction as PNG."""
         cfg, spec = self.cfg, space.spec
-        fake = {name: FeatureStats() for name in self.extractors}
+        fake = {name: FeatureStats(e.dims) for name, e in self.extractors.items()}
         rows: list[dict[str, Any]] = []
         latents_seen: list[Tensor] = []
         grid: list[Tensor] = []
@@ -219,8 +227,7 @@ class Recon:
             raise UserError(f"no readable image in {cfg.data} ({len(skipped)} skipped)")
         metrics: dict[str, Any] = {k: sum(r[k] for r in rows) / n for k in rows[0] if k != "key"}
         for name, stats in fake.items():
-            ref = self.reference[name]
-            metrics[fd_key(name)] = frechet_distance(ref.mean, ref.cov, stats.mean, stats.cov)
+            metrics[fd_key(name)] = self.reference[name].frechet_distance(stats)
         lat = LatentStats.from_latents(latents_seen, seed=cfg.seed)
         metrics.update(
             num_images=n,

@@ -1,0 +1,265 @@
+"""Frechet distances (rFID, FD-DINOv2, ...) from running feature statistics.
+
+- :class:`FeatureStats` keeps float64 running sums (count, sum, sum of outer products): memory is
+  O(D^2) whatever the number of images, batches can be added in any order, and two statistics
+  merge by adding their sums (also what an all-reduce across processes does).
+- :func:`frechet_distance` is the distance of Heusel et al. 2017 between two Gaussians, computed
+  so that it is always a finite real number.
+- :func:`cached_reference_stats` computes the statistics of the real images once per (data,
+  preprocessing, extractor variant) and keeps them on disk: recon of K spaces costs K + 1 feature
+  passes, not 2K.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from filelock import FileLock
+from torch import Tensor
+
+from latentbench.errors import UserError
+from latentbench.runs import atomic_path
+
+CACHE_ENV = "LATENTBENCH_CACHE"
+STATS_FORMAT = 1  # bump when the statistics or their file change meaning
+
+
+class FeatureStats:
+    """Running first and second moments of (N, D) features, in float64.
+
+    ``mean`` and ``cov`` are those of ``np.mean`` / ``np.cov(rowvar=False)`` (unbiased, N - 1),
+    the estimator of torch-fidelity and pytorch-fid. The raw sums lose nothing that matters in
+    float64 for network features (|x| ~ 1, N <= 1e6). ``meta`` is a JSON-able dict saved with them.
+    """
+
+    def __init__(self, dims: int, meta: dict[str, Any] | None = None) -> None:
+        self.n = 0
+        self.sum = torch.zeros(dims, dtype=torch.float64)  # (D,)
+        self.outer = torch.zeros(dims, dims, dtype=torch.float64)  # (D, D): sum of x x^T
+        self.meta: dict[str, Any] = dict(meta or {})
+        self._root: np.ndarray | None = None  # cached sqrt of cov (see frechet_distance)
+
+    @property
+    def dims(self) -> int:
+        return self.sum.shape[0]
+
+    def update(self, feats: Tensor) -> FeatureStats:
+        """Add a batch of features (B, D)."""
+        if feats.dim() != 2 or feats.shape[1] != self.dims:
+            raise ValueError(f"expected features (B, {self.dims}), got {tuple(feats.shape)}")
+        x = feats.detach().to("cpu", torch.float64)  # (B, D)
+        self.n += x.shape[0]
+        self.sum += x.sum(0)
+        self.outer.addmm_(x.T, x)
+        self._root = None
+        return self
+
+    def merge(self, other: FeatureStats) -> FeatureStats:
+        """Add the images of ``other`` (e.g. gathered from another process) to these."""
+        if other.dims != self.dims:
+            raise ValueError(f"cannot merge statistics of {other.dims} and {self.dims} dims")
+        self.n += other.n
+        self.sum += other.sum
+        self.outer += other.outer
+        self._root = None
+        return self
+
+    @property
+    def mean(self) -> np.ndarray:
+        """(D,) float64."""
+        self._need(1)
+        return (self.sum / self.n).numpy()
+
+    @property
+    def cov(self) -> np.ndarray:
+        """(D, D) float64, unbiased (divides by N - 1)."""
+        self._need(2)
+        mu = self.sum / self.n
+        cov = (self.outer - self.n * torch.outer(mu, mu)) / (self.n - 1)
+        return ((cov + cov.T) / 2).numpy()
+
+    def _need(self, n: int) -> None:
+        if self.n < n:
+            raise UserError(f"feature statistics need at least {n} images, got {self.n}")
+
+    def frechet_distance(self, other: FeatureStats) -> float:
+        """Frechet distance to ``other``; the square root of this cov is kept for reuse, so
+        scoring K spaces against one reference decomposes the reference once."""
+        if self._root is None:
+            self._root = _psd_sqrt(_checked(self.cov))
+        return _frechet(self.mean, self.cov, self._root, other.mean, other.cov)
+
+    # -- files -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write an .npz (n, sum, outer, meta as JSON) atomically."""
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f,
+                n=np.int64(self.n),
+                sum=self.sum.numpy(),
+                outer=self.outer.numpy(),
+                meta=np.array(json.dumps(self.meta, sort_keys=True)),
+                format=np.int64(STATS_FORMAT),
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureStats:
+        with np.load(path, allow_pickle=False) as data:
+            if int(data["format"]) != STATS_FORMAT:
+                raise ValueError(f"{path}: statistics format {int(data['format'])}")
+            stats = cls(int(data["sum"].shape[0]), json.loads(str(data["meta"])))
+            stats.n = int(data["n"])
+            stats.sum = torch.from_numpy(data["sum"].astype(np.float64))
+            stats.outer = torch.from_numpy(data["outer"].astype(np.float64))
+        return stats
+
+    @classmethod
+    def from_batches(
+        cls,
+        extractor: Callable[[Tensor], Tensor],
+        batches: Iterable[Tensor],
+        dims: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> FeatureStats:
+        """Statistics of ``extractor(images)`` over image batches (B, 3, H, W) in [-1, 1]."""
+        stats: FeatureStats | None = cls(dims, meta) if dims is not None else None
+        for images in batches:
+            feats = extractor(images)  # (B, D)
+            if stats is None:
+                stats = cls(feats.shape[1], meta)
+            stats.update(feats)
+        if stats is None:
+            raise UserError("no images to compute feature statistics from")
+        return stats
+
+
+# -- the Frechet distance -------------------------------------------------------------------------
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
+    """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)), a finite float >= 0.
+
+    How the trace term is computed: (S1 S2)^(1/2) is not symmetric, and ``scipy.linalg.sqrtm``
+    on it can return complex parts or NaN for the singular covariances of few images (hence the
+    usual eps-offset fallback, which changes the value). But S1 S2 has the same eigenvalues as
+    the symmetric positive semi-definite A = S1^(1/2) S2 S1^(1/2), so tr((S1 S2)^(1/2)) = sum of
+    sqrt(eigvalsh(A)). Both decompositions are symmetric (``eigh``); eigenvalues below zero
+    are round-off and are set to 0. The result is real by construction, needs no eps, and
+    agrees with torch-fidelity (which takes the real part of the complex square roots of
+    eigvals(S1 S2)) to round-off; a result below 0 (round-off on identical statistics) is 0.
+    Statistics with NaN or inf are a UserError.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = (
+        _checked(np.asarray(sigma1, np.float64)),
+        _checked(np.asarray(sigma2, np.float64)),
+    )
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
+        raise ValueError(
+            f"mismatched statistics: {mu1.shape} {sigma1.shape}, {mu2.shape} {sigma2.shape}"
+        )
+    return _frechet(mu1, sigma1, _psd_sqrt(sigma1), mu2, sigma2)
+
+
+FRECHET_VARIANT: dict[str, Any] = {
+    "name": "frechet-distance",
+    "covariance": "unbiased (N - 1), from float64 running sums",
+    "trace_sqrt": "sum sqrt(eigvalsh(S1^1/2 S2 S1^1/2)), negative round-off clipped to 0",
+    "reference": "torch_fidelity.metric_fid.fid_statistics_to_metric (agrees to 1e-4 relative)",
+}
+frechet_distance.variant = FRECHET_VARIANT  # type: ignore[attr-defined]
+
+
+def _frechet(
+    mu1: np.ndarray, sigma1: np.ndarray, root1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
+    for arr in (mu1, mu2, sigma2):
+        _checked(arr)
+    a = root1 @ sigma2 @ root1  # (D, D), symmetric PSD up to round-off
+    eig = np.linalg.eigvalsh((a + a.T) / 2).clip(min=0.0)  # (D,)
+    diff = mu1 - mu2
+    fd = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.sqrt(eig).sum()
+    return max(float(fd), 0.0)
+
+
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a PSD matrix by eigendecomposition. (D, D)"""
+    w, v = np.linalg.eigh((sigma + sigma.T) / 2)
+    return (v * np.sqrt(w.clip(min=0.0))) @ v.T
+
+
+def _checked(a: np.ndarray) -> np.ndarray:
+    if not np.all(np.isfinite(a)):
+        raise UserError("feature statistics contain NaN or inf (are the decoded images finite?)")
+    return a
+
+
+# -- cached statistics of the real images ---------------------------------------------------------
+def default_cache_dir() -> Path:
+    """``$LATENTBENCH_CACHE/fid``, default ``~/.cache/latentbench/fid``."""
+    root = os.environ.get(CACHE_ENV) or "~/.cache/latentbench"
+    return Path(root).expanduser() / "fid"
+
+
+def reference_key(key: dict[str, Any], extractor: Any) -> str:
+    """Canonical JSON of everything the cached statistics depend on."""
+    full = {"format": STATS_FORMAT, "data": key, "extractor": extractor.variant}
+    return json.dumps(full, sort_keys=True, default=str)
+
+
+def cached_reference_stats(
+    cache_dir: str | Path | None,
+    key: dict[str, Any],
+    extractor: Any,
+    batches: Callable[[], Iterable[Tensor]],
+) -> FeatureStats:
+    """Statistics of the real images, computed once and cached on disk.
+
+    Args:
+        cache_dir: folder of the cache (None: :func:`default_cache_dir`).
+        key: what defines the images: data spec, image size, preprocessing, number of images,
+            seed... (JSON-able). The extractor's ``variant`` is added to it.
+        extractor: a :class:`~latentbench.metrics.features.FeatureExtractor`.
+        batches: called only on a cache miss; yields image batches (B, 3, H, W) in [-1, 1].
+
+    The file is ``<extractor>-<sha256 of the key>.npz`` and holds the key, which is checked on
+    load. A file lock makes a second process wait for the first one's result instead of
+    computing it again; the file is written atomically (temp file + rename).
+    """
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    canonical = reference_key(key, extractor)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:20]
+    name = re.sub(r"[^\w.-]+", "_", str(extractor.variant.get("name", "features")))
+    path = cache / f"{name}-{digest}.npz"
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        stats = _load_if_matching(path, canonical)
+        if stats is None:
+            stats = FeatureStats.from_batches(extractor, batches(), meta={"key": canonical})
+            stats.save(path)
+    return stats
+
+
+def _load_if_matching(path: Path, canonical: str) -> FeatureStats | None:
+    if not path.is_file():
+        return None
+    try:
+        stats = FeatureStats.load(path)
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        zipfile.BadZipFile,
+    ):  # unreadable or older format: recompute
+        return None
+    return stats if stats.meta.get("key") == canonical else None
