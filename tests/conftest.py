@@ -33,27 +33,10 @@ def images() -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A stand-in for torch-fidelity's Inception-v3 weights, saved under the real file name.
+    """A He-initialised stand-in for torch-fidelity's Inception-v3, under the real file name."""
+    from latentbench.metrics.features import write_inception_standin
 
-    The architecture is torch-fidelity's own; convolutions are He-initialised (with default
-    initialisation the pool3 features are nearly constant and FID collapses to 0).
-    """
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    class Architecture(FeatureExtractorInceptionV3):  # builds the layers, skips loading weights
-        def load_state_dict(self, state_dict, strict=True, assign=False):
-            return None
-
-    folder = tmp_path_factory.mktemp("inception")
-    torch.save({}, folder / "empty.pth")
-    model = Architecture("inception-v3-compat", ["2048"], str(folder / "empty.pth"))
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, generator=g)
-    path = folder / "weights-inception-2015-12-05-6726825d.pth"
-    torch.save(model.state_dict(), path)
-    return path
+    return write_inception_standin(tmp_path_factory.mktemp("inception"))
 
 
 @pytest.fixture
