@@ -472,6 +472,7 @@ def report_cmd(
         f"report of {summary.runs} run(s): {summary.tables} table(s), {summary.figures} "
         f"figure(s), {summary.metrics} numbers -> {out / 'index.html'}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
