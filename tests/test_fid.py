@@ -137,6 +137,30 @@ def test_stats_method_reuses_the_reference_square_root() -> None:
     assert ref._root is None  # updated statistics drop the cached root
 
 
+def test_low_rank_path_equals_the_eigen_path_and_torch_fidelity(tmp_path: Path) -> None:
+    """Few images (N <= D): exact from the (N1, N2) cross product, same value as (D, D) work."""
+    ref = FeatureStats(64).update(torch.from_numpy(random_features(20, 64, 1)))
+    other = FeatureStats(64).update(torch.from_numpy(random_features(12, 64, 2)))
+    assert ref.rows is not None and ref.rows.shape == (20, 64)
+    fast = ref.frechet_distance(other)
+    assert ref._root is None  # no D x D decomposition was needed
+    eigen = frechet_distance(ref.mean, ref.cov, other.mean, other.cov)
+    theirs = torch_fidelity_fd(ref.mean, ref.cov, other.mean, other.cov)
+    # The eigen path takes sqrt of the round-off eigenvalues (~1e-15) of a rank-deficient product,
+    # each adding ~3e-8: the two agree to ~1e-7 relative, the low-rank one being the exact one.
+    assert fast == pytest.approx(eigen, rel=1e-6)
+    assert abs(fast - theirs) <= 1e-4 * abs(theirs)
+    ref.save(tmp_path / "ref.npz")
+    loaded = FeatureStats.load(tmp_path / "ref.npz")
+    assert loaded.rows is not None and loaded.frechet_distance(other) == pytest.approx(fast)
+    ref.update(torch.from_numpy(random_features(50, 64, 3)))  # now N > D: rows are dropped
+    assert ref.rows is None
+    expected = frechet_distance(ref.mean, ref.cov, other.mean, other.cov)
+    assert ref.frechet_distance(other) == pytest.approx(expected, rel=1e-10)
+    ref.save(tmp_path / "big.npz")
+    assert FeatureStats.load(tmp_path / "big.npz").rows is None
+
+
 # -- cached reference statistics ----------------------------------------------------------------
 class MeanColour(torch.nn.Module):
     """A cheap extractor: per-channel means and mean squares. (B, 6)"""

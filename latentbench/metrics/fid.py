@@ -30,7 +30,7 @@ from latentbench.errors import UserError
 from latentbench.runs import atomic_path
 
 CACHE_ENV = "LATENTBENCH_CACHE"
-STATS_FORMAT = 1  # bump when the statistics or their file change meaning
+STATS_FORMAT = 2  # bump when the statistics or their file change meaning
 
 
 class FeatureStats:
@@ -39,6 +39,11 @@ class FeatureStats:
     ``mean`` and ``cov`` are those of ``np.mean`` / ``np.cov(rowvar=False)`` (unbiased, N - 1),
     the estimator of torch-fidelity and pytorch-fid. The raw sums lose nothing that matters in
     float64 for network features (|x| ~ 1, N <= 1e6). ``meta`` is a JSON-able dict saved with them.
+
+    While there are no more images than dimensions (N <= D), the features themselves are kept as
+    well: the covariance then has rank < N, and the Frechet distance between two such sets is
+    computed exactly from the (N1, N2) cross product instead of (D, D) eigendecompositions (see
+    :meth:`frechet_distance`). Past N = D they are dropped and memory stays O(D^2).
     """
 
     def __init__(self, dims: int, meta: dict[str, Any] | None = None) -> None:
@@ -47,6 +52,7 @@ class FeatureStats:
         self.outer = torch.zeros(dims, dims, dtype=torch.float64)  # (D, D): sum of x x^T
         self.meta: dict[str, Any] = dict(meta or {})
         self._root: np.ndarray | None = None  # cached sqrt of cov (see frechet_distance)
+        self.rows: Tensor | None = torch.zeros(0, dims, dtype=torch.float64)  # (N, D) while N <= D
 
     @property
     def dims(self) -> int:
@@ -57,6 +63,7 @@ class FeatureStats:
         if feats.dim() != 2 or feats.shape[1] != self.dims:
             raise ValueError(f"expected features (B, {self.dims}), got {tuple(feats.shape)}")
         x = feats.detach().to("cpu", torch.float64)  # (B, D)
+        self._keep_rows(x)
         self.n += x.shape[0]
         self.sum += x.sum(0)
         self.outer.addmm_(x.T, x)
@@ -67,11 +74,21 @@ class FeatureStats:
         """Add the images of ``other`` (e.g. gathered from another process) to these."""
         if other.dims != self.dims:
             raise ValueError(f"cannot merge statistics of {other.dims} and {self.dims} dims")
+        self._keep_rows(other.rows)
         self.n += other.n
         self.sum += other.sum
         self.outer += other.outer
         self._root = None
         return self
+
+    def _keep_rows(self, x: Tensor | None) -> None:
+        """Append feature rows while the total stays <= D; otherwise stop keeping them."""
+        if self.rows is None:
+            return
+        if x is None or self.rows.shape[0] + x.shape[0] > self.dims:
+            self.rows = None
+        else:
+            self.rows = torch.cat([self.rows, x])
 
     @property
     def mean(self) -> np.ndarray:
@@ -92,8 +109,17 @@ class FeatureStats:
             raise UserError(f"feature statistics need at least {n} images, got {self.n}")
 
     def frechet_distance(self, other: FeatureStats) -> float:
-        """Frechet distance to ``other``; the square root of this cov is kept for reuse, so
-        scoring K spaces against one reference decomposes the reference once."""
+        """Frechet distance to ``other``.
+
+        With both feature sets kept (N <= D each), exactly, in O(N1 N2 D): writing the centred
+        features as A (N1, D) and B (N2, D) scaled by 1/sqrt(N - 1), S1 = A^T A and S2 = B^T B,
+        the non-zero eigenvalues of S1 S2 are those of (A B^T)(A B^T)^T, so
+        tr((S1 S2)^(1/2)) is the sum of the singular values of A B^T (its nuclear norm).
+        Otherwise through :func:`frechet_distance`; the square root of this covariance is kept
+        for reuse, so scoring K spaces against one reference decomposes the reference once.
+        """
+        if self.rows is not None and other.rows is not None and min(self.n, other.n) >= 2:
+            return _frechet_low_rank(self.rows.numpy(), other.rows.numpy())
         if self._root is None:
             self._root = _psd_sqrt(_checked(self.cov))
         return _frechet(self.mean, self.cov, self._root, other.mean, other.cov)
@@ -107,6 +133,8 @@ class FeatureStats:
                 n=np.int64(self.n),
                 sum=self.sum.numpy(),
                 outer=self.outer.numpy(),
+                rows=self.rows.numpy() if self.rows is not None else np.zeros((0, 0)),
+                has_rows=np.bool_(self.rows is not None),
                 meta=np.array(json.dumps(self.meta, sort_keys=True)),
                 format=np.int64(STATS_FORMAT),
             )
@@ -120,6 +148,8 @@ class FeatureStats:
             stats.n = int(data["n"])
             stats.sum = torch.from_numpy(data["sum"].astype(np.float64))
             stats.outer = torch.from_numpy(data["outer"].astype(np.float64))
+            has_rows = bool(data["has_rows"])
+            stats.rows = torch.from_numpy(data["rows"].astype(np.float64)) if has_rows else None
         return stats
 
     @classmethod
@@ -173,7 +203,8 @@ def frechet_distance(
 FRECHET_VARIANT: dict[str, Any] = {
     "name": "frechet-distance",
     "covariance": "unbiased (N - 1), from float64 running sums",
-    "trace_sqrt": "sum sqrt(eigvalsh(S1^1/2 S2 S1^1/2)), negative round-off clipped to 0",
+    "trace_sqrt": "sum sqrt(eigvalsh(S1^1/2 S2 S1^1/2)), negative round-off clipped to 0; "
+    "with N <= D images on both sides, the nuclear norm of the centred cross product (exact)",
     "reference": "torch_fidelity.metric_fid.fid_statistics_to_metric (agrees to 1e-4 relative)",
 }
 frechet_distance.variant = FRECHET_VARIANT  # type: ignore[attr-defined]
@@ -188,6 +219,19 @@ def _frechet(
     eig = np.linalg.eigvalsh((a + a.T) / 2).clip(min=0.0)  # (D,)
     diff = mu1 - mu2
     fd = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.sqrt(eig).sum()
+    return max(float(fd), 0.0)
+
+
+def _frechet_low_rank(x1: np.ndarray, x2: np.ndarray) -> float:
+    """Frechet distance of two feature sets (N1, D), (N2, D) with N <= D, without D x D work."""
+    for arr in (x1, x2):
+        _checked(arr)
+    mu1, mu2 = x1.mean(0), x2.mean(0)
+    a = (x1 - mu1) / np.sqrt(len(x1) - 1)  # (N1, D): S1 = a^T a
+    b = (x2 - mu2) / np.sqrt(len(x2) - 1)  # (N2, D): S2 = b^T b
+    trace_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    diff = mu1 - mu2
+    fd = diff @ diff + np.square(a).sum() + np.square(b).sum() - 2.0 * trace_sqrt
     return max(float(fd), 0.0)
 
 
