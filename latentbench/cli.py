@@ -312,7 +312,10 @@ def train_tokenizer_cmd(
     if as_json:
         print_json(metrics)
         return
-    print_metrics_table({space: metrics}, title=f"train-tokenizer {space} stage {stage}")
+    table = Table("metric", "value", title=f"train-tokenizer {space} stage {stage}")
+    for key, value in metrics.items():
+        table.add_row(key, _fmt(value))
+    Console().print(table)
 
 
 @app.command("toy-manifold")
@@ -409,49 +412,199 @@ def train_gen_cmd(
 
 
 class GenSuite(str, Enum):
-    """Prompt suites eval-gen scores (natural-image ``geneval`` will follow)."""
+    """Prompt suites eval-gen scores."""
 
+    GENEVAL = "geneval"
     GENEVAL_SHAPES = "geneval-shapes"
+
+
+class _Bars:
+    """Progress bars for runners that take ``progress(total) -> per-item callback``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.bar = quiet, None
+
+    def __call__(self, total: int):
+        from tqdm import tqdm
+
+        self.close()
+        self.bar = tqdm(total=total, disable=self.quiet, unit="img")
+        return self.bar.update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @app.command("eval-gen")
 def eval_gen_cmd(
-    suite: Annotated[GenSuite, typer.Option(help="Prompt suite the images answer.")],
+    suite: Annotated[GenSuite, typer.Option(help="Prompt suite: geneval-shapes or geneval.")],
     run_dir: Annotated[
-        Path | None, typer.Argument(help="A trained generator's run folder (not yet supported).")
+        Path | None,
+        typer.Argument(help="A train-gen run folder (t2i): sample N images per prompt."),
     ] = None,
     images: Annotated[
         Path | None,
-        typer.Option(help="Images in GenEval's layout: DIR/<index:05d>/samples/<k:04d>.png."),
+        typer.Option(help="Score images made elsewhere: DIR/<index:05d>/samples/<k:04d>.png."),
     ] = None,
+    metadata: Annotated[
+        Path | None,
+        typer.Option(
+            help="GenEval evaluation_metadata.jsonl (or Bagel's _long variant); "
+            "geneval-shapes default: the built-in Shapes suite."
+        ),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Images per prompt (GenEval: 4).")] = 4,
+    prompts_per_task: Annotated[int, typer.Option(help="Built-in Shapes suite size.")] = 100,
+    limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
+    detector: Annotated[str, typer.Option(help="geneval: mask2former or owlv2.")] = "mask2former",
+    detector_model: Annotated[
+        str | None, typer.Option(help="Detector hub id or local folder.")
+    ] = None,
+    clip_model: Annotated[
+        str | None,
+        typer.Option(help="CLIP hub id or local folder (default openai/clip-vit-large-patch14)."),
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="Detection score threshold.")] = None,
+    counting_threshold: Annotated[
+        float | None, typer.Option(help="Threshold of the counting task.")
+    ] = None,
+    clipscore: Annotated[bool, typer.Option(help="geneval: CLIPScore of each image.")] = True,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Step, folder, or 'init' (untrained); default: last.")
+    ] = None,
+    sample_steps: Annotated[int | None, typer.Option(help="Override the run's steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Override the run's guidance.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    batch_size: Annotated[int, typer.Option()] = 16,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Results file (default DIR/results.json).")
+        Path | None,
+        typer.Option(
+            help="RUN_DIR: output folder (default RUN_DIR/eval-gen/SUITE); --images: results "
+            ".json file or folder (default DIR/results.json)."
+        ),
     ] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
-    """Score generated images with GenEval's rules (Shapes: the analytic detector)."""
-    from tqdm import tqdm
+    """GenEval-style scores: per-task and overall (mean of the six tasks), per-prompt rows."""
+    from latentbench.bench.eval_gen import EvalGenConfig, run_eval_gen, table_rows
 
-    from latentbench.bench.geneval import evaluate_layout, scan_layout, write_report
-
-    if run_dir is not None:
+    if run_dir is None and images is None:
         raise UserError(
-            f"eval-gen RUN_DIR ({run_dir}) is not available yet; write the samples in GenEval's "
-            "layout and pass --images DIR"
+            "RUN_DIR or --images DIR is required (GenEval layout: DIR/<index:05d>/metadata.jsonl)"
         )
-    if images is None:
-        raise UserError("--images DIR is required (GenEval layout: DIR/<index:05d>/metadata.jsonl)")
-    total = sum(len(f.samples) for f in scan_layout(images))
-    with tqdm(total=total, disable=quiet, unit="img") as bar:
-        report = evaluate_layout(images, progress=bar.update)
-    path = out or images / "results.json"
-    write_report(report, path)
+    cfg = EvalGenConfig(
+        suite=suite.value,  # type: ignore[arg-type]
+        metadata=str(metadata) if metadata else None,
+        samples_per_prompt=samples,
+        prompts_per_task=prompts_per_task,
+        limit=limit,
+        seed=seed,
+        detector=detector,
+        detector_model=detector_model,
+        clip_model=clip_model,
+        threshold=threshold,
+        counting_threshold=counting_threshold,
+        clipscore=clipscore,
+        checkpoint=checkpoint,
+        sample_steps=sample_steps,
+        guidance=guidance,
+        batch_size=batch_size,
+        device=device,
+    )
+    bars = _Bars(quiet)
+    try:
+        res = run_eval_gen(cfg, run_dir=run_dir, images=images, out=out, progress=bars)
+    finally:
+        bars.close()
     if as_json:
-        print_json({k: v for k, v in report.to_dict().items() if k != "per_image"})
+        print_json({k: v for k, v in res.results.items() if k != "per_image"})
         return
-    table = Table("task", "correct", "score", title=f"{suite.value}: {images} -> {path}")
-    for row in report.table_rows():
+    table = Table("task", "correct", "score", title=f"{res.results['label']} -> {res.path}")
+    for row in table_rows(res.results):
+        table.add_row(*row)
+    Console().print(table)
+
+
+@app.command("eval-edit")
+def eval_edit_cmd(
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="A train-gen run folder (edit): edit with it.")
+    ] = None,
+    edits: Annotated[
+        Path | None,
+        typer.Option(help="Edits .jsonl (Shapes rows or natural: source, instruction, ...)."),
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="Score edited images made elsewhere: DIR/<row:05d>.png.")
+    ] = None,
+    num_edits: Annotated[int, typer.Option(help="Built-in Shapes edits (no --edits).")] = 140,
+    limit: Annotated[int | None, typer.Option(help="Only the first N edits.")] = None,
+    clip_model: Annotated[
+        str | None, typer.Option(help="CLIP hub id or folder (default ViT-B/32, MagicBrush).")
+    ] = None,
+    dino_model: Annotated[
+        str | None, typer.Option(help="DINO hub id or folder (default facebook/dino-vits16).")
+    ] = None,
+    lpips: Annotated[str, typer.Option(help="LPIPS net outside the mask: alex, vgg, none.")] = (
+        "alex"
+    ),
+    lpips_weights: Annotated[str | None, typer.Option(help="LPIPS backbone file/folder.")] = None,
+    lpips_random_backbone: Annotated[
+        bool, typer.Option(help="Offline demo: LPIPS heads on a random backbone (named so).")
+    ] = False,
+    judge: Annotated[
+        str | None, typer.Option(help="Reward-model judge (registry name); off by default.")
+    ] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Step, folder, or 'init' (untrained); default: last.")
+    ] = None,
+    sample_steps: Annotated[int | None, typer.Option(help="Override the run's steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Override the run's guidance.")] = None,
+    seed: Annotated[int, typer.Option(help="Shapes edit set and sampling noise.")] = 1000,
+    batch_size: Annotated[int, typer.Option()] = 16,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Editing metrics: Shapes success per category + preservation; natural-image MagicBrush /
+    PIE-Bench metrics (L1, CLIP-I, CLIP-T, DINO, PSNR/SSIM/LPIPS outside the mask)."""
+    from latentbench.bench.eval_edit import EvalEditConfig, run_eval_edit, table_rows
+
+    cfg = EvalEditConfig(
+        edits=str(edits) if edits else None,
+        num_edits=num_edits,
+        limit=limit,
+        seed=seed,
+        clip_model=clip_model,
+        dino_model=dino_model,
+        lpips=lpips,
+        lpips_weights=lpips_weights,
+        lpips_random_backbone=lpips_random_backbone,
+        judge=judge,
+        checkpoint=checkpoint,
+        sample_steps=sample_steps,
+        guidance=guidance,
+        batch_size=batch_size,
+        device=device,
+    )
+    bars = _Bars(quiet)
+    try:
+        res = run_eval_edit(cfg, run_dir=run_dir, images=images, out=out, progress=bars)
+    finally:
+        bars.close()
+    if as_json:
+        print_json({k: v for k, v in res.results.items() if k != "config"})
+        return
+    shapes = res.results["kind"] == "shapes"
+    cols = ("category", "edits", "success", "l1 out", "psnr out", "lpips out")
+    table = Table(
+        *(cols if shapes else ("metric", "mean", "edits")), title=f"eval-edit -> {res.path}"
+    )
+    for row in table_rows(res.results):
         table.add_row(*row)
     Console().print(table)
 
@@ -474,6 +627,20 @@ def report_cmd(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("run")
+def run_cmd(
+    experiment: Annotated[Path, typer.Argument(help="configs/experiments/NAME.yaml")],
+    quiet: Quiet = False,
+) -> None:
+    """Run a whole experiment file; steps already done are skipped, killed ones resume."""
+    from latentbench.experiment import run_experiment
+
+    report = run_experiment(
+        experiment, quiet=quiet, echo=lambda m: console.print(m, highlight=False, soft_wrap=True)
+    )
+    console.print(f"report: {report / 'index.html'}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -31,6 +31,12 @@ _BUILTINS = {
     "taesd3": "latentbench.spaces.taesd:taesd3",
     "taef1": "latentbench.spaces.taesd:taef1",
     "taef2": "latentbench.spaces.taesd:taef2",
+    "rae": "latentbench.spaces.rae:rae_space",
+    "rae-hd": "latentbench.spaces.rae:rae_hd_space",
+    "semrec": "latentbench.spaces.semrec:semrec_space",
+    "svae": "latentbench.spaces.semrec:svae_space",
+    "pvae": "latentbench.spaces.semrec:pvae_space",
+    "semrec-mlp": "latentbench.spaces.semrec:semrec_mlp_space",
 }
 for _name, _target in _BUILTINS.items():
     SPACES.register(_name, _target, source="builtin")

@@ -195,7 +195,7 @@ class LatentSpace(nn.Module, ABC):
             h.update(key.encode())
             t = value.detach().to("cpu").contiguous()
             h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()[:16]
 
     def save(self, directory: str | Path) -> Path:

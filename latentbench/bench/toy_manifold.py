@@ -1,0 +1,213 @@
+"""The paper's toy experiment C0: the same flow model on a 2-D "PS" set, in 2-D and in 8-D.
+
+The data: points on the strokes of the letters P and S (uniform in arc length, plus small noise),
+in R^2, and the same points embedded in R^8 by a fixed orthonormal map Q (8 x 2, from the QR of a
+seeded Gaussian). One MLP velocity model (3 hidden layers of ``width`` = 256, SiLU; input x and t)
+learns rectified flow (x_t = (1 - t) x_0 + t eps, target eps - x_0) in each space with the same
+seed, optimiser and steps; samples come from ``sample_steps`` Euler steps from t = 1 to 0.
+
+The tail metric (PAPER.md): the mean distance to the data manifold (a dense noiseless sampling of
+the strokes, embedded alike) of the 5% of samples farthest from it. Measured every ``eval_every``
+steps, with the same noise seed. C0 says the 8-D model converges slower and keeps more samples off
+the manifold: its tail distance stays above the 2-D model's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from latentbench.runs import RunDir, atomic_path
+
+
+@dataclass
+class ToyConfig:
+    steps: int = 3000
+    eval_every: int = 250
+    ambient_dim: int = 8
+    width: int = 256
+    batch_size: int = 512
+    lr: float = 1e-3
+    num_data: int = 8192
+    noise: float = 0.01  # data jitter around the strokes
+    num_samples: int = 2000
+    num_reference: int = 20_000  # dense noiseless points standing in for the manifold
+    sample_steps: int = 50
+    tail_fraction: float = 0.05
+    seed: int = 0
+
+
+def ps_curve(n: int, generator: torch.Generator) -> Tensor:
+    """(n, 2) points uniform in arc length on the strokes of "P" (left) and "S" (right)."""
+    # Each stroke: (kind, params); lines (x0, y0, x1, y1), arcs (cx, cy, r, a0, a1).
+    strokes: list[tuple[str, tuple[float, ...]]] = [
+        ("line", (-1.0, -1.0, -1.0, 1.0)),  # P's stem
+        ("arc", (-1.0, 0.5, 0.5, -math.pi / 2, math.pi / 2)),  # P's bowl
+        ("arc", (0.6, 0.5, 0.5, 0.0, 1.5 * math.pi)),  # S, upper three quarters
+        ("arc", (0.6, -0.5, 0.5, math.pi / 2, -math.pi)),  # S, lower three quarters
+    ]
+    lengths = torch.tensor(
+        [
+            math.dist(p[:2], p[2:]) if kind == "line" else abs(p[4] - p[3]) * p[2]
+            for kind, p in strokes
+        ]
+    )
+    which = torch.multinomial(lengths / lengths.sum(), n, replacement=True, generator=generator)
+    u = torch.rand(n, generator=generator)
+    out = torch.empty(n, 2)
+    for i, (kind, p) in enumerate(strokes):
+        m = which == i
+        s = u[m]
+        if kind == "line":
+            out[m, 0] = p[0] + s * (p[2] - p[0])
+            out[m, 1] = p[1] + s * (p[3] - p[1])
+        else:
+            a = p[3] + s * (p[4] - p[3])
+            out[m, 0] = p[0] + p[2] * torch.cos(a)
+            out[m, 1] = p[1] + p[2] * torch.sin(a)
+    return out / 0.8  # roughly unit scale
+
+
+def embedding(dim: int, seed: int) -> Tensor:
+    """(dim, 2) matrix with orthonormal columns (Q of a seeded Gaussian's QR)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    q, _ = torch.linalg.qr(torch.randn(dim, 2, generator=g))
+    return q
+
+
+class VelocityMLP(nn.Module):
+    """(B, d) x, (B,) t -> (B, d) velocity; 3 hidden layers of ``width``."""
+
+    def __init__(self, dim: int, width: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim + 1, width),
+            nn.SiLU(),
+            nn.Linear(width, width),
+            nn.SiLU(),
+            nn.Linear(width, width),
+            nn.SiLU(),
+            nn.Linear(width, dim),
+        )
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.net(torch.cat([x, t[:, None]], 1))
+
+
+@torch.no_grad()
+def sample(model: VelocityMLP, noise: Tensor, steps: int) -> Tensor:
+    """Euler from t = 1 (noise) to t = 0 (data)."""
+    x, dt = noise.clone(), 1.0 / steps
+    for i in range(steps):
+        t = torch.full((len(x),), 1.0 - i * dt)
+        x = x - dt * model(x, t)
+    return x
+
+
+def tail_distance(samples: Tensor, manifold: Tensor, fraction: float) -> float:
+    """Mean distance to ``manifold`` (M, d) of the ``fraction`` of samples (N, d) farthest away."""
+    d = torch.cdist(samples, manifold).min(1).values  # (N,)
+    k = max(1, int(round(fraction * len(d))))
+    return float(d.topk(k).values.mean())
+
+
+def train_flow(
+    data: Tensor, manifold: Tensor, cfg: ToyConfig, quiet: bool = True, desc: str = ""
+) -> tuple[VelocityMLP, list[int], list[float]]:
+    """Train one velocity model on ``data`` (N, d); the tail distance every ``eval_every`` steps."""
+    dim = data.shape[1]
+    torch.manual_seed(cfg.seed)
+    model = VelocityMLP(dim, cfg.width)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    g = torch.Generator().manual_seed(cfg.seed + 2)
+    eval_noise = torch.randn(
+        cfg.num_samples, dim, generator=torch.Generator().manual_seed(cfg.seed + 3)
+    )
+    steps, tails = [], []
+    for step in tqdm(range(1, cfg.steps + 1), disable=quiet, desc=desc):
+        x0 = data[torch.randint(len(data), (cfg.batch_size,), generator=g)]
+        eps = torch.randn(x0.shape, generator=g)
+        t = torch.rand(cfg.batch_size, generator=g)
+        xt = (1 - t[:, None]) * x0 + t[:, None] * eps
+        loss = (model(xt, t) - (eps - x0)).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            samples = sample(model, eval_noise, cfg.sample_steps)
+            steps.append(step)
+            tails.append(tail_distance(samples, manifold, cfg.tail_fraction))
+    return model, steps, tails
+
+
+def run_toy(cfg: ToyConfig, quiet: bool = True) -> dict[str, Any]:
+    """Both models; returns the tail curves, the final samples (2-D coordinates) and the data."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    data2 = ps_curve(cfg.num_data, g)
+    data2 = data2 + cfg.noise * torch.randn(data2.shape, generator=g)
+    manifold2 = ps_curve(cfg.num_reference, torch.Generator().manual_seed(cfg.seed + 4))
+    q = embedding(cfg.ambient_dim, cfg.seed)  # (D, 2)
+    result: dict[str, Any] = {"config": asdict(cfg)}
+    curves = {}
+    for name, data, manifold in (
+        ("2d", data2, manifold2),
+        (f"{cfg.ambient_dim}d", data2 @ q.T, manifold2 @ q.T),
+    ):
+        model, steps, tails = train_flow(data, manifold, cfg, quiet, desc=f"toy {name}")
+        noise = torch.randn(
+            cfg.num_samples, data.shape[1], generator=torch.Generator().manual_seed(7)
+        )
+        final = sample(model, noise, cfg.sample_steps)
+        curves[name] = (steps, tails, final if name == "2d" else final @ q)
+        result[f"tail_{name}"] = tails
+        result[f"final_tail_{name}"] = tails[-1]
+    result["steps"] = curves["2d"][0]
+    result["_samples"] = {k: v[2] for k, v in curves.items()}
+    result["_data"] = data2
+    return result
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = [k for k in result["_samples"]]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for k in dims:
+        axes[0].plot(result["steps"], result[f"tail_{k}"], marker="o", label=f"flow in {k.upper()}")
+    axes[0].set(xlabel="training step", ylabel="tail distance (worst 5%)", yscale="log")
+    axes[0].legend()
+    axes[0].set_title("off-manifold tail")
+    data = result["_data"]
+    for ax, k in zip(axes[1:], dims):
+        s = result["_samples"][k]
+        ax.scatter(data[:, 0], data[:, 1], s=1, c="lightgray", label="data")
+        ax.scatter(s[:, 0], s[:, 1], s=1, c="tab:red", label="samples")
+        ax.set(title=f"samples, model in {k.upper()} (projected to 2-D)", aspect="equal")
+        ax.set_xlim(-2.2, 2.2)
+        ax.set_ylim(-2.0, 2.0)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def run_toy_manifold(cfg: ToyConfig, out: str | Path, quiet: bool = False) -> dict[str, Any]:
+    """``latentbench toy-manifold``: metrics.json, metrics.jsonl and tail.png in ``out``."""
+    run = RunDir.create(out, "toy-manifold", asdict(cfg), seed=cfg.seed)
+    result = run_toy(cfg, quiet=quiet)
+    for k in result["_samples"]:
+        for step, value in zip(result["steps"], result[f"tail_{k}"]):
+            run.log(step, f"tail_{k}", value)
+    plot(result, run.path / "tail.png")
+    public = {k: v for k, v in result.items() if not k.startswith("_")}
+    run.write_metrics(public)
+    return public

@@ -1,0 +1,1 @@
+"""Shared network blocks: ViT block (SDPA), LDM-style conv decoder, PatchGAN discriminator."""

@@ -1,0 +1,133 @@
+"""``rae`` and ``rae-hd``: a representation encoder's own features as the latent (RAE).
+
+``rae``: the encoder is frozen; the latent is its feature grid, each token standardised over its
+channels (LayerNorm without affine: RAE's "normalised features"; 768 x 16 x 16 for DINOv2-B at
+224 px); a ViT decoder maps it to pixels (trained with L1 + perceptual (+ GAN) and RAE's noise
+augmentation of the decoder input, see :mod:`latentbench.train.tokenizer`).
+
+``rae-hd`` (the paper's control): the same architecture, but training fine-tunes the encoder in its
+full width with the pixel loss plus a feature-consistency loss to a frozen copy of it.
+
+Open choices (config fields): the decoder is a ViT-B (768 wide, 12 blocks; RAE's paper uses larger
+ones) with patch = image stride; ``token_norm`` switches the standardisation off. The encoder always
+runs in eval mode. ``pretrained=False`` with no ``encoder`` gives a test-size model (tiny ViT
+encoder, 2-block 64-wide decoder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from latentbench.config import from_dict, to_dict
+from latentbench.errors import UserError
+from latentbench.nn.vit import ViTDecoder
+from latentbench.spaces.backbones import build_backbone
+from latentbench.spaces.base import LatentSpace, LatentSpec
+from latentbench.spaces.semrec import PAPER_ENCODER, arch_options
+
+
+@dataclass
+class RAEConfig:
+    """Architecture of an RAE space. Defaults: DINOv2-B with registers, ViT-B decoder."""
+
+    encoder: str | dict[str, Any] = PAPER_ENCODER
+    image_size: int = 256
+    encoder_input_size: int | None = None
+    token_norm: bool = True  # standardise each token over channels (no affine)
+    decoder_dim: int = 768
+    decoder_depth: int = 12
+    decoder_heads: int = 0  # 0: 64-wide heads
+
+
+TINY_ARCH: dict[str, Any] = {
+    "encoder": "tiny-vit",
+    "image_size": 64,
+    "decoder_dim": 64,
+    "decoder_depth": 2,
+}
+
+
+class RAESpace(LatentSpace):
+    """Frozen (rae) or fine-tuned (rae-hd) encoder features -> ViT decoder."""
+
+    def __init__(self, config: RAEConfig, pretrained: bool = True, name: str = "rae") -> None:
+        super().__init__()
+        self.name = name
+        self.encoder = build_backbone(config.encoder, pretrained, config.encoder_input_size)
+        self.cfg = replace(
+            config,
+            encoder=self.encoder.config.to_dict(),
+            encoder_input_size=self.encoder.config.input_size,
+        )
+        self.grid = self.encoder.grid
+        patch = config.image_size // self.grid
+        if patch * self.grid != config.image_size:
+            raise UserError(
+                f"{name}: image_size {config.image_size} is not a multiple of the grid {self.grid}"
+            )
+        self.decoder = ViTDecoder(
+            self.encoder.dim,
+            self.grid,
+            patch,
+            config.decoder_dim,
+            config.decoder_depth,
+            config.decoder_heads,
+        )
+
+    @property
+    def spec(self) -> LatentSpec:
+        return LatentSpec(self.name, self.encoder.dim, self.grid, self.cfg.image_size)
+
+    def config(self) -> dict[str, Any]:
+        return to_dict(self.cfg)
+
+    def train(self, mode: bool = True) -> RAESpace:
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def latent_from_features(self, features: Tensor) -> Tensor:
+        """(B, D, h, w) encoder features -> (B, D, h, w) latent."""
+        if not self.cfg.token_norm:
+            return features
+        return F.layer_norm(features.transpose(1, -1), features.shape[1:2]).transpose(1, -1)
+
+    def _encode(self, images: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
+        return self.latent_from_features(self.encoder(images))  # deterministic: no posterior
+
+    def _decode(self, latents: Tensor) -> Tensor:
+        return self.decoder(latents)
+
+    @property
+    def pixel_last_layer(self) -> Tensor:
+        return self.decoder.last_layer
+
+    def train_outputs(self, images: Tensor, noise_tau: float) -> dict[str, Tensor]:
+        """Features, latent, and the reconstruction of the noise-augmented latent.
+
+        RAE's augmentation: z + sigma * eps with sigma ~ |N(0, tau^2)| drawn per image.
+        """
+        features = self.encoder(images)  # (B, D, h, w)
+        z = self.latent_from_features(features)
+        sigma = (torch.randn(z.shape[0], 1, 1, 1, device=z.device, dtype=z.dtype) * noise_tau).abs()
+        recon = self.decoder(z + sigma * torch.randn_like(z))  # (B, 3, H, W)
+        return {"features": features, "latent": z, "recon": recon}
+
+
+def _factory(name: str):
+    def factory(pretrained: bool = True, image_size: int | None = None, **options: Any):
+        opts = arch_options(options, pretrained, image_size, TINY_ARCH)
+        return RAESpace(from_dict(RAEConfig, opts, name), pretrained=pretrained, name=name)
+
+    factory.__name__ = f"{name.replace('-', '_')}_space"
+    factory.__doc__ = f"The ``{name}`` space (see :mod:`latentbench.spaces.rae`)."
+    return factory
+
+
+rae_space = _factory("rae")
+rae_hd_space = _factory("rae-hd")

@@ -1,0 +1,291 @@
+"""Tokenizer training: losses, recipes (stages and controls) and the :class:`TokenizerTask`.
+
+The task is trained by the one loop (:class:`latentbench.train.loop.TrainLoop`); nothing here
+steps an optimizer. Recipes (:class:`Recipe`):
+
+- ``svae`` (stage 1): encoder frozen; E_s / D_s learn L_s (l2 + cosine between D_s(f_l) and the
+  frozen encoder's features) + KL; the pixel decoder learns L_P on ``f_l.detach()``.
+- ``psvae`` (stage 2): everything trains, no detach; L_s against a frozen copy of the encoder as it
+  was at the start of the stage (start stage 2 from stage 1's output, whose encoder is the
+  original) + KL + L_P.
+- ``pvae``: the semrec architecture, everything trains, L_P + KL only (no L_s).
+- ``rae``: encoder frozen; the ViT decoder learns L_P on noise-augmented latents.
+- ``rae-hd``: encoder and decoder train; L_P + feature consistency (l2 + cosine) to a frozen copy.
+
+L_P = l1 * |x - x'| + perceptual + adaptive-weight hinge GAN (PatchGAN, from ``gan_start``).
+Total = semantic_weight * L_s + kl_weight * KL + pixel_weight * L_P (+ the discriminator's loss).
+
+Choices the paper leaves open (config fields, defaults here): semantic:pixel = 0.1:1 (the paper's
+second reading); l2:cosine = 1:1; KL weight 1e-6 (LDM's) on the mean over latent elements; GAN
+weight 0.5 (LDM) from step 50k at paper scale. Perceptual: ``lpips-vgg`` (LDM's choice) where its
+VGG weights can be downloaded; offline the default is ``effnet-lite0``, an LPIPS-style distance on
+the real ImageNet features of EfficientNet-Lite0 (channel-normalised, squared difference, spatial
+mean, 4 levels of stride 2..16, no learned heads): LPIPS with its real linear heads on a random
+backbone measures little, while these are trained features that exist offline.
+
+The discriminator trains in the same optimizer step as the tokenizer: its hinge loss sees
+``recon.detach()``, and the generator's adversarial term runs the discriminator with detached
+parameters, so each loss reaches only its own parameters and the one-loss loop needs no change.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from latentbench.errors import UserError
+from latentbench.nn.patchgan import PatchGAN, adaptive_weight, hinge_d_loss, hinge_g_loss
+from latentbench.spaces.base import LatentSpace
+from latentbench.train.loop import LoopConfig, StepContext
+
+
+class Recipe(str, enum.Enum):
+    SVAE = "svae"
+    PSVAE = "psvae"
+    PVAE = "pvae"
+    RAE = "rae"
+    RAE_HD = "rae-hd"
+
+
+class PerceptualKind(str, enum.Enum):
+    LPIPS_VGG = "lpips-vgg"
+    LPIPS_ALEX = "lpips-alex"
+    EFFNET_LITE0 = "effnet-lite0"
+    NONE = "none"
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and switches. Defaults: paper scale (see the module docstring)."""
+
+    semantic_weight: float = 0.1
+    pixel_weight: float = 1.0
+    l2_weight: float = 1.0
+    cosine_weight: float = 1.0
+    kl_weight: float = 1e-6
+    l1_weight: float = 1.0
+    perceptual: PerceptualKind = PerceptualKind.LPIPS_VGG
+    perceptual_weight: float = 1.0
+    gan_weight: float = 0.5  # 0 disables the discriminator
+    gan_start: int = 50_000  # optimizer step at which the adversarial terms switch on
+    disc_channels: int = 64
+    disc_layers: int = 3
+    consistency_weight: float = 1.0  # rae-hd: feature consistency to the frozen encoder
+    noise_tau: float = 0.8  # rae / rae-hd: decoder-input noise sigma ~ |N(0, tau^2)|
+
+
+@dataclass
+class TokenizerConfig:
+    """One training run: the space's options, the losses, the loop, the stats fit."""
+
+    space: dict[str, Any] = field(default_factory=dict)  # build_space options
+    loss: LossConfig = field(default_factory=LossConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    stats_images: int = 512  # training images encoded to fit the exported space's stats
+
+
+def recipe_for(space: str, stage: int) -> Recipe:
+    """Which recipe trains registered space ``space`` at ``stage``."""
+    table = {
+        ("semrec", 1): Recipe.SVAE,
+        ("semrec", 2): Recipe.PSVAE,
+        ("semrec-mlp", 1): Recipe.SVAE,
+        ("semrec-mlp", 2): Recipe.PSVAE,
+        ("svae", 1): Recipe.SVAE,
+        ("pvae", 1): Recipe.PVAE,
+        ("rae", 1): Recipe.RAE,
+        ("rae-hd", 1): Recipe.RAE_HD,
+    }
+    if (space, stage) not in table:
+        valid = ", ".join(f"{s} --stage {k}" for s, k in table)
+        raise UserError(f"no training recipe for space {space!r} at stage {stage}; valid: {valid}")
+    return table[(space, stage)]
+
+
+# -- losses ----------------------------------------------------------------------------------------
+def kl_loss(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)), averaged over every latent element."""
+    return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
+
+
+def feature_losses(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(l2, 1 - cosine) between (B, D, h, w) feature grids; cosine over D per location."""
+    l2 = F.mse_loss(pred, target)
+    cos = 1.0 - F.cosine_similarity(pred, target, dim=1).mean()
+    return l2, cos
+
+
+class Lite0Perceptual(nn.Module):
+    """LPIPS-style distance on real EfficientNet-Lite0 features (levels at stride 2, 4, 8, 16)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import timm
+
+        from latentbench.spaces.backbones import lite0_state_dict
+
+        self.net = timm.create_model(
+            "tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(0, 1, 2, 3)
+        )
+        state = lite0_state_dict()
+        self.net.load_state_dict({k: state[k] for k in self.net.state_dict()})
+        self.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Lite0Perceptual:
+        return super().train(False)  # BatchNorm statistics stay the pretrained ones
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """(B, 3, H, W) pairs in [-1, 1] (Lite0's own normalisation) -> (B,) distances."""
+        total = x.new_zeros(x.shape[0])
+        feats_x, feats_y = self.net(x), self.net(y)
+        for fx, fy in zip(feats_x, feats_y):
+            fx = F.normalize(fx, dim=1, eps=1e-8)
+            fy = F.normalize(fy, dim=1, eps=1e-8)
+            total = total + (fx - fy).square().sum(1).mean((1, 2))
+        return total / len(feats_x)
+
+
+class LPIPSPerceptual(nn.Module):
+    """``lpips.LPIPS`` with its pretrained backbone (downloads the VGG/AlexNet weights)."""
+
+    def __init__(self, net: str) -> None:
+        super().__init__()
+        import lpips
+
+        try:
+            self.lpips = lpips.LPIPS(net=net, verbose=False)
+        except Exception as e:  # urllib / OSError / RuntimeError when offline
+            raise UserError(
+                f"perceptual loss lpips-{net}: its backbone weights cannot be loaded "
+                f"({type(e).__name__}); offline, set loss.perceptual to effnet-lite0 or none"
+            ) from None
+        self.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> LPIPSPerceptual:
+        return super().train(False)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.lpips(x, y).flatten()
+
+
+def build_perceptual(kind: PerceptualKind) -> nn.Module | None:
+    kind = PerceptualKind(kind)
+    if kind is PerceptualKind.NONE:
+        return None
+    if kind is PerceptualKind.EFFNET_LITE0:
+        return Lite0Perceptual()
+    return LPIPSPerceptual("vgg" if kind is PerceptualKind.LPIPS_VGG else "alex")
+
+
+# -- the model the loop trains ---------------------------------------------------------------------
+class TokenizerModel(nn.Module):
+    """The space plus an optional discriminator: everything with trained state, one forward."""
+
+    def __init__(self, space: LatentSpace, recipe: Recipe, noise_tau: float, disc: PatchGAN | None):
+        super().__init__()
+        self.space, self.disc = space, disc
+        self.recipe, self.noise_tau = recipe, noise_tau
+
+    def forward(self, images: Tensor, adversarial: bool) -> dict[str, Tensor]:
+        if self.recipe in (Recipe.RAE, Recipe.RAE_HD):
+            out = self.space.train_outputs(images, self.noise_tau)
+        else:
+            out = self.space.train_outputs(images, detach_pixel_input=self.recipe is Recipe.SVAE)
+        if adversarial and self.disc is not None:
+            frozen = {k: v.detach() for k, v in self.disc.named_parameters()}
+            out["logits_fake_g"] = functional_call(self.disc, frozen, (out["recon"],))
+            out["logits_real"] = self.disc(images)
+            out["logits_fake_d"] = self.disc(out["recon"].detach())
+        return out
+
+
+class TokenizerTask:
+    """A :class:`~latentbench.train.loop.TrainTask` for every tokenizer recipe."""
+
+    def __init__(self, space: LatentSpace, recipe: Recipe, loss: LossConfig) -> None:
+        self.recipe, self.cfg = Recipe(recipe), loss
+        space.requires_grad_(True)
+        if self.recipe in (Recipe.SVAE, Recipe.RAE):
+            space.encoder.requires_grad_(False)
+        # The frozen teacher: the encoder as it is now. Not part of the model (never saved).
+        self.teacher: nn.Module | None = None
+        if self.recipe in (Recipe.PSVAE, Recipe.RAE_HD):
+            self.teacher = copy.deepcopy(space.encoder).eval().requires_grad_(False)
+        disc = None
+        if loss.gan_weight > 0:
+            disc = PatchGAN(loss.disc_channels, loss.disc_layers)
+        self.model = TokenizerModel(space, self.recipe, loss.noise_tau, disc)
+        self.perceptual = build_perceptual(loss.perceptual) if loss.perceptual_weight > 0 else None
+
+    def _to(self, device: torch.device) -> None:
+        for m in (self.teacher, self.perceptual):
+            if m is not None:
+                m.to(device)
+
+    def loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> dict[str, Tensor]:
+        cfg, recipe = self.cfg, self.recipe
+        self._to(ctx.device)
+        images = getattr(batch, "images", batch).to(ctx.device)  # (B, 3, H, W)
+        adversarial = cfg.gan_weight > 0 and ctx.step >= cfg.gan_start
+        out = model(images, adversarial)
+        terms: dict[str, Tensor] = {}
+        total = images.new_zeros(())
+
+        if recipe in (Recipe.SVAE, Recipe.PSVAE, Recipe.PVAE):
+            terms["kl"] = kl_loss(out["mean"], out["logvar"])
+            total = total + cfg.kl_weight * terms["kl"]
+        if recipe in (Recipe.SVAE, Recipe.PSVAE):
+            target = self._teacher_features(images, out["features"])
+            terms["sem_l2"], terms["sem_cos"] = feature_losses(out["rec_features"], target)
+            terms["semantic"] = (
+                cfg.l2_weight * terms["sem_l2"] + cfg.cosine_weight * terms["sem_cos"]
+            )
+            total = total + cfg.semantic_weight * terms["semantic"]
+        if recipe is Recipe.RAE_HD:
+            target = self._teacher_features(images, out["features"])
+            l2, cos = feature_losses(out["features"], target)
+            terms["consistency"] = cfg.l2_weight * l2 + cfg.cosine_weight * cos
+            total = total + cfg.consistency_weight * terms["consistency"]
+
+        recon = out["recon"]
+        terms["l1"] = (recon - images).abs().mean()
+        rec = cfg.l1_weight * terms["l1"]
+        if self.perceptual is not None:
+            terms["perceptual"] = self.perceptual(recon, images).mean()
+            rec = rec + cfg.perceptual_weight * terms["perceptual"]
+        pixel = rec
+        if "logits_fake_g" in out:
+            terms["gan_g"] = hinge_g_loss(out["logits_fake_g"])
+            terms["gan_d"] = hinge_d_loss(out["logits_real"], out["logits_fake_d"])
+            space = getattr(model, "module", model).space
+            if torch.is_grad_enabled():
+                weight = cfg.gan_weight * adaptive_weight(
+                    rec, terms["gan_g"], space.pixel_last_layer
+                )
+            else:
+                weight = torch.tensor(cfg.gan_weight, device=images.device)
+            terms["gan_weight"] = weight
+            pixel = pixel + weight * terms["gan_g"]
+            total = total + terms["gan_d"]
+        terms["pixel"] = pixel
+        total = total + cfg.pixel_weight * pixel
+        return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
+
+    def _teacher_features(self, images: Tensor, features: Tensor) -> Tensor:
+        """The frozen encoder's features: the (frozen) encoder's own in stage 1, else the copy's."""
+        if self.teacher is None:
+            return features.detach()
+        with torch.no_grad():
+            return self.teacher(images)
+
+
+def export_space(model: nn.Module) -> LatentSpace:
+    """The trained space inside a (possibly EMA or wrapped) :class:`TokenizerModel`."""
+    return getattr(model, "module", model).space

@@ -1,0 +1,91 @@
+"""rae / rae-hd: normalised encoder features as the latent, ViT decoder, noise augmentation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentbench.data import collate_images
+from latentbench.spaces import build_space
+from latentbench.train.loop import StepContext
+from latentbench.train.tokenizer import LossConfig, PerceptualKind, Recipe, TokenizerTask
+
+TINY = {
+    "encoder": {
+        "kind": "tiny-vit",
+        "input_size": 16,
+        "patch": 4,
+        "dim": 32,
+        "heads": 2,
+        "depth": 2,
+    },
+    "image_size": 16,
+    "decoder_dim": 32,
+    "decoder_depth": 1,
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a busy 2-core machine, two made these steps ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _batch(n=4):
+    x = torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    items = [
+        {"image": x[i], "key": str(i), "label": -1, "caption": "", "error": None} for i in range(n)
+    ]
+    return collate_images(items)
+
+
+def test_latent_is_token_normalised_encoder_features():
+    torch.manual_seed(0)
+    space = build_space("rae", **TINY).eval()
+    x = _batch().images
+    with torch.no_grad():
+        z = space.encode(x)
+        f = space.encoder(x)
+    assert space.spec.latent_shape == (32, 4, 4) and space.spec.stride == 4
+    torch.testing.assert_close(z.mean(1), torch.zeros(4, 4, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.var(1, unbiased=False), torch.ones(4, 4, 4), atol=1e-3, rtol=0)
+    raw = build_space("rae", token_norm=False, **TINY)
+    raw.load_state_dict(space.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(raw.eval().encode(x), f)
+
+
+def _step(name, recipe, tau=0.0):
+    torch.manual_seed(0)
+    space = build_space(name, **TINY)
+    task = TokenizerTask(
+        space, recipe, LossConfig(perceptual=PerceptualKind.NONE, gan_weight=0, noise_tau=tau)
+    )
+    out = task.loss(task.model, _batch(), StepContext(0, 0, 0, 1, torch.device("cpu")))
+    out["loss"].backward()
+    enc_grad = any(p.grad is not None for p in space.encoder.parameters())
+    return task, out, enc_grad
+
+
+def test_rae_trains_only_the_decoder_with_noise_augmentation():
+    task, out, enc_grad = _step("rae", Recipe.RAE, tau=0.8)
+    assert not enc_grad and task.teacher is None
+    assert all(p.grad is not None for p in task.model.space.decoder.parameters())
+    assert "consistency" not in out
+    space = task.model.space
+    x = _batch().images
+    torch.manual_seed(3)
+    noisy = space.train_outputs(x, noise_tau=0.8)["recon"]
+    torch.manual_seed(3)
+    clean = space.train_outputs(x, noise_tau=0.0)["recon"]
+    assert not torch.allclose(noisy, clean)
+
+
+def test_rae_hd_fine_tunes_encoder_with_feature_consistency():
+    task, out, enc_grad = _step("rae-hd", Recipe.RAE_HD)
+    assert enc_grad and "consistency" in out
+    assert float(out["consistency"]) < 1e-6  # the encoder still equals its frozen copy
+    assert not any(p.requires_grad for p in task.teacher.parameters())

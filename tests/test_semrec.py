@@ -1,0 +1,266 @@
+"""semrec (S-VAE / PS-VAE) and its controls: architecture, stages, losses, exact resume, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from latentbench.data import collate_images
+from latentbench.errors import UserError
+from latentbench.nn.patchgan import hinge_d_loss
+from latentbench.runs import RunDir
+from latentbench.spaces import build_space, load_space
+from latentbench.train.loop import Callback, LoopConfig, StepContext, TrainLoop
+from latentbench.train.tokenizer import LossConfig, PerceptualKind, Recipe, TokenizerTask
+
+TINY = {
+    "encoder": {
+        "kind": "tiny-vit",
+        "input_size": 16,
+        "patch": 4,
+        "dim": 32,
+        "heads": 2,
+        "depth": 3,
+    },
+    "image_size": 16,
+    "channels": 4,
+    "semantic_depth": 2,
+    "decoder_base": 16,
+    "decoder_layers": 1,
+    "decoder_attention": False,
+}
+NO_PERCEPTUAL = {"perceptual": PerceptualKind.NONE, "gan_weight": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a busy 2-core machine, two made these steps ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Blobs(Dataset):
+    """Smooth random images in the data interface's item format, with 2 labels."""
+
+    def __init__(self, n: int = 16, size: int = 16) -> None:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(n, 3, size // 4, size // 4, generator=g) * 2 - 1
+        self.x = torch.nn.functional.interpolate(x, size=size, mode="bilinear")
+        self.spec, self.image_size, self.label_names = "blobs", size, None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"image": self.x[i], "key": str(i), "label": i % 2, "caption": "", "error": None}
+
+
+def _space(name="semrec", **kw):
+    torch.manual_seed(0)
+    return build_space(name, pretrained=True, **{**TINY, **kw})
+
+
+def _ctx(step=0):
+    return StepContext(step, 0, 0, 1, torch.device("cpu"))
+
+
+def test_architecture_inherits_last_encoder_blocks():
+    space = _space()
+    assert space.spec.latent_shape == (4, 4, 4) and space.spec.stride == 4
+    enc = space.encoder.transformer_blocks()
+    for copy_, src in zip(space.sem_enc, enc[-2:]):
+        torch.testing.assert_close(copy_.attn.qkv.weight, src.attn.qkv.weight)
+        assert copy_.attn.qkv.weight is not src.attn.qkv.weight
+    picked = _space(inherit_blocks=[0, 1])
+    torch.testing.assert_close(picked.sem_dec[0].mlp[0].weight, enc[0].mlp[0].weight)
+    fresh = _space(inherit=False)
+    assert not torch.equal(fresh.sem_enc[0].attn.qkv.weight, enc[-2].attn.qkv.weight)
+    mlp = _space("semrec-mlp", semantic_depth=0)
+    assert len(mlp.sem_enc) == 0 and len(mlp.sem_dec) == 0
+    with pytest.raises(UserError, match="fixes"):
+        build_space("semrec-mlp", pretrained=False, semantic_depth=2)
+
+
+def test_encode_is_posterior_mean_and_sampling_differs(images):
+    space = _space().eval()
+    x = torch.nn.functional.interpolate(images, size=16)
+    with torch.no_grad():
+        z = space.encode(x)
+        zs = space.encode(x, sample=True, generator=torch.Generator().manual_seed(0))
+        feats = space.semantic_decode(z)
+    assert z.shape == (4, 4, 4, 4) and not torch.equal(z, zs)
+    assert feats.shape == (4, 32, 4, 4)
+
+
+def _grads(task, batch, step=0):
+    task.model.zero_grad()
+    out = task.loss(task.model, batch, _ctx(step))
+    out["loss"].backward()
+    space = task.model.space
+    has = lambda mod: any(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters())  # noqa: E731
+    return out, {
+        n: has(getattr(space, n)) for n in ("encoder", "sem_enc", "sem_dec", "pixel_decoder")
+    }
+
+
+def test_stage1_freezes_encoder_and_detaches_pixel_path():
+    batch = collate_images([Blobs()[i] for i in range(4)])
+    task = TokenizerTask(_space(), Recipe.SVAE, LossConfig(**NO_PERCEPTUAL))
+    out, grads = _grads(task, batch)
+    assert grads == {"encoder": False, "sem_enc": True, "sem_dec": True, "pixel_decoder": True}
+    assert {"kl", "sem_l2", "sem_cos", "semantic", "l1", "pixel", "loss"} <= set(out)
+    # The pixel loss alone reaches only the pixel decoder (f_l.detach()).
+    pixel_only = TokenizerTask(
+        _space(), Recipe.SVAE, LossConfig(semantic_weight=0, kl_weight=0, **NO_PERCEPTUAL)
+    )
+    _, grads = _grads(pixel_only, batch)
+    assert grads == {"encoder": False, "sem_enc": False, "sem_dec": False, "pixel_decoder": True}
+
+
+def test_stage2_trains_everything_against_a_frozen_teacher():
+    batch = collate_images([Blobs()[i] for i in range(4)])
+    space = _space()
+    task = TokenizerTask(space, Recipe.PSVAE, LossConfig(**NO_PERCEPTUAL))
+    _, grads = _grads(task, batch)
+    assert all(grads.values())
+    assert task.teacher is not None and not any(p.requires_grad for p in task.teacher.parameters())
+    with torch.no_grad():
+        space.encoder.blocks[0].mlp[0].weight.add_(1.0)  # the encoder moves; the teacher does not
+    assert not torch.equal(
+        task.teacher.blocks[0].mlp[0].weight, space.encoder.blocks[0].mlp[0].weight
+    )
+    pvae = TokenizerTask(_space("pvae"), Recipe.PVAE, LossConfig(**NO_PERCEPTUAL))
+    out, grads = _grads(pvae, batch)
+    assert "semantic" not in out and grads["encoder"] and not grads["sem_dec"]
+
+
+def test_gan_terms_reach_only_their_own_parameters():
+    batch = collate_images([Blobs()[i] for i in range(4)])
+    cfg = LossConfig(
+        perceptual=PerceptualKind.NONE, gan_weight=0.5, gan_start=2, disc_channels=8, disc_layers=1
+    )
+    task = TokenizerTask(_space(), Recipe.PSVAE, cfg)
+    out = task.loss(task.model, batch, _ctx(step=1))
+    assert "gan_g" not in out  # before gan_start
+    out = task.loss(task.model, batch, _ctx(step=2))
+    assert {"gan_g", "gan_d", "gan_weight"} <= set(out) and out["gan_weight"] > 0
+    # The discriminator's gradient from the total loss equals that of its hinge loss alone.
+    task.model.zero_grad()
+    torch.manual_seed(1)
+    task.loss(task.model, batch, _ctx(2))["loss"].backward()
+    d_grad = task.model.disc.net[0].weight.grad.clone()
+    task.model.zero_grad()
+    torch.manual_seed(1)
+    outs = task.model(batch.images, adversarial=True)
+    hinge_d_loss(outs["logits_real"], outs["logits_fake_d"]).backward()
+    torch.testing.assert_close(task.model.disc.net[0].weight.grad, d_grad)
+
+
+def _loop(tmp, steps, callbacks=()):
+    cfg = LoopConfig(
+        steps=steps, batch_size=4, lr=1e-3, ema_decay=0.9, checkpoint_every=2, log_every=1
+    )
+    run = RunDir.create(tmp, "test", {}, seed=0)
+    task = TokenizerTask(_space(), Recipe.PSVAE, LossConfig(kl_weight=1e-3, **NO_PERCEPTUAL))
+    return TrainLoop(task, Blobs(), collate_images, cfg, run, callbacks, quiet=True)
+
+
+def test_kill_and_resume_gives_identical_weights(tmp_path):
+    ref = _loop(tmp_path / "ref", 4)
+    ref.fit()
+
+    def kill(loop, step):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _loop(tmp_path / "run", 4, [Callback(1, kill)]).fit()
+    resumed = _loop(tmp_path / "run", 4)
+    resumed.fit(resume=True)
+    assert resumed.step == 4
+    for (k, a), b in zip(
+        ref.unwrapped.state_dict().items(), resumed.unwrapped.state_dict().values()
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    for a, b in zip(ref.ema.model.state_dict().values(), resumed.ema.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    names = {r["name"] for r in RunDir(tmp_path / "run").read_log()}
+    assert {"train/sem_l2", "train/sem_cos", "train/kl", "train/l1", "train/pixel"} <= names
+
+
+PRESET = """
+semrec:
+  space: {space}
+  loss: {{perceptual: none, gan_weight: 0.0, kl_weight: 0.001}}
+  loop: {{steps: 3, batch_size: 4, lr: 0.001, ema_decay: null, checkpoint_every: 2, log_every: 1}}
+  stats_images: 8
+  stage2:
+    loop: {{lr: 0.0005}}
+"""
+
+
+def test_train_tokenizer_stage1_then_stage2_saves_loadable_spaces(tmp_path):
+    from latentbench.bench.tokenizer import train_tokenizer
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text(PRESET.format(space=json.dumps(TINY)))
+    s1 = train_tokenizer("semrec", "shapes:8", preset=str(preset), out=tmp_path / "s1", quiet=True)
+    assert s1["steps"] == 3
+    space = build_space(str(tmp_path / "s1"))
+    assert space.stats is not None and space.stats.num_samples == 8
+    with pytest.raises(UserError, match="pass --init"):
+        train_tokenizer("semrec", "shapes:8", preset=str(preset), stage=2, out=tmp_path / "x")
+    s2 = train_tokenizer(
+        "semrec",
+        "shapes:8",
+        preset=str(preset),
+        stage=2,
+        init=tmp_path / "s1",
+        out=tmp_path / "s2",
+        quiet=True,
+        eval_data="shapes:8",
+    )
+    assert (
+        "eval/psnr" in s2 and "eval/probe_latent_mean" in s2 and "eval/probe_encoder_flatten" in s2
+    )
+    loaded = load_space(tmp_path / "s2")
+    before = load_space(tmp_path / "s1")
+    assert not torch.equal(loaded.encoder.patch_embed.weight, before.encoder.patch_embed.weight)
+    manifest = json.loads((tmp_path / "s2" / "manifest.json").read_text())
+    assert manifest["config"]["recipe"] == "psvae" and manifest["config"]["loop"]["lr"] == 0.0005
+    with pytest.raises(UserError, match="already holds checkpoints"):
+        train_tokenizer("semrec", "shapes:8", preset=str(preset), out=tmp_path / "s1")
+    with pytest.raises(UserError, match="no training recipe"):
+        train_tokenizer("svae", "shapes:8", preset=str(preset), stage=2, out=tmp_path / "y")
+
+
+def test_paper_preset_builds_from_a_local_stand_in(tmp_path):
+    from test_backbones import tiny_dinov2
+
+    from latentbench.bench.tokenizer import load_preset
+
+    cfg = load_preset("semrec", "paper", stage=1)
+    assert cfg.space["encoder"] == "dinov2-b-reg" and cfg.space["channels"] == 96
+    assert cfg.loop.batch_size == 96 and cfg.loop.lr == 1e-4
+    assert cfg.loss.semantic_weight == 0.1 and cfg.loss.pixel_weight == 1.0
+    tiny_dinov2(tmp_path / "dino")
+    opts = {
+        **cfg.space,
+        "encoder": str(tmp_path / "dino"),
+        "encoder_input_size": 32,
+        "image_size": 64,
+        "decoder_base": 16,
+    }
+    space = build_space("semrec", **opts)
+    assert space.spec.latent_shape == (96, 4, 4) and space.spec.stride == 16
+    assert len(space.sem_enc) == 3 and space.encoder.config.hf_config["num_register_tokens"] == 4
+    space.save(tmp_path / "saved")
+    again = load_space(tmp_path / "saved")  # rebuilds from space.json alone
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval().encode(x), space.eval().encode(x))
