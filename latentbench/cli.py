@@ -130,6 +130,12 @@ def recon_cmd(
     save_images: Annotated[
         bool, typer.Option(help="Write every original and reconstruction as PNG under images/.")
     ] = False,
+    diagnostics: Annotated[
+        int,
+        typer.Option(
+            help="Images for the latent diagnostics (probe, noise robustness, iFID); 0: off."
+        ),
+    ] = 32,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present)")
@@ -159,6 +165,7 @@ def recon_cmd(
         seed=seed,
         device=device,
         save_images=save_images,
+        diagnostics=diagnostics,
     )
     results = run_recon(cfg, out, quiet=quiet, echo=lambda m: console.print(m, highlight=False))
     if as_json:

@@ -80,7 +80,7 @@ def lossy_space(tmp_path) -> str:
 
 
 def _config(folder: Path, spaces: list[str], **kw) -> ReconConfig:
-    base = dict(image_size=32, batch_size=2, fd=["test-counting"], lpips=[])
+    base = dict(image_size=32, batch_size=2, fd=["test-counting"], lpips=[], diagnostics=0)
     return ReconConfig(spaces=spaces, data=str(folder), **{**base, **kw})
 
 
@@ -123,6 +123,20 @@ def test_single_space_metrics_are_flat(folder, tmp_path):
     run_recon(_config(folder, ["pixel"], fd=[]), tmp_path / "one")
     metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert metrics["num_images"] == 5 and "pixel" not in metrics
+
+
+def test_latent_diagnostics_are_in_the_metrics(lossy_space, tmp_path):
+    cfg = ReconConfig(
+        spaces=[lossy_space], data="shapes:24", image_size=32, batch_size=8, fd=["test-counting"],
+        lpips=[], diagnostics=16,
+    )  # fmt: skip
+    metrics = run_recon(cfg, tmp_path / "diag")["pixel16"]
+    assert metrics["latent/channels"] == 3
+    assert 1 <= metrics["latent/effective_rank"] <= 3
+    assert 0 <= metrics["latent/probe_accuracy"] <= 1  # shapes have labels
+    robust = [metrics[f"latent/robust_psnr@{s:g}"] for s in (0.0, 0.5, 1.0)]
+    assert robust[0] > robust[1] > robust[2]  # more latent noise, worse decodes
+    assert any(k.startswith("latent/ifid") for k in metrics)
 
 
 def test_strict_fails_naming_the_bad_files(folder, tmp_path):

@@ -36,7 +36,7 @@ from latentbench.metrics.pixel import (
     to_uint8,
 )
 from latentbench.runs import RunDir, atomic_path, atomic_write_json, manifest, staged_dir
-from latentbench.spaces import SPACES, LatentSpace, LatentStats, build_space
+from latentbench.spaces import SPACES, LatentSpace, build_space
 
 ALL = "all"
 INCEPTION = "inception"
@@ -60,6 +60,7 @@ class ReconConfig:
     seed: int = 0
     grid_images: int = 8
     save_images: bool = False  # write every original and reconstruction as PNG (uint8)
+    diagnostics: int = 32  # images for the latent diagnostics (probe, robustness, iFID); 0: off
     device: str | None = None
     num_workers: int = 0
 
@@ -192,7 +193,8 @@ class Recon:
         cfg, spec = self.cfg, space.spec
         fake = {name: FeatureStats(e.dims) for name, e in self.extractors.items()}
         rows: list[dict[str, Any]] = []
-        latents_seen: list[Tensor] = []
+        probe_images: list[Tensor] = []  # the first cfg.diagnostics images, for diagnostics
+        probe_labels: list[Tensor] = []
         grid: list[Tensor] = []
         skipped: list[tuple[str, str]] = []
         t_enc = t_dec = 0.0
@@ -219,7 +221,9 @@ class Recon:
                 _save_pngs(image_dir, batch.keys, y)
             for i, key in enumerate(batch.keys):
                 rows.append({"key": key, **{k: float(v[i]) for k, v in per_image.items()}})
-            latents_seen.append(z.float().cpu())
+            if sum(len(p) for p in probe_images) < cfg.diagnostics:
+                probe_images.append(x.cpu())
+                probe_labels.append(batch.labels)
             if sum(len(g) for g in grid) < cfg.grid_images:
                 grid.append(y[: cfg.grid_images].cpu())
         n = len(rows)
@@ -228,19 +232,32 @@ class Recon:
         metrics: dict[str, Any] = {k: sum(r[k] for r in rows) / n for k in rows[0] if k != "key"}
         for name, stats in fake.items():
             metrics[fd_key(name)] = self.reference[name].frechet_distance(stats)
-        lat = LatentStats.from_latents(latents_seen, seed=cfg.seed)
         metrics.update(
             num_images=n,
             skipped_images=len(skipped),
             encode_images_per_s=n / max(t_enc, 1e-9),
             decode_images_per_s=n / max(t_dec, 1e-9),
-            latent_channels=spec.channels,
-            latent_size=spec.latent_size,
-            latent_mean_abs=sum(abs(m) for m in lat.mean) / len(lat.mean),
-            latent_std_mean=sum(lat.std) / len(lat.std),
         )
+        if probe_images:
+            metrics.update(self.diagnostics(space, probe_images, probe_labels))
         grid_t = torch.cat(grid)[: cfg.grid_images] if grid else None
         return SpaceResult(metrics, rows, grid_t, skipped)
+
+    def diagnostics(
+        self, space: LatentSpace, images: list[Tensor], labels: list[Tensor]
+    ) -> dict[str, float]:
+        """Latent diagnostics on the first images: channel statistics, effective rank, linear
+        probe (when the data has labels), decoder robustness to latent noise, iFID (with the
+        first Frechet extractor)."""
+        from latentbench.metrics.latent import latent_diagnostics
+
+        n = self.cfg.diagnostics
+        x = _resize(torch.cat(images)[:n], space.spec.image_size).to(self.device)
+        y = torch.cat(labels)[:n]
+        extractor = next(iter(self.extractors.values()), None)
+        return latent_diagnostics(
+            space, x, y, extractor=extractor, seed=self.cfg.seed, batch_size=self.cfg.batch_size
+        )
 
     def originals(self) -> Tensor:
         for batch in iter_batches(self.dataset, self.cfg.grid_images):
