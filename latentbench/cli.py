@@ -645,7 +645,9 @@ def run_cmd(
     from latentbench.experiment import run_experiment
 
     report = run_experiment(
-        experiment, quiet=quiet, echo=lambda m: console.print(m, highlight=False, soft_wrap=True)
+        experiment,
+        quiet=quiet,
+        echo=lambda m: console.print(m, highlight=False, soft_wrap=True, markup=False),
     )
     console.print(f"report: {report / 'index.html'}", highlight=False, soft_wrap=True)
 

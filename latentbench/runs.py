@@ -47,6 +47,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(0o644)  # mkstemp makes 0600; results are meant to be shared
     try:
         yield tmp_path
         os.replace(tmp_path, path)
