@@ -1,0 +1,305 @@
+"""Latent cache: encode a dataset once per space, then train from memory-mapped float16 shards.
+
+Layout of one cache entry, ``<root>/latents/<key>/``::
+
+    meta.json            key fields, item count, latent shape, shard sizes, keys, labels,
+                         captions, skipped items, per-channel stats (written last)
+    latents_00000.npy    (n, C, h, w) float16, the space's own units (not normalised)
+    sources_00000.npy    (n, C, h, w) float16, clean source latents (edit datasets only)
+
+- The key hashes the space fingerprint (config + weights), the data spec, the number of items,
+  the image size, the flip option and a preprocessing version. Anything else that changes the
+  latents must change one of these.
+- Writes are atomic: the entry is built in a temporary folder and renamed into place, so a
+  killed build leaves nothing that looks complete.
+- A file lock per key makes concurrent builders safe: the first builds, the others wait and reuse.
+- ``flip=True`` stores a horizontally flipped copy of every image right after it (item 2i is the
+  original, 2i+1 the flip). Captions are kept as they are, so do not flip data whose captions
+  name left/right (Shapes captions do).
+- Per-channel stats (:class:`LatentStats`, fitted on the cached float16 latents) are stored in
+  meta.json; :func:`build_cache` sets them on the space when it has none.
+
+Root: ``$LATENTBENCH_CACHE`` or ``~/.cache/latentbench``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from filelock import FileLock
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from latentbench.errors import UserError
+from latentbench.runs import atomic_write_json
+from latentbench.spaces.base import LatentSpace, LatentStats
+
+PREPROCESS_VERSION = "1"  # bump when the way images reach encode() changes
+META = "meta.json"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LATENTBENCH_CACHE") or Path.home() / ".cache" / "latentbench")
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything that determines the cached latents."""
+
+    space: str  # space.fingerprint()
+    data: str  # dataset.spec
+    num_items: int
+    image_size: int
+    flip: bool
+    preprocess: str = PREPROCESS_VERSION
+
+    def digest(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+
+class LatentCache:
+    """A complete cache entry; item ``i`` lives in shard ``i // shard_size``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        meta_path = self.path / META
+        if not meta_path.is_file():
+            raise UserError(f"not a complete latent cache: {self.path}")
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.shard_size = int(self.meta["shard_size"])
+        self._shards: dict[tuple[str, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return int(self.meta["num_items"])
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(self.meta["latent_shape"])
+
+    @property
+    def has_source(self) -> bool:
+        return bool(self.meta["has_source"])
+
+    @property
+    def stats(self) -> LatentStats:
+        return LatentStats.from_dict(self.meta["stats"])
+
+    def _shard(self, kind: str, index: int) -> np.ndarray:
+        key = (kind, index)
+        if key not in self._shards:  # opened lazily: safe across DataLoader worker forks
+            self._shards[key] = np.load(self.path / f"{kind}_{index:05d}.npy", mmap_mode="r")
+        return self._shards[key]
+
+    def array(self, i: int, kind: str = "latents") -> np.ndarray:
+        """(C, h, w) float16 view of item ``i``."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} out of range for {len(self)} cached latents")
+        return self._shard(kind, i // self.shard_size)[i % self.shard_size]
+
+    def item(self, i: int) -> dict[str, Any]:
+        return {
+            "latent": torch.from_numpy(np.array(self.array(i), dtype=np.float32)),  # (C, h, w)
+            "source": (
+                torch.from_numpy(np.array(self.array(i, "sources"), dtype=np.float32))
+                if self.has_source
+                else None
+            ),
+            "label": int(self.meta["labels"][i]),
+            "caption": self.meta["captions"][i],
+            "key": self.meta["keys"][i],
+            "index": i,
+        }
+
+
+class CachedLatents(Dataset):
+    """The cache as a Dataset of dicts: latent (C, h, w) float32, source, label, caption, key."""
+
+    def __init__(self, cache: LatentCache) -> None:
+        self.cache = cache
+        self.spec = cache.meta["key"]["data"]
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.cache.item(i)
+
+
+# -- building -------------------------------------------------------------------------------------
+def _collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    good = [it for it in items if it.get("image") is not None]
+    return {
+        "images": torch.stack([it["image"] for it in good]) if good else None,  # (B, 3, S, S)
+        "sources": (
+            torch.stack([it["source"] for it in good]) if good and "source" in good[0] else None
+        ),
+        "keys": [str(it["key"]) for it in good],
+        "labels": [int(it.get("label", -1)) for it in good],
+        "captions": [str(it.get("caption", "")) for it in good],
+        "skipped": [
+            (str(it["key"]), str(it.get("error"))) for it in items if it.get("image") is None
+        ],
+    }
+
+
+class _ShardWriter:
+    def __init__(self, folder: Path, kind: str, shard_size: int) -> None:
+        self.folder, self.kind, self.size = folder, kind, shard_size
+        self.buffer: list[np.ndarray] = []
+        self.count = 0
+        self.index = 0
+
+    def add(self, z: np.ndarray) -> None:  # (B, C, h, w) float16
+        for row in z:
+            self.buffer.append(row)
+            if len(self.buffer) == self.size:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            np.save(self.folder / f"{self.kind}_{self.index:05d}.npy", np.stack(self.buffer))
+            self.count += len(self.buffer)
+            self.index += 1
+            self.buffer = []
+
+
+def cache_path(space: LatentSpace, dataset: Dataset, flip: bool, root: Path | None = None) -> Path:
+    key = cache_key(space, dataset, flip)
+    return (root or cache_root()) / "latents" / key.digest()
+
+
+def cache_key(space: LatentSpace, dataset: Dataset, flip: bool) -> CacheKey:
+    spec = getattr(dataset, "spec", None)
+    if not spec:
+        raise UserError("the dataset has no 'spec': it cannot be cached")
+    return CacheKey(space.fingerprint(), str(spec), len(dataset), int(dataset.image_size), flip)
+
+
+def build_cache(
+    space: LatentSpace,
+    dataset: Dataset,
+    *,
+    flip: bool = False,
+    batch_size: int = 32,
+    shard_size: int = 4096,
+    root: Path | None = None,
+    num_workers: int = 0,
+    quiet: bool = True,
+    set_stats: bool = True,
+) -> LatentCache:
+    """Encode ``dataset`` with ``space`` into the cache, or reuse a complete entry.
+
+    Items with a ``"source"`` image (edit datasets) get their source latents cached too.
+    ``set_stats``: give the space the cache's per-channel stats when it has none.
+    """
+    key = cache_key(space, dataset, flip)
+    final = (root or cache_root()) / "latents" / key.digest()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if not (final / META).is_file():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+            try:
+                _encode_into(
+                    tmp, key, space, dataset, flip, batch_size, shard_size, num_workers, quiet
+                )
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    cache = LatentCache(final)
+    if set_stats and space.stats is None:
+        space.stats = cache.stats
+    return cache
+
+
+def _encode_into(
+    folder: Path,
+    key: CacheKey,
+    space: LatentSpace,
+    dataset: Dataset,
+    flip: bool,
+    batch_size: int,
+    shard_size: int,
+    num_workers: int,
+    quiet: bool,
+) -> None:
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate
+    )
+    latents = _ShardWriter(folder, "latents", shard_size)
+    sources = _ShardWriter(folder, "sources", shard_size)
+    keys: list[str] = []
+    labels: list[int] = []
+    captions: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    stat_batches: list[Tensor] = []
+    has_source = False
+    for batch in tqdm(loader, desc=f"cache {space.spec.name}", disable=quiet, leave=False):
+        skipped += batch["skipped"]
+        if batch["images"] is None:
+            continue
+        z = _encode(space, batch["images"], flip)  # (B or 2B, C, h, w) float16
+        latents.add(z.numpy())
+        stat_batches.append(z.float())
+        if batch["sources"] is not None:
+            has_source = True
+            sources.add(_encode(space, batch["sources"], flip).numpy())
+        copies = 2 if flip else 1
+        for k, lab, cap in zip(batch["keys"], batch["labels"], batch["captions"]):
+            keys += [k, f"{k}#flip"][:copies]
+            labels += [lab] * copies
+            captions += [cap] * copies
+    latents.flush()
+    sources.flush()
+    if not keys:
+        raise UserError(f"no readable image in {key.data}: nothing to cache")
+    stats = LatentStats.from_latents(stat_batches, seed=0)
+    atomic_write_json(
+        folder / META,
+        {
+            "key": asdict(key),
+            "space": space.spec.to_dict(),
+            "num_items": len(keys),
+            "latent_shape": list(space.spec.latent_shape),
+            "dtype": "float16",
+            "shard_size": shard_size,
+            "has_source": has_source,
+            "keys": keys,
+            "labels": labels,
+            "captions": captions,
+            "skipped": skipped,
+            "stats": stats.to_dict(),
+        },
+    )
+
+
+@torch.inference_mode()
+def _encode(space: LatentSpace, images: Tensor, flip: bool) -> Tensor:
+    """(B, 3, S, S) -> (B, C, h, w) float16 on CPU; with flip, (2B, ...) interleaved."""
+    if flip:
+        images = torch.stack([images, images.flip(-1)], dim=1).flatten(0, 1)  # (2B, 3, S, S)
+    z = space.encode(images)
+    if not torch.isfinite(z).all():
+        raise UserError(f"space {space.spec.name!r} produced non-finite latents")
+    if z.abs().max() > 65000:
+        raise UserError(f"space {space.spec.name!r}: latents exceed the float16 range")
+    return z.to("cpu", torch.float16)
+
+
+def iter_cache(cache: LatentCache, batch_size: int) -> Iterator[Tensor]:
+    """(B, C, h, w) float32 batches of the cached latents, in order."""
+    for start in range(0, len(cache), batch_size):
+        stop = min(len(cache), start + batch_size)
+        yield torch.stack([cache.item(i)["latent"] for i in range(start, stop)])

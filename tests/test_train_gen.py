@@ -1,0 +1,144 @@
+"""train-gen end to end at toy scale: CLI, curves, two spaces, tasks, exact kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from latentbench.bench.generation import TrainGenConfig, load_config, train_generator
+from latentbench.cli import app
+from latentbench.errors import UserError
+from latentbench.spaces import build_space
+from latentbench.train.generator import GenerationEval, TaskKind
+
+TOY = {
+    "data": "shapes:24",
+    "image_size": 16,
+    "steps": 6,
+    "batch_size": 8,
+    "eval_every": 3,
+    "eval_samples": 6,
+    "sample_steps": 2,
+    "checkpoint_every": 3,
+    "reference_images": 16,
+    "fd_extractor": "none",
+    "dit": {"width": 32, "depth": 2, "heads": 2, "grid": 4},
+}
+
+
+def _cfg(**kw) -> TrainGenConfig:
+    return load_config(None, **{"space": "pixel", **TOY, **kw})
+
+
+def test_cli_two_spaces_writes_curves_grids_and_summary(tmp_path):
+    build_space("pixel", image_size=16, patch=2).save(tmp_path / "pix2")  # a 12-channel space
+    config = tmp_path / "toy.yaml"
+    toy = {**TOY, "fd_extractor": "efficientnet-lite0", "eval_every": 6, "reference_images": 8}
+    config.write_text(yaml.safe_dump(toy))
+    out = tmp_path / "runs"
+    args = [
+        "train-gen",
+        "--space",
+        f"pixel,{tmp_path / 'pix2'}",
+        "--task",
+        "t2i",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--quiet",
+        "--json",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "metrics.json").read_text())
+    assert set(summary) == {"pixel", "pix2"}
+    assert summary["pixel"]["patch"] == 4 and summary["pix2"]["patch"] == 2
+    assert summary["pixel"]["tokens"] == summary["pix2"]["tokens"] == 16
+    rows = [
+        json.loads(line)
+        for line in (out / "pixel" / "metrics.jsonl").read_text().split("\n")
+        if line
+    ]
+    fd = [r for r in rows if r["name"] == "fd_efficientnet-lite0"]
+    assert [r["step"] for r in fd] == [0, 6]
+    assert fd[0]["extractor"]["name"] == "efficientnet-lite0" and fd[0]["value"] > 0
+    assert [r["step"] for r in rows if r["name"] == "geneval"] == [0, 6]
+    assert {"geneval/counting", "train/loss"} <= {r["name"] for r in rows}
+    assert (out / "pix2" / "images" / "step_00000006.png").is_file()
+    manifest = json.loads((out / "pixel" / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["config"]["shift"] == pytest.approx(
+        3**0.5
+    )  # sqrt(3 * 4^2 / 16)
+
+
+@pytest.mark.parametrize("task", [TaskKind.CLASS, TaskKind.EDIT])
+def test_class_and_edit_tasks_train_and_score(tmp_path, task):
+    data = "shapes-edits:14" if task is TaskKind.EDIT else "shapes:24"
+    m = train_generator(_cfg(task=task, data=data, steps=3), tmp_path / task.value)
+    assert m["steps"] == 3 and m["train_loss"] > 0
+    if task is TaskKind.EDIT:
+        assert 0 <= m["edit/success"] <= 1 and m["edit/psnr_outside"] > 0
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
+    cfg = _cfg(steps=8, checkpoint_every=4, eval_every=3)
+    train_generator(cfg, tmp_path / "ref")
+
+    real = GenerationEval.__call__
+
+    def killed_at_6(self, loop, step):
+        real(self, loop, step)
+        if step == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(GenerationEval, "__call__", killed_at_6)
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(cfg, tmp_path / "run")
+    monkeypatch.setattr(GenerationEval, "__call__", real)
+    with pytest.raises(UserError, match="already holds a run"):
+        train_generator(cfg, tmp_path / "run")
+    train_generator(cfg, tmp_path / "run", resume=True)
+
+    for name in ("model.safetensors", "ema.safetensors"):
+        a = load_file(tmp_path / "ref" / "checkpoints" / "step_00000008" / name)
+        b = load_file(tmp_path / "run" / "checkpoints" / "step_00000008" / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert (a[k] == b[k]).all(), k
+
+    def curve(run: Path) -> list[tuple]:
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().split("\n") if x]
+        return [(r["step"], r["name"], r["value"]) for r in rows]
+
+    assert curve(tmp_path / "run") == curve(tmp_path / "ref")
+
+
+def test_user_errors():
+    with pytest.raises(UserError, match="unknown generator preset"):
+        train_generator(_cfg(preset="huge"), "/nonexistent")
+    with pytest.raises(UserError, match="unknown key 'stepz'"):
+        load_config(None, stepz=3)
+    with pytest.raises(UserError, match="needs Shapes edits"):
+        train_generator(_cfg(task=TaskKind.EDIT, data="skimage"), "/nonexistent")
+    with pytest.raises(UserError, match="DiT has no setting 'widht'"):
+        train_generator(_cfg(dit={"widht": 3}), "/nonexistent")
+
+
+def test_per_sample_draws_do_not_depend_on_the_process_split():
+    from latentbench.train.generator import per_sample_draws
+
+    whole = per_sample_draws((2, 3, 3), seed=1, step=5, positions=range(8), p_drop=0.5)
+    for rank in range(2):
+        part = per_sample_draws((2, 3, 3), 1, 5, range(rank, 8, 2), 0.5)
+        assert torch.equal(part.noise, whole.noise[rank::2])
+        assert torch.equal(part.normal, whole.normal[rank::2])
+        assert torch.equal(part.drop, whole.drop[rank::2])
+    other_step = per_sample_draws((2, 3, 3), 1, 6, range(8), 0.5)
+    assert not torch.equal(other_step.noise, whole.noise)
