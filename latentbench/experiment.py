@@ -1,0 +1,305 @@
+"""``latentbench run EXPERIMENT.yaml``: one file describes a whole comparison.
+
+Steps, in order: train tokenizers (each usable by its ``name`` as a space afterwards), the
+reconstruction benchmark, generator runs, the report. Each step writes its folder under ``out``
+and, when complete, a ``.done.json`` holding the step's key (a hash of its settings and of the
+spaces it uses). Running the file again skips the steps whose key still matches and resumes the
+others from their checkpoints, so a killed run continues where it stopped.
+
+Spaces that cannot be built here (weights missing offline) are skipped with a note, unless the
+experiment sets ``skip_unavailable: false``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from latentbench.config import from_dict, load_yaml, to_dict
+from latentbench.errors import UserError
+from latentbench.runs import atomic_write_json
+
+DONE = ".done.json"
+
+
+@dataclass
+class TokenizerStep:
+    """``train-tokenizer``; ``init`` may name an earlier tokenizer step."""
+
+    name: str
+    space: str
+    preset: str = "tiny"
+    stage: int = 1
+    init: str | None = None
+    steps: int | None = None
+    data: str | None = None  # default: the experiment's data
+
+
+@dataclass
+class ReconStep:
+    spaces: list[str]
+    data: str | None = None
+    image_size: int = 64
+    num_images: int | None = None
+    batch_size: int = 16
+    fd: list[str] = field(default_factory=lambda: ["inception"])
+    lpips: list[str] = field(default_factory=lambda: ["alex"])
+    lpips_random_backbone: bool = False
+    diagnostics: int = 32
+    seed: int | None = None  # default: experiment seed + 1, i.e. Shapes images not trained on
+
+
+@dataclass
+class GenerationStep:
+    """``train-gen`` over ``spaces``; ``settings`` are fields of its config (steps, preset...)."""
+
+    spaces: list[str]
+    name: str = "gen"
+    task: str = "t2i"
+    data: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Experiment:
+    name: str
+    data: str = "shapes:2000"
+    seed: int = 0
+    out: str | None = None  # default runs/<name>
+    report: str | None = None  # default reports/<name>
+    skip_unavailable: bool = True
+    tokenizers: list[TokenizerStep] = field(default_factory=list)
+    recon: ReconStep | None = None
+    generation: list[GenerationStep] = field(default_factory=list)
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    raw = load_yaml(path)
+    where = str(path)
+    lists = {"tokenizers": TokenizerStep, "generation": GenerationStep}
+    for key, cls in lists.items():
+        items = raw.get(key) or []
+        if not isinstance(items, list):
+            raise UserError(f"{where}: {key} must be a list")
+        raw[key] = [from_dict(cls, item, f"{where}: {key}[{i}]") for i, item in enumerate(items)]
+    if raw.get("recon") is not None:
+        raw["recon"] = from_dict(ReconStep, raw["recon"], f"{where}: recon")
+    if "name" not in raw:
+        raw["name"] = Path(path).stem
+    exp = from_dict(Experiment, raw, where)
+    names = [t.name for t in exp.tokenizers]
+    if len(set(names)) != len(names):
+        raise UserError(f"{where}: tokenizer names must be unique, got {names}")
+    return exp
+
+
+def _key(*parts: Any) -> str:
+    blob = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _done(folder: Path, key: str) -> bool:
+    marker = folder / DONE
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("key") == key
+    except json.JSONDecodeError:
+        return False
+
+
+def _mark_done(folder: Path, key: str, seconds: float) -> None:
+    atomic_write_json(folder / DONE, {"key": key, "seconds": round(seconds, 1)})
+
+
+class ExperimentRunner:
+    """Runs the steps of an :class:`Experiment`; ``echo`` prints progress lines."""
+
+    def __init__(self, exp: Experiment, quiet: bool, echo: Callable[[str], None]) -> None:
+        self.exp, self.quiet, self.echo = exp, quiet, echo
+        self.out = Path(exp.out or f"runs/{exp.name}")
+        self.tokenizer_dirs: dict[str, Path] = {}
+        self.notes: list[str] = []
+        self.unavailable: set[str] = set()
+
+    # -- spaces ----------------------------------------------------------------------------------
+    def resolve_space(self, name: str) -> str:
+        """A tokenizer step's name -> its output folder; anything else as given."""
+        return str(self.tokenizer_dirs[name]) if name in self.tokenizer_dirs else name
+
+    def available(self, names: list[str], image_size: int) -> list[str]:
+        """The spaces that build here; the others are noted (or are an error)."""
+        from latentbench.spaces import SPACES, build_space
+
+        keep = []
+        for name in names:
+            target = self.resolve_space(name)
+            if name in self.unavailable:
+                continue
+            try:
+                options = {}
+                if not Path(target).is_dir() and "image_size" in _params(SPACES.get(target)):
+                    options["image_size"] = image_size
+                build_space(target, **options)
+            except UserError as e:
+                if not self.exp.skip_unavailable:
+                    raise
+                self.unavailable.add(name)
+                self.note(f"{name}: skipped: {e}")
+                continue
+            keep.append(name)
+        if not keep:
+            raise UserError(f"none of the spaces {names} can be built here")
+        return keep
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        self.echo(f"note: {message}")
+
+    def space_identity(self, name: str) -> str:
+        """What a step's key depends on for this space: a trained folder's fingerprint."""
+        target = Path(self.resolve_space(name))
+        if (target / "space.json").is_file():
+            return json.loads((target / "space.json").read_text()).get("fingerprint", name)
+        return name
+
+    # -- steps -----------------------------------------------------------------------------------
+    def run(self) -> Path:
+        start = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        for step in self.exp.tokenizers:
+            self.tokenizer(step)
+        run_dirs: list[Path] = []
+        if self.exp.recon is not None:
+            run_dirs.append(self.recon(self.exp.recon))
+        for step in self.exp.generation:
+            run_dirs.append(self.generation(step))
+        run_dirs += [self.tokenizer_dirs[t.name] for t in self.exp.tokenizers]
+        report = Path(self.exp.report or f"reports/{self.exp.name}")
+        self.echo(f"[report] {report}")
+        from latentbench.report import write_report
+
+        write_report(run_dirs, report, title=f"latentbench: {self.exp.name}")
+        atomic_write_json(
+            self.out / "experiment.json",
+            {
+                "experiment": to_dict(self.exp),
+                "notes": self.notes,
+                "report": str(report),
+                "seconds_this_call": round(time.perf_counter() - start, 1),
+            },
+        )
+        return report
+
+    def tokenizer(self, step: TokenizerStep) -> None:
+        from latentbench.bench.tokenizer import train_tokenizer
+
+        folder = self.out / "tokenizers" / step.name
+        init = self.tokenizer_dirs.get(step.init, step.init) if step.init else None
+        data = step.data or self.exp.data
+        key = _key(step, data, self.space_identity(step.init) if step.init else None)
+        self.tokenizer_dirs[step.name] = folder
+        if _done(folder, key):
+            self.echo(f"[tokenizer {step.name}] done already: {folder}")
+            return
+        self.echo(f"[tokenizer {step.name}] train-tokenizer --space {step.space} -> {folder}")
+        t0 = time.perf_counter()
+        train_tokenizer(
+            step.space,
+            data,
+            preset=step.preset,
+            stage=step.stage,
+            init=init,
+            steps=step.steps,
+            out=folder,
+            resume=(folder / "manifest.json").is_file(),
+            quiet=self.quiet,
+        )
+        _mark_done(folder, key, time.perf_counter() - t0)
+
+    def recon(self, step: ReconStep) -> Path:
+        from latentbench.bench.recon import ReconConfig, run_recon
+        from latentbench.config import parse_choice
+        from latentbench.metrics.pixel import LPIPSNet
+
+        folder = self.out / "recon"
+        names = self.available(step.spaces, step.image_size)
+        data = step.data or self.exp.data
+        seed = self.exp.seed + 1 if step.seed is None else step.seed
+        key = _key(step, data, seed, names, [self.space_identity(n) for n in names])
+        if _done(folder, key):
+            self.echo(f"[recon] done already: {folder}")
+            return folder
+        self.echo(f"[recon] {', '.join(names)} on {data} -> {folder}")
+        t0 = time.perf_counter()
+        cfg = ReconConfig(
+            spaces=[self.resolve_space(n) for n in names],
+            data=data,
+            image_size=step.image_size,
+            num_images=step.num_images,
+            batch_size=step.batch_size,
+            fd=step.fd,
+            lpips=[parse_choice(LPIPSNet, n, "recon.lpips") for n in step.lpips],
+            lpips_random_backbone=step.lpips_random_backbone,
+            diagnostics=step.diagnostics,
+            seed=seed,
+        )
+        run_recon(cfg, folder, quiet=self.quiet, echo=self.echo)
+        _mark_done(folder, key, time.perf_counter() - t0)
+        return folder
+
+    def generation(self, step: GenerationStep) -> Path:
+        from latentbench.bench.generation import load_config, train_generator
+
+        folder = self.out / step.name
+        base = load_config(
+            None,
+            space="multi",
+            task=step.task,
+            data=step.data or self.exp.data,
+            seed=self.exp.seed,
+            **step.settings,
+        )
+        image_size = _image_size(base)
+        for name in self.available(step.spaces, image_size):
+            run = folder / Path(name).name
+            key = _key(base, self.space_identity(name))
+            if _done(run, key):
+                self.echo(f"[{step.name} {name}] done already: {run}")
+                continue
+            self.echo(f"[{step.name} {name}] train-gen --task {step.task} -> {run}")
+            t0 = time.perf_counter()
+            cfg = replace(base, space=self.resolve_space(name))
+            train_generator(
+                cfg,
+                run,
+                resume=(run / "manifest.json").is_file(),
+                quiet=self.quiet,
+                echo=self.echo,
+            )
+            _mark_done(run, key, time.perf_counter() - t0)
+        return folder
+
+
+def _image_size(cfg: Any) -> int:
+    from latentbench.bench.generation import resolve
+
+    return resolve(cfg).train.image_size
+
+
+def _params(factory: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(factory).parameters)
+
+
+def run_experiment(
+    path: str | Path, quiet: bool = False, echo: Callable[[str], None] = print
+) -> Path:
+    """Run (or continue) the experiment file ``path``; returns the report folder."""
+    return ExperimentRunner(load_experiment(path), quiet, echo).run()
