@@ -379,7 +379,7 @@ def test_cli_geneval_round_trip(
     [
         (
             ("eval-gen", "runs/gen/x", "--suite", "geneval-shapes"),
-            "RUN_DIR (runs/gen/x) is not available yet",
+            "no manifest.json (not a run folder)",
         ),
         (("eval-gen", "--suite", "geneval-shapes"), "--images DIR is required"),
     ],

@@ -1,0 +1,634 @@
+"""``latentbench eval-gen``: GenEval-style scoring of text-to-image generators.
+
+Two suites, one loop:
+
+- ``geneval-shapes``: Shapes prompts, judged by the analytic Shapes detector (exact; thresholds 0,
+  see :mod:`latentbench.bench.geneval`).
+- ``geneval``: the official GenEval ``evaluation_metadata.jsonl`` (553 prompts) or Bagel's
+  long-prompt rewrite ``evaluation_metadata_long.jsonl`` (same fields, longer ``prompt`` text),
+  judged by an open detector from transformers (Mask2Former COCO or OWLv2) with GenEval's CLIP
+  colour classifier. It is not GenEval's mmdetection judge, so results are labelled
+  "GenEval-style (<detector>)". CLIPScore of every image against its prompt is reported too.
+
+Images come from a trained generator (``RUN_DIR``: N samples per prompt, GenEval: 4, written in
+GenEval's layout ``images/<index:05d>/samples/<k:04d>.png`` + ``metadata.jsonl``) or from a folder
+in that layout produced by any other model. Results: ``results.json`` (per-task scores, overall =
+mean of the task scores, the exact variant of every part, per-image rows) and ``per_prompt.csv``.
+
+Bad inputs never crash the run: metadata lines that are not JSON or lack a tag/prompt/include are
+skipped and counted, as are prompt folders without images and unreadable images; only a missing
+file or folder, or nothing at all to score, is a UserError.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from latentbench.config import to_dict
+from latentbench.errors import UserError
+from latentbench.metrics.geneval import (
+    Detection,
+    GenevalRules,
+    GenevalTask,
+    evaluate_entry,
+    group_detections,
+    summarise,
+    validate_entry,
+)
+from latentbench.runs import atomic_write_json, atomic_write_text, staged_dir
+
+Progress = Callable[[int], None]
+_SAMPLE_SUFFIX = ".png"
+
+
+class GenSuite(str, Enum):
+    GENEVAL = "geneval"
+    GENEVAL_SHAPES = "geneval-shapes"
+
+
+@dataclass
+class EvalGenConfig:
+    """Settings of one eval-gen run. Defaults follow GenEval where it defines them."""
+
+    suite: GenSuite = GenSuite.GENEVAL_SHAPES
+    metadata: str | None = None  # evaluation_metadata(.long).jsonl; geneval-shapes: built-in suite
+    samples_per_prompt: int = 4  # GenEval: 4 images per prompt
+    prompts_per_task: int = 100  # built-in Shapes suite only
+    limit: int | None = None  # score the first N prompts only
+    seed: int = 0
+    detector: str = "mask2former"  # geneval: mask2former | owlv2
+    detector_model: str | None = None  # hub id or local folder (default: the kind's model)
+    clip_model: str | None = None  # hub id or local folder (default: GenEval's ViT-L/14)
+    threshold: float | None = None  # None: the detector's default rules
+    counting_threshold: float | None = None
+    clipscore: bool = True  # geneval: CLIPScore of each image with its prompt
+    checkpoint: str | None = None  # RUN_DIR: step, folder, "init" (untrained); default last
+    sample_steps: int | None = None  # RUN_DIR: overrides of the run's sampling settings
+    guidance: float | None = None
+    batch_size: int = 16
+    device: str | None = None
+
+
+# -- reading prompts and images -------------------------------------------------------------
+@dataclass
+class Skipped:
+    """What could not be scored, counted by kind, with the first reasons."""
+
+    prompts: int = 0
+    images: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, reason: str, *, images: int = 0, prompts: int = 0) -> None:
+        self.prompts += prompts
+        self.images += images
+        if len(self.reasons) < 50:
+            self.reasons.append(reason)
+
+
+def check_entry(entry: Any, where: str) -> str | None:
+    """Why ``entry`` cannot be scored (None when it can)."""
+    try:
+        validate_entry(entry, where)
+    except UserError as e:
+        return str(e)
+    if str(entry["tag"]) not in {t.value for t in GenevalTask}:
+        valid = ", ".join(t.value for t in GenevalTask)
+        return f"{where}: unknown tag {entry['tag']!r} (GenEval tags: {valid})"
+    return None
+
+
+def read_entries(path: str | Path, skipped: Skipped) -> list[tuple[int, dict[str, Any]]]:
+    """(index, entry) of each scoreable line of a GenEval metadata file; bad lines are skipped
+    and counted. The index is the line's position among non-empty lines (GenEval's folder index)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"GenEval metadata file not found: {path}")
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read GenEval metadata {path}: {e}") from None
+    entries = []
+    for index, line in enumerate(lines):
+        where = f"{path}:{index + 1}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as e:
+            skipped.add(f"{where}: not valid JSON ({e.msg})", prompts=1)
+            continue
+        problem = check_entry(entry, where)
+        if problem:
+            skipped.add(problem, prompts=1)
+            continue
+        entries.append((index, entry))
+    if not entries:
+        raise UserError(f"{path}: no scoreable GenEval metadata entry ({skipped.prompts} skipped)")
+    return entries
+
+
+@dataclass(frozen=True)
+class PromptImages:
+    index: int
+    entry: dict[str, Any]
+    samples: tuple[Path, ...]
+
+
+def scan_folder(images_dir: str | Path, skipped: Skipped) -> list[PromptImages]:
+    """Prompt folders of a GenEval layout (``<index>/metadata.jsonl`` + ``samples/*.png``);
+    folders with bad metadata or no images are skipped and counted."""
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise UserError(f"images folder not found: {root}")
+    found = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
+        meta = sub / "metadata.jsonl"
+        try:
+            text = meta.read_text().strip()
+            entry: Any = json.loads(text.splitlines()[0]) if text else None
+        except FileNotFoundError:
+            entry, problem = None, f"{meta}: missing"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            entry, problem = None, f"{meta}: unreadable ({type(e).__name__})"
+        else:
+            problem = check_entry(entry, str(meta)) if entry is not None else f"{meta}: empty"
+        samples_dir = sub / "samples"
+        samples = (
+            tuple(sorted(p for p in samples_dir.iterdir() if p.suffix.lower() == _SAMPLE_SUFFIX))
+            if samples_dir.is_dir()
+            else ()
+        )
+        if problem:
+            skipped.add(problem, prompts=1, images=len(samples))
+        elif not samples:
+            skipped.add(f"{sub}: no images in samples/", prompts=1)
+        else:
+            found.append(PromptImages(int(sub.name), entry, samples))
+    if not found:
+        raise UserError(
+            f"{root}: nothing to score (GenEval layout: DIR/<index:05d>/metadata.jsonl + "
+            f"samples/<k:04d>.png; {skipped.prompts} prompt folder(s) skipped)"
+        )
+    return found
+
+
+# -- judges -------------------------------------------------------------------------------------
+class Judge(Protocol):
+    """Turns one image into the detections GenEval's rules read."""
+
+    name: str
+    label: str
+    rules: GenevalRules
+    variant: dict[str, Any]
+
+    def detections(
+        self, image: Image.Image, entry: dict[str, Any]
+    ) -> tuple[list[Detection], list[dict[str, Any]]]:
+        """(detections for the rules, JSON rows describing them)."""
+        ...
+
+
+class ShapesJudge:
+    """The analytic Shapes detector (exact colours and boxes)."""
+
+    name = "shapes-analytic"
+    label = "GenEval on Shapes (analytic detector)"
+
+    def __init__(self) -> None:
+        from latentbench.bench.geneval import ANALYTIC_RULES
+        from latentbench.metrics.shapes_detector import ShapesDetector
+
+        self.detector, self.rules = ShapesDetector(), ANALYTIC_RULES
+        self.variant = {"detector": self.name, "colors": "analytic (exact paint)"}
+
+    def detections(
+        self, image: Image.Image, entry: dict[str, Any]
+    ) -> tuple[list[Detection], list[dict[str, Any]]]:
+        scene = self.detector.detect(np.asarray(image.convert("RGB")))
+        return list(scene.detections()), [o.to_dict() for o in scene.objects]
+
+
+class ColorNamer(Protocol):
+    variant: dict[str, Any]
+
+    def classify(
+        self, image: Image.Image, cls: str, boxes: Sequence[Any], masks: Sequence[Any] | None
+    ) -> list[str]: ...
+
+
+class NeuralJudge:
+    """An open detector plus GenEval's CLIP colour classifier.
+
+    Colours are classified, as in GenEval, only for the objects of a class that an ``include``
+    clause names with a colour, after the task's score threshold and the per-class cap.
+    """
+
+    def __init__(
+        self,
+        detector: Any,
+        colors: ColorNamer | None,
+        rules: GenevalRules,
+        vocabulary: Sequence[str],
+    ) -> None:
+        self.detector, self.colors, self.rules = detector, colors, rules
+        self.vocabulary = list(dict.fromkeys(vocabulary))
+        self.name = detector.name
+        self.label = f"GenEval-style ({detector.name})"
+        self.variant = {
+            "detector": detector.variant,
+            "colors": colors.variant if colors is not None else None,
+            "vocabulary": len(self.vocabulary),
+        }
+
+    def detections(
+        self, image: Image.Image, entry: dict[str, Any]
+    ) -> tuple[list[Detection], list[dict[str, Any]]]:
+        objects = self.detector.detect(image, self.vocabulary)
+        need = {r["class"] for r in entry.get("include", []) if "color" in r}
+        plain = [o.to_detection() for o in objects]
+        kept = group_detections(plain, str(entry.get("tag", "")), self.rules)
+        colored: dict[int, str] = {}
+        if need and self.colors is None:
+            raise UserError("this prompt needs colours, and no colour classifier is configured")
+        for cls in need & set(kept):
+            ids = [i for i, d in enumerate(plain) if d in kept[cls]]
+            names = self.colors.classify(  # type: ignore[union-attr]
+                image,
+                cls,
+                [objects[i].box for i in ids],
+                [objects[i].mask for i in ids],
+            )
+            colored.update(zip(ids, names))
+        dets = [o.to_detection(colored.get(i)) for i, o in enumerate(objects)]
+        rows = [{**o.to_dict(), "color": colored.get(i)} for i, o in enumerate(objects)]
+        return dets, rows
+
+
+def suite_vocabulary(entries: Iterable[dict[str, Any]]) -> list[str]:
+    """Every class a suite's include/exclude clauses name, in first-seen order."""
+    names: dict[str, None] = {}
+    for e in entries:
+        for req in list(e.get("include", [])) + list(e.get("exclude", [])):
+            names[str(req["class"])] = None
+    return list(names)
+
+
+def build_judge(
+    cfg: EvalGenConfig, entries: Sequence[dict[str, Any]], clip: Any | None = None
+) -> Judge:
+    """The suite's judge: analytic for Shapes; detector + CLIP colours for ``geneval``."""
+    if GenSuite(cfg.suite) is GenSuite.GENEVAL_SHAPES:
+        from latentbench.bench.geneval import PromptFolder, check_shapes_classes
+
+        check_shapes_classes([PromptFolder(0, Path("."), e, ()) for e in entries])
+        return ShapesJudge()
+    from latentbench.metrics.detectors import build_detector
+
+    detector = build_detector(cfg.detector, cfg.detector_model, device=cfg.device)
+    rules = detector.default_rules
+    overrides = {
+        k: v
+        for k, v in (("threshold", cfg.threshold), ("counting_threshold", cfg.counting_threshold))
+        if v is not None
+    }
+    if overrides:
+        rules = GenevalRules(**{**asdict(rules), **overrides})
+    colors = None
+    if any("color" in r for e in entries for r in e.get("include", [])):
+        from latentbench.metrics.clip import ColorClassifier
+
+        colors = ColorClassifier(clip if clip is not None else build_clip(cfg))
+    return NeuralJudge(detector, colors, rules, suite_vocabulary(entries))
+
+
+def needs_clip(cfg: EvalGenConfig, entries: Sequence[dict[str, Any]]) -> bool:
+    """Whether ``geneval`` scoring needs CLIP (CLIPScore, or a prompt that names a colour)."""
+    if GenSuite(cfg.suite) is not GenSuite.GENEVAL:
+        return False
+    return cfg.clipscore or any("color" in r for e in entries for r in e.get("include", []))
+
+
+def build_clip(cfg: EvalGenConfig) -> Any:
+    """The CLIP model of a config (colour classifier and CLIPScore share it)."""
+    from latentbench.metrics.clip import GENEVAL_CLIP, ClipModel
+
+    return ClipModel(cfg.clip_model or GENEVAL_CLIP, device=cfg.device)
+
+
+# -- scoring ------------------------------------------------------------------------------------
+def _open(path: Path) -> Image.Image | str:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        return f"unreadable image {path.name}: {type(e).__name__}"
+
+
+def score_prompts(
+    prompts: Sequence[PromptImages],
+    judge: Judge,
+    root: Path,
+    skipped: Skipped,
+    *,
+    clip: Any | None = None,
+    progress: Progress | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(per-image rows, per-prompt rows). Unreadable images are skipped and counted."""
+    from latentbench.metrics.clip import clip_score
+
+    rows: list[dict[str, Any]] = []
+    per_prompt: list[dict[str, Any]] = []
+    for p in prompts:
+        images, names = [], []
+        for path in p.samples:
+            im = _open(path)
+            if isinstance(im, str):
+                skipped.add(f"{p.index:05d}: {im}", images=1)
+            else:
+                images.append(im)
+                names.append(path)
+            if progress:
+                progress(1)
+        scores = (
+            clip_score(clip, images, [p.entry["prompt"]] * len(images)) if clip and images else None
+        )
+        correct = 0
+        for k, (im, path) in enumerate(zip(images, names)):
+            dets, described = judge.detections(im, p.entry)
+            ok, reason = evaluate_entry(dets, p.entry, judge.rules)
+            correct += ok
+            row = {
+                "filename": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
+                "index": p.index,
+                "tag": p.entry["tag"],
+                "prompt": p.entry["prompt"],
+                "correct": bool(ok),
+                "reason": reason,
+                "size": list(im.size),  # (W, H) as scored: detectors resize it themselves
+                "detections": described,
+            }
+            if scores is not None:
+                row["clipscore"] = float(scores[k])
+            rows.append(row)
+        if images:
+            per_prompt.append(
+                {
+                    "index": p.index,
+                    "tag": p.entry["tag"],
+                    "prompt": p.entry["prompt"],
+                    "samples": len(images),
+                    "correct": correct,
+                    "accuracy": correct / len(images),
+                    "clipscore": float(scores.mean()) if scores is not None else None,
+                }
+            )
+    return rows, per_prompt
+
+
+def summarise_rows(
+    rows: Sequence[dict[str, Any]], judge: Judge, skipped: Skipped, suite: GenSuite
+) -> dict[str, Any]:
+    """results.json content (without the per-image rows)."""
+    if not rows:
+        raise UserError(f"nothing could be scored ({skipped.images} image(s) skipped)")
+    summary = summarise((r["tag"], r["correct"], r["index"]) for r in rows)
+    out: dict[str, Any] = {
+        "suite": suite.value,
+        "label": judge.label,
+        "detector": judge.name,
+        "judge": judge.variant,
+        "rules": asdict(judge.rules),
+        **summary.to_dict(),
+        "detections_per_image": float(np.mean([len(r["detections"]) for r in rows])),
+        "image_sizes": sorted({tuple(r["size"]) for r in rows}),
+        "skipped_prompts": skipped.prompts,
+        "skipped_images": skipped.images,
+        "skipped_reasons": skipped.reasons,
+    }
+    clip = [r["clipscore"] for r in rows if "clipscore" in r]
+    if clip:
+        out["clipscore"] = float(np.mean(clip))
+        out["clipscore_tasks"] = {
+            t: float(np.mean([r["clipscore"] for r in rows if r["tag"] == t]))
+            for t in summary.tasks
+        }
+    return out
+
+
+def per_prompt_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    cols = ["index", "tag", "prompt", "samples", "correct", "accuracy", "clipscore"]
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(task, correct/total, score) per task, then the overall mean of the task scores."""
+    tasks = results["tasks"]
+    rows = [(t, f"{v['correct']}/{v['total']}", f"{v['score']:.4f}") for t, v in tasks.items()]
+    n_ok = sum(v["correct"] for v in tasks.values())
+    rows.append(("overall", f"{n_ok}/{results['num_images']}", f"{results['overall']:.4f}"))
+    return rows
+
+
+# -- sampling a trained generator -----------------------------------------------------------------
+def write_samples(
+    generator: Any,
+    entries: Sequence[tuple[int, dict[str, Any]]],
+    images_dir: Path,
+    cfg: EvalGenConfig,
+    progress: Progress | None = None,
+) -> None:
+    """N samples per prompt in GenEval's layout; image k of prompt j is sample j*N + k of the
+    generator call (noise seeded by (seed, j*N + k)), so a prompt's images do not depend on the
+    batch size. Prompts are sampled in chunks of ``batch_size`` images."""
+    from latentbench.gen.sampling import SamplingOptions
+    from latentbench.metrics.clip import to_pil
+
+    n = cfg.samples_per_prompt
+    opts = SamplingOptions(steps=cfg.sample_steps, guidance=cfg.guidance, batch_size=cfg.batch_size)
+    jobs = [(j, index, entry, k) for j, (index, entry) in enumerate(entries) for k in range(n)]
+    for index, entry in entries:
+        folder = images_dir / f"{index:05d}"
+        (folder / "samples").mkdir(parents=True, exist_ok=True)
+        (folder / "metadata.jsonl").write_text(json.dumps(entry) + "\n")
+    chunk = max(1, cfg.batch_size)
+    for s in range(0, len(jobs), chunk):
+        part = jobs[s : s + chunk]
+        images = generator.text_to_image(
+            [e["prompt"] for _, _, e, _ in part],
+            seed=cfg.seed,
+            options=opts,
+            noise_indices=[j * n + k for j, _, _, k in part],
+        )
+        for (_, index, _, k), im in zip(part, to_pil(images)):
+            im.save(images_dir / f"{index:05d}" / "samples" / f"{k:04d}.png")
+        if progress:
+            progress(len(part))
+
+
+def suite_entries(cfg: EvalGenConfig, skipped: Skipped) -> list[tuple[int, dict[str, Any]]]:
+    """The prompts to sample: the metadata file, or the built-in Shapes suite."""
+    suite = GenSuite(cfg.suite)
+    if cfg.metadata:
+        entries = read_entries(cfg.metadata, skipped)
+    elif suite is GenSuite.GENEVAL_SHAPES:
+        from latentbench.data.shapes import geneval_suite
+
+        entries = list(enumerate(geneval_suite(cfg.prompts_per_task, cfg.seed)))
+    else:
+        raise UserError(
+            "--suite geneval needs --metadata FILE (GenEval's prompts/evaluation_metadata.jsonl, "
+            "or Bagel's evaluation_metadata_long.jsonl)"
+        )
+    return entries[: cfg.limit] if cfg.limit else entries
+
+
+# -- the runner ---------------------------------------------------------------------------------
+@dataclass
+class EvalGenResult:
+    results: dict[str, Any]
+    path: Path  # results.json
+
+
+@dataclass
+class _Plan:
+    """What to score and where the results go."""
+
+    prompts: list[PromptImages]
+    images_dir: Path
+    results_path: Path
+    entries: list[dict[str, Any]]
+    skipped: Skipped
+    generator: dict[str, Any] | None = None
+
+
+def _sample_run(
+    cfg: EvalGenConfig,
+    run_dir: Path,
+    out: Path | None,
+    judge_for: Callable[[list[dict[str, Any]]], Judge],
+    progress: Callable[[int], Progress] | None,
+) -> tuple[_Plan, Judge]:
+    """Sample the suite from a trained generator into ``out/images`` (GenEval's layout)."""
+    from latentbench.gen.sampling import SamplingOptions, load_generator
+
+    skipped = Skipped()
+    entries = suite_entries(cfg, skipped)
+    generator = load_generator(run_dir, checkpoint=cfg.checkpoint, device=cfg.device)
+    judge = judge_for([e for _, e in entries])  # fails early on a bad detector / CLIP
+    out_dir = out or run_dir / "eval-gen" / GenSuite(cfg.suite).value
+    tick = progress(len(entries) * cfg.samples_per_prompt) if progress else None
+    with staged_dir(out_dir / "images") as tmp:  # replaces earlier samples only once complete
+        write_samples(generator, entries, tmp, cfg, tick)
+    opts = SamplingOptions(steps=cfg.sample_steps, guidance=cfg.guidance)
+    plan = _Plan(
+        scan_folder(out_dir / "images", Skipped()),
+        out_dir / "images",
+        out_dir / "results.json",
+        [e for _, e in entries],
+        skipped,
+        generator.variant(opts, cfg.seed),
+    )
+    return plan, judge
+
+
+def _read_images(cfg: EvalGenConfig, images: Path, out: Path | None) -> _Plan:
+    """Prompt folders of images made elsewhere; results beside them unless ``out`` says."""
+    skipped = Skipped()
+    prompts = scan_folder(images, skipped)[: cfg.limit or None]
+    target = out or images
+    path = target if target.suffix == ".json" else target / "results.json"
+    return _Plan(prompts, images, path, [p.entry for p in prompts], skipped)
+
+
+def run_eval_gen(
+    cfg: EvalGenConfig,
+    *,
+    run_dir: str | Path | None = None,
+    images: str | Path | None = None,
+    out: str | Path | None = None,
+    progress: Callable[[int], Progress] | None = None,
+    judge: Judge | None = None,
+) -> EvalGenResult:
+    """Sample ``run_dir``'s generator (or take ``images``), score, write results.
+
+    ``out``: RUN_DIR mode: a folder (default ``RUN_DIR/eval-gen/<suite>``) that gets
+    ``images/``, ``results.json`` and ``per_prompt.csv``; images mode: a ``.json`` file or a
+    folder (default: the images folder). ``progress(total)`` returns a per-item callback;
+    ``judge`` replaces the suite's judge (tests, custom detectors).
+    """
+    if (run_dir is None) == (images is None):
+        raise UserError("give either RUN_DIR (sample a trained generator) or --images DIR")
+    if cfg.samples_per_prompt < 1:
+        raise UserError(f"--samples must be >= 1, got {cfg.samples_per_prompt}")
+    suite = GenSuite(cfg.suite)
+    out_path = Path(out) if out else None
+    clip: Any = None
+
+    def judge_for(entries: list[dict[str, Any]]) -> Judge:
+        nonlocal clip
+        if judge is not None:
+            return judge
+        clip = build_clip(cfg) if needs_clip(cfg, entries) else None
+        return build_judge(cfg, entries, clip)
+
+    if run_dir is not None:
+        plan, used = _sample_run(cfg, Path(run_dir), out_path, judge_for, progress)
+    else:
+        plan = _read_images(cfg, Path(images), out_path)  # type: ignore[arg-type]
+        used = judge_for(plan.entries)
+    if suite is GenSuite.GENEVAL and cfg.clipscore and clip is None:
+        clip = build_clip(cfg)
+    clip = clip if cfg.clipscore else None
+    tick = progress(sum(len(p.samples) for p in plan.prompts)) if progress else None
+    rows, per_prompt = score_prompts(
+        plan.prompts, used, plan.images_dir, plan.skipped, clip=clip, progress=tick
+    )
+    results = summarise_rows(rows, used, plan.skipped, suite)
+    if clip is not None:
+        from latentbench.metrics.clip import CLIPSCORE_VARIANT
+
+        results["clipscore_variant"] = {**CLIPSCORE_VARIANT, "clip": clip.variant}
+    results.update(
+        {
+            "images_dir": str(plan.images_dir),
+            "metadata": cfg.metadata,
+            "samples_per_prompt": cfg.samples_per_prompt if run_dir is not None else None,
+            "seed": cfg.seed if run_dir is not None else None,
+            "generator": plan.generator,
+            "config": to_dict(cfg),
+            "per_image": rows,
+        }
+    )
+    atomic_write_json(plan.results_path, results)
+    atomic_write_text(plan.results_path.parent / "per_prompt.csv", per_prompt_csv(per_prompt))
+    if run_dir is not None and out is None:  # with --out, the run folder is left untouched
+        _merge_metrics(Path(run_dir), suite, results)
+    return EvalGenResult(results, plan.results_path)
+
+
+def _merge_metrics(run_dir: Path, suite: GenSuite, results: dict[str, Any]) -> None:
+    """Add ``eval_gen/<suite>`` and ``eval_gen/<suite>/<task>`` to the run's metrics.json."""
+    from latentbench.runs import RunDir
+
+    run = RunDir(run_dir)
+    metrics = run.read_metrics()
+    key = f"eval_gen/{suite.value}"
+    metrics[key] = results["overall"]
+    for tag, t in results["tasks"].items():
+        metrics[f"{key}/{tag}"] = t["score"]
+    if "clipscore" in results:
+        metrics[f"{key}/clipscore"] = results["clipscore"]
+    run.write_metrics(metrics)
