@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,10 @@ PLUGIN = Path(__file__).resolve().parent.parent / "baselines" / "latentbench-low
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / PLUGIN.name  # a copy: builds leave files behind
+    shutil.copytree(PLUGIN, source)
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    out = subprocess.run([*cmd, "--target", str(target), str(PLUGIN)], capture_output=True)
+    out = subprocess.run([*cmd, "--target", str(target), str(source)], capture_output=True)
     assert out.returncode == 0, out.stderr.decode()
     return target
 

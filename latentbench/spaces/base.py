@@ -134,6 +134,7 @@ class LatentSpace(nn.Module, ABC):
     # -- the public interface --------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        """Of the first parameter; a space without weights keeps a buffer to carry .to()."""
         for t in self.parameters():
             return t.device
         for t in self.buffers():
@@ -144,6 +145,9 @@ class LatentSpace(nn.Module, ABC):
     def dtype(self) -> torch.dtype:
         for t in self.parameters():
             return t.dtype
+        for t in self.buffers():
+            if t.is_floating_point():
+                return t.dtype
         return torch.float32
 
     def encode(

@@ -26,14 +26,6 @@ class PixelSpace(LatentSpace):
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
     @property
-    def device(self) -> torch.device:
-        return self._anchor.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._anchor.dtype
-
-    @property
     def spec(self) -> LatentSpec:
         p = self.patch
         return LatentSpec("pixel", 3 * p * p, self.image_size // p, self.image_size)

@@ -24,14 +24,6 @@ class LowResSpace(LatentSpace):
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
     @property
-    def device(self) -> torch.device:
-        return self._anchor.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._anchor.dtype
-
-    @property
     def spec(self) -> LatentSpec:
         return LatentSpec("lowres", 3, self.image_size // self.stride, self.image_size)
 
