@@ -38,7 +38,7 @@ from latentbench.gen.text import (
     build_text_encoder,
 )
 from latentbench.runs import RunDir, atomic_path, atomic_write_json
-from latentbench.spaces import SPACES, LatentSpace, build_space
+from latentbench.spaces import SPACES, LatentSpace, build_space, ready_space_names
 from latentbench.train.generator import (
     EvalSet,
     GenerationEval,
@@ -510,7 +510,7 @@ class _EvalTimer:
 
 # -- many spaces ------------------------------------------------------------------------------
 def resolve_space_names(spaces: list[str]) -> list[str]:
-    return SPACES.names() if spaces == [ALL] else spaces
+    return ready_space_names() if spaces == [ALL] else spaces
 
 
 def train_generators(

@@ -36,7 +36,7 @@ from latentbench.metrics.pixel import (
     to_uint8,
 )
 from latentbench.runs import RunDir, atomic_path, atomic_write_json, manifest, staged_dir
-from latentbench.spaces import SPACES, LatentSpace, build_space
+from latentbench.spaces import SPACES, LatentSpace, build_space, ready_space_names
 
 ALL = "all"
 INCEPTION = "inception"
@@ -104,7 +104,7 @@ def resolve_spaces(
     With ``all``, spaces that cannot be built here (e.g. weights missing offline) are skipped
     with a note; a space named explicitly must build.
     """
-    names = SPACES.names() if cfg.spaces == [ALL] else cfg.spaces
+    names = ready_space_names() if cfg.spaces == [ALL] else cfg.spaces
     spaces: dict[str, LatentSpace] = {}
     notes: list[str] = []
     unused = set(cfg.space_options)

@@ -42,6 +42,17 @@ for _name, _target in _BUILTINS.items():
     SPACES.register(_name, _target, source="builtin")
 
 
+# Spaces whose decoder (and compact latent) exist only after `latentbench train-tokenizer`: built
+# from their name they have random decoders, so `--space all` leaves them out; pass the trained
+# output folder instead.
+NEEDS_TRAINING = frozenset({"rae", "rae-hd", "semrec", "svae", "pvae", "semrec-mlp"})
+
+
+def ready_space_names() -> list[str]:
+    """What ``--space all`` means: every registered space usable without training."""
+    return [n for n in SPACES.names() if n not in NEEDS_TRAINING]
+
+
 def build_space(name: str, **options: Any) -> LatentSpace:
     """Build a registered space, or load a saved one when ``name`` is a folder with space.json.
 
@@ -82,4 +93,13 @@ def load_space(directory: str | Path, device: Any = None) -> LatentSpace:
     return space.to(device) if device is not None else space
 
 
-__all__ = ["SPACES", "LatentSpace", "LatentSpec", "LatentStats", "build_space", "load_space"]
+__all__ = [
+    "NEEDS_TRAINING",
+    "SPACES",
+    "LatentSpace",
+    "LatentSpec",
+    "LatentStats",
+    "build_space",
+    "load_space",
+    "ready_space_names",
+]
