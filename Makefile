@@ -3,7 +3,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Tested torch build; override e.g. TORCH="torch==2.6.0 torchvision==0.21.0".
 TORCH ?= torch==2.14.1 torchvision==0.29.1
-DEMO_OUT ?= runs/demo
 # Real weights that ship beside a checkout here (TAEF2); elsewhere they download or are skipped.
 ifneq ($(wildcard ../shared/weights),)
 export LATENTBENCH_WEIGHTS ?= $(abspath ../shared/weights)
