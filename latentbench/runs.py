@@ -180,6 +180,22 @@ class RunDir:
             f.write(json.dumps(_finite(row), default=_json_default) + "\n")
             f.flush()
 
+    def trim_log(self, max_step: int) -> None:
+        """Drop metrics.jsonl rows after ``max_step``: a resumed run writes them again."""
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return
+
+        def step(line: str) -> int:
+            try:
+                return int(json.loads(line)["step"])
+            except (ValueError, KeyError, TypeError):
+                return 1 << 62  # a line cut by a kill
+
+        keep = [line for line in path.read_text().splitlines() if line.strip()]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in keep if step(line) <= max_step))
+
     def read_log(self) -> list[dict[str, Any]]:
         p = self.path / "metrics.jsonl"
         if not p.exists():

@@ -13,7 +13,6 @@ architecture presets are :data:`latentbench.gen.dit.PRESETS`.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import os
 import re
@@ -37,7 +36,7 @@ from latentbench.gen.text import (
     WordTokenizer,
     build_text_encoder,
 )
-from latentbench.runs import RunDir, atomic_path, atomic_write_json
+from latentbench.runs import RunDir, atomic_write_json
 from latentbench.spaces import SPACES, LatentSpace, build_space, ready_space_names
 from latentbench.train.generator import (
     EvalSet,
@@ -46,7 +45,13 @@ from latentbench.train.generator import (
     TaskKind,
     collate_latents,
 )
-from latentbench.train.loop import Callback, LoopConfig, MixedPrecision, TrainLoop
+from latentbench.train.loop import (
+    Callback,
+    LoopConfig,
+    MixedPrecision,
+    TrainLoop,
+    checkpoint_step,
+)
 
 ALL = "all"
 AUTO = "auto"
@@ -311,30 +316,6 @@ def reference_stats(
     return cached_reference_stats(None, key, extractor, images)
 
 
-def _trim_log(run: RunDir, step: int) -> None:
-    """Drop metrics.jsonl rows written after checkpoint ``step`` (resume rewrites them)."""
-    path = run.path / "metrics.jsonl"
-    if not path.is_file():
-        return
-    keep = [
-        line for line in path.read_text().splitlines() if line.strip() and _row_step(line) <= step
-    ]
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(line + "\n" for line in keep))
-
-
-def _row_step(line: str) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return 1 << 62
-
-
-def _checkpoint_step(run_path: Path) -> int | None:
-    states = sorted((run_path / "checkpoints").glob("step_*/state.json"))
-    return int(json.loads(states[-1].read_text())["step"]) if states else None
-
-
 def space_label(name: str) -> str:
     return Path(name).name if Path(name).is_dir() else re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -373,7 +354,7 @@ def train_generator(
     device = state.device
     r = resolve(cfg)
     run_path = Path(run_path)
-    ckpt_step = _checkpoint_step(run_path)
+    ckpt_step = checkpoint_step(run_path)
     if not resume and ckpt_step is not None:
         raise UserError(f"{run_path} already holds a run: pass --resume, or another --out")
 
@@ -420,7 +401,7 @@ def train_generator(
     if resume and (run_path / "manifest.json").is_file():
         run = RunDir(run_path)
         if state.is_main_process:  # rows after the checkpoint (or all: none) are rewritten
-            _trim_log(run, ckpt_step if ckpt_step is not None else -1)
+            run.trim_log(ckpt_step if ckpt_step is not None else -1)
     elif state.is_main_process:
         run = RunDir.create(run_path, "train-gen", config, seed=cfg.seed)
     else:

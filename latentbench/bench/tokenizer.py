@@ -23,7 +23,7 @@ from latentbench.errors import UserError
 from latentbench.runs import RunDir
 from latentbench.spaces import build_space, load_space
 from latentbench.spaces.base import LatentSpace
-from latentbench.train.loop import TrainLoop
+from latentbench.train.loop import TrainLoop, checkpoint_step
 from latentbench.train.tokenizer import (
     Recipe,
     TokenizerConfig,
@@ -130,7 +130,12 @@ def train_tokenizer(
     dataset = open_images(data, model_space.spec.image_size, seed=cfg.loop.seed)
     task = TokenizerTask(model_space, recipe, cfg.loss)
     # The run folder appears only once everything above was built without error.
-    run = RunDir(out) if resume else RunDir.create(out, "train-tokenizer", record, cfg.loop.seed)
+    if resume:
+        run = RunDir(out)
+        step = checkpoint_step(out)
+        run.trim_log(step if step is not None else -1)  # the resumed run logs them again
+    else:
+        run = RunDir.create(out, "train-tokenizer", record, cfg.loop.seed)
     loop = TrainLoop(task, dataset, collate_images, cfg.loop, run, quiet=quiet)
     last = loop.fit(resume=resume)
 

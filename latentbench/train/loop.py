@@ -147,6 +147,12 @@ class EMA:
         torch._foreach_lerp_(ema, [s.to(e.dtype) for s, e in zip(src, ema)], 1 - self.decay)
 
 
+def checkpoint_step(run_path: str | Path) -> int | None:
+    """Step of the newest complete checkpoint under ``run_path/checkpoints``, if any."""
+    states = sorted(Path(run_path, "checkpoints").glob("step_*/state.json"))
+    return int(json.loads(states[-1].read_text())["step"]) if states else None
+
+
 def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 9_973 + rank) % (2**63)
 
