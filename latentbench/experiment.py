@@ -134,7 +134,7 @@ class ExperimentRunner:
 
     def available(self, names: list[str], image_size: int) -> list[str]:
         """The spaces that build here; the others are noted (or are an error)."""
-        from latentbench.spaces import SPACES, build_space
+        from latentbench.spaces import build_space, space_accepts
 
         keep = []
         for name in names:
@@ -143,7 +143,7 @@ class ExperimentRunner:
                 continue
             try:
                 options = {}
-                if not Path(target).is_dir() and "image_size" in _params(SPACES.get(target)):
+                if space_accepts(target, "image_size"):
                     options["image_size"] = image_size
                 build_space(target, **options)
             except UserError as e:
@@ -290,12 +290,6 @@ def _image_size(cfg: Any) -> int:
     from latentbench.bench.generation import resolve
 
     return resolve(cfg).train.image_size
-
-
-def _params(factory: Any) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(factory).parameters)
 
 
 def run_experiment(

@@ -12,7 +12,6 @@ architecture presets are :data:`latentbench.gen.dit.PRESETS`.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import re
@@ -37,7 +36,7 @@ from latentbench.gen.text import (
     build_text_encoder,
 )
 from latentbench.runs import RunDir, atomic_write_json
-from latentbench.spaces import SPACES, LatentSpace, build_space, ready_space_names
+from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
 from latentbench.train.generator import (
     EvalSet,
     GenerationEval,
@@ -189,14 +188,9 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
 
 
 # -- building blocks --------------------------------------------------------------------------
-def _accepts(factory: Callable[..., Any], option: str) -> bool:
-    params = inspect.signature(factory).parameters
-    return option in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def make_space(name: str, image_size: int, options: dict[str, Any] | None = None) -> LatentSpace:
     opts = dict(options or {})
-    if not Path(name).is_dir() and _accepts(SPACES.get(name), "image_size"):
+    if space_accepts(name, "image_size"):
         opts.setdefault("image_size", image_size)
     return build_space(name, **opts)
 

@@ -36,7 +36,7 @@ from latentbench.metrics.pixel import (
     to_uint8,
 )
 from latentbench.runs import RunDir, atomic_path, atomic_write_json, manifest, staged_dir
-from latentbench.spaces import SPACES, LatentSpace, build_space, ready_space_names
+from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
 
 ALL = "all"
 INCEPTION = "inception"
@@ -87,15 +87,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _accepts(name: str, option: str) -> bool:
-    import inspect
-
-    if Path(name).is_dir():
-        return False
-    params = inspect.signature(SPACES.get(name)).parameters
-    return option in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def resolve_spaces(
     cfg: ReconConfig, device: torch.device
 ) -> tuple[dict[str, LatentSpace], list[str]]:
@@ -110,12 +101,12 @@ def resolve_spaces(
     unused = set(cfg.space_options)
     for name in names:
         options: dict[str, Any] = {}
-        if _accepts(name, "image_size"):
+        if space_accepts(name, "image_size"):
             options["image_size"] = cfg.image_size
-        if cfg.weights and _accepts(name, "weights"):
+        if cfg.weights and space_accepts(name, "weights"):
             options["weights"] = cfg.weights
         for key, value in cfg.space_options.items():
-            if _accepts(name, key):
+            if space_accepts(name, key):
                 options[key] = value
                 unused.discard(key)
         try:

@@ -53,6 +53,14 @@ def ready_space_names() -> list[str]:
     return [n for n in SPACES.names() if n not in NEEDS_TRAINING]
 
 
+def space_accepts(name: str, option: str) -> bool:
+    """Does the factory of the registered space ``name`` take ``option``? (A saved folder: no.)"""
+    if Path(name).is_dir():
+        return False
+    params = inspect.signature(SPACES.get(name)).parameters
+    return option in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 def build_space(name: str, **options: Any) -> LatentSpace:
     """Build a registered space, or load a saved one when ``name`` is a folder with space.json.
 
@@ -102,4 +110,5 @@ __all__ = [
     "build_space",
     "load_space",
     "ready_space_names",
+    "space_accepts",
 ]
