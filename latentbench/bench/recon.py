@@ -204,12 +204,14 @@ class Recon:
             _sync(self.device)
             t_enc, t_dec = t_enc + t1 - t0, t_dec + time.perf_counter() - t1
             y = _resize(y.float(), x.shape[-1])
-            per_image = {"psnr": psnr(x, y), "ssim": ssim(x, y)}
-            per_image.update({k: m(x, y) for k, m in self.lpips.items()})
+            # Quantised once: every metric, and every saved PNG, sees these same uint8 images.
+            xq, yq = to_uint8(x), to_uint8(y)  # (B, 3, S, S) uint8
+            per_image = {"psnr": psnr(xq, yq), "ssim": ssim(xq, yq)}
+            per_image.update({k: m(xq, yq) for k, m in self.lpips.items()})
             for name, extractor in self.extractors.items():
-                fake[name].update(extractor(y))
+                fake[name].update(extractor(yq))
             if image_dir is not None:
-                _save_pngs(image_dir, batch.keys, y)
+                _save_pngs(image_dir, batch.keys, yq)
             for i, key in enumerate(batch.keys):
                 rows.append({"key": key, **{k: float(v[i]) for k, v in per_image.items()}})
             if sum(len(p) for p in probe_images) < cfg.diagnostics:
