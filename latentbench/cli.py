@@ -378,6 +378,11 @@ def train_gen_cmd(
     text_encoder_path: Annotated[
         str | None, typer.Option(help="Hub id or local folder of an HF text encoder.")
     ] = None,
+    mixed_precision: Annotated[
+        str | None,
+        typer.Option(help="no (default), bf16 (GPUs; CPUs with avx512_bf16/AMX) or fp16."),
+    ] = None,
+    compile: Annotated[bool | None, typer.Option(help="torch.compile the DiT.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     out: Annotated[Path, typer.Option(help="One run folder per space under it.")] = Path(
         "runs/gen"
@@ -402,6 +407,8 @@ def train_gen_cmd(
         fd_extractor=fd_extractor,
         text_encoder=text_encoder,
         text_encoder_path=text_encoder_path,
+        mixed_precision=mixed_precision,
+        compile=compile,
         seed=seed,
     )
     results = train_generators(

@@ -139,3 +139,18 @@ def test_frozen_minilm_features_offline():
     assert batch.mask.sum(1).tolist()[2] == 2  # [CLS] [SEP]
     again = enc(["a blue square left of a star"])
     torch.testing.assert_close(again.features[0], batch.features[1])
+
+
+def test_cpu_half_precision_attention_matches_sdpa():
+    """The explicit bf16 CPU attention path computes what SDPA computes, masks included."""
+    from latentbench.gen.dit import attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 9, 16, generator=g) for _ in range(3))
+    mask = DiT.attention_mask(torch.tensor([[True, True, False], [True, False, False]]), 6)
+    for m in (None, mask):
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        out = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), m)
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), ref, atol=3e-2, rtol=3e-2)
+        assert not torch.allclose(out.float(), ref, atol=1e-6)  # it really ran in bf16

@@ -115,7 +115,8 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch)
 
     def curve(run: Path) -> list[tuple]:
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().split("\n") if x]
-        return [(r["step"], r["name"], r["value"]) for r in rows]
+        timing = "train/images_per_s"  # wall-clock: the one logged value that may differ
+        return [(r["step"], r["name"], r["value"]) for r in rows if r["name"] != timing]
 
     assert curve(tmp_path / "run") == curve(tmp_path / "ref")
 

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,6 +253,7 @@ class TrainLoop:
         )
         last: dict[str, float] = {}
         self.model.train()
+        clock, step_time, timed_steps = time.perf_counter(), 0.0, 0
         for batch in loader:
             torch.manual_seed(step_seed(cfg.seed, self.step, self.accelerator.process_index))
             ctx = StepContext(
@@ -275,9 +277,13 @@ class TrainLoop:
             if self.ema is not None:
                 self.ema.update(self.unwrapped)
             self.step += 1
+            # throughput of training steps alone (data loading included; evaluation excluded)
+            step_time, timed_steps = step_time + time.perf_counter() - clock, timed_steps + 1
 
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                last = self._log(losses, grad_norm)
+                rate = cfg.batch_size * timed_steps / max(step_time, 1e-9)
+                last = self._log(losses, grad_norm, images_per_s=rate)
+                step_time, timed_steps = 0.0, 0
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
             bar.update(1)
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
@@ -286,6 +292,7 @@ class TrainLoop:
                 if self.step % cb.every == 0 or self.step == cfg.steps:
                     cb.fn(self, self.step)
                     self.model.train()
+            clock = time.perf_counter()
         bar.close()
         self.accelerator.wait_for_everyone()
         return last
@@ -296,7 +303,9 @@ class TrainLoop:
             where = f"; last good checkpoint: {ckpt}" if ckpt else "; no checkpoint was written"
             raise UserError(f"loss is {loss.item()} at step {self.step}{where}")
 
-    def _log(self, losses: dict[str, Tensor], grad_norm: Tensor | None) -> dict[str, float]:
+    def _log(
+        self, losses: dict[str, Tensor], grad_norm: Tensor | None, images_per_s: float
+    ) -> dict[str, float]:
         values = {k: v.detach().float() for k, v in losses.items()}
         if grad_norm is not None:
             values["grad_norm"] = torch.as_tensor(
@@ -309,6 +318,7 @@ class TrainLoop:
         if self.is_main:
             for k, v in out.items():
                 self.run.log(self.step, f"train/{k}", v)
+            self.run.log(self.step, "train/images_per_s", images_per_s)  # global batch / s
         return out
 
     # -- checkpoints -----------------------------------------------------------------------------
