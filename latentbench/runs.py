@@ -156,6 +156,20 @@ class RunDir:
         atomic_write_json(run.path / "manifest.json", manifest(command, config, seed))
         return run
 
+    def resume(
+        self, command: str, config: dict[str, Any], seed: int | None, from_step: int | None
+    ) -> None:
+        """Record a resumed start at checkpoint ``from_step`` (None: none yet): the manifest takes
+        this start's config (e.g. more steps), each earlier start moves to its ``history`` with
+        the step it was resumed from, and metrics.jsonl drops the rows the resumed run rewrites."""
+        old = self.manifest
+        history = old.pop("history", [])
+        history.append({**old, "resumed_from_step": from_step})
+        atomic_write_json(
+            self.path / "manifest.json", {**manifest(command, config, seed), "history": history}
+        )
+        self.trim_log(from_step if from_step is not None else -1)
+
     # -- files ---------------------------------------------------------------------------------
     def file(self, *parts: str) -> Path:
         p = self.path.joinpath(*parts)

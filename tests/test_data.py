@@ -486,6 +486,19 @@ def test_shapes_dispatch_is_lazy_and_limited(monkeypatch) -> None:
         open_images("shapes:many", 8)
 
 
+def test_shapes_single_has_one_object_labelled_by_its_shape() -> None:
+    ds = open_images("shapes-single:12", 32)
+    many = open_images("shapes:12", 32)
+    assert ds.spec == "shapes-single:12" and len(ds) == 12  # its own cache key
+    for i in range(len(ds)):
+        scene = ds.scene(i)
+        assert len(scene.objects) == 1
+        assert ds[i]["label"] == ds.label_names.index(scene.objects[0].shape.value)
+    assert any(len(many.scene(i).objects) > 1 for i in range(len(many)))
+    with pytest.raises(UserError, match="shapes-single:N needs N >= 1"):
+        open_images("shapes-single:0", 8)
+
+
 # ------------------------------------------------------------------ export
 
 

@@ -119,6 +119,15 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch)
         return [(r["step"], r["name"], r["value"]) for r in rows if r["name"] != timing]
 
     assert curve(tmp_path / "run") == curve(tmp_path / "ref")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert [h["resumed_from_step"] for h in manifest["history"]] == [4]
+
+    # resuming with more steps: the manifest records the new step count, the old one in history
+    train_generator(_cfg(steps=10, checkpoint_every=4, eval_every=3), tmp_path / "run", resume=True)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["config"]["loop"]["steps"] == 10
+    assert [h["resumed_from_step"] for h in manifest["history"]] == [4, 8]
+    assert manifest["history"][1]["config"]["loop"]["steps"] == 8
 
 
 def test_user_errors():

@@ -394,8 +394,8 @@ def train_generator(
     }
     if resume and (run_path / "manifest.json").is_file():
         run = RunDir(run_path)
-        if state.is_main_process:  # rows after the checkpoint (or all: none) are rewritten
-            run.trim_log(ckpt_step if ckpt_step is not None else -1)
+        if state.is_main_process:
+            run.resume("train-gen", config, cfg.seed, ckpt_step)
     elif state.is_main_process:
         run = RunDir.create(run_path, "train-gen", config, seed=cfg.seed)
     else:

@@ -132,8 +132,7 @@ def train_tokenizer(
     # The run folder appears only once everything above was built without error.
     if resume:
         run = RunDir(out)
-        step = checkpoint_step(out)
-        run.trim_log(step if step is not None else -1)  # the resumed run logs them again
+        run.resume("train-tokenizer", record, cfg.loop.seed, checkpoint_step(out))
     else:
         run = RunDir.create(out, "train-tokenizer", record, cfg.loop.seed)
     loop = TrainLoop(task, dataset, collate_images, cfg.loop, run, quiet=quiet)

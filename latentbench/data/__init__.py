@@ -9,6 +9,7 @@ Data SPECs (the built-in names win over a folder of the same name; write ``./sha
 - a folder of images (recursive; see :data:`latentbench.data.images.IMAGE_EXTENSIONS`);
 - a captions ``.jsonl`` (lines of ``{"image": path relative to the file, "text": caption}``);
 - ``shapes[:N]``: the procedural shapes world (default N = 1000, seeded by ``seed``);
+- ``shapes-single[:N]``: Shapes scenes of exactly one object, labelled by its shape (probing);
 - ``fashion-mnist[:train|test]`` (default train) from the Debian package files;
 - ``skimage[:NAME,NAME...]``: scikit-image's photos (default: all);
 - ``hf:DATASET[:SPLIT]`` (default split train) through the optional ``datasets`` package.
@@ -56,14 +57,22 @@ class DataKind(str, Enum):
     FOLDER = "folder"
     CAPTIONS = "captions"
     SHAPES = "shapes"
+    SHAPES_SINGLE = "shapes-single"
     FASHION_MNIST = "fashion-mnist"
     SKIMAGE = "skimage"
     HF = "hf"
 
 
-_NAMED = (DataKind.SHAPES, DataKind.FASHION_MNIST, DataKind.SKIMAGE, DataKind.HF)
+_NAMED = (
+    DataKind.SHAPES,
+    DataKind.SHAPES_SINGLE,
+    DataKind.FASHION_MNIST,
+    DataKind.SKIMAGE,
+    DataKind.HF,
+)
 SPEC_FORMS = (
-    "a folder of images, a captions .jsonl, shapes[:N], fashion-mnist[:train|test], "
+    "a folder of images, a captions .jsonl, shapes[:N], shapes-single[:N], "
+    "fashion-mnist[:train|test], "
     "skimage[:NAME,...], hf:DATASET[:SPLIT]"
 )
 
@@ -127,22 +136,30 @@ def open_images(
             raise UserError("hf: name a dataset, as hf:DATASET[:SPLIT]")
         name, _, split = parsed.arg.rpartition(":") if ":" in parsed.arg else (parsed.arg, "", "")
         return images.HFImages(name, split or "train", image_size, **options)
-    return _open_shapes(parsed.arg, image_size, limit=limit, seed=seed)
+    single = parsed.kind is DataKind.SHAPES_SINGLE
+    return _open_shapes(parsed.arg, image_size, limit=limit, seed=seed, single=single)
 
 
-def _open_shapes(arg: str | None, image_size: int | None, *, limit: int | None, seed: int):
+def _open_shapes(
+    arg: str | None, image_size: int | None, *, limit: int | None, seed: int, single: bool
+):
     from latentbench.registry import import_object
 
+    name = DataKind.SHAPES_SINGLE.value if single else DataKind.SHAPES.value
     try:
         n = DEFAULT_SHAPES if arg is None else int(arg)
     except ValueError:
-        raise UserError(f"shapes:N needs a whole number of images, got {arg!r}") from None
+        raise UserError(f"{name}:N needs a whole number of images, got {arg!r}") from None
     if n < 1:
-        raise UserError(f"shapes:N needs N >= 1, got {n}")
+        raise UserError(f"{name}:N needs N >= 1, got {n}")
     if image_size is None:
-        raise UserError("shapes: give an image size (the shapes are drawn at that size)")
-    shapes_dataset = import_object("latentbench.data.shapes:ShapesDataset")
-    dataset = shapes_dataset(n, image_size, seed)
+        raise UserError(f"{name}: give an image size (the shapes are drawn at that size)")
+    if single:
+        dataset = import_object("latentbench.data.shapes:single_object_dataset")(
+            n, image_size, seed
+        )
+    else:
+        dataset = import_object("latentbench.data.shapes:ShapesDataset")(n, image_size, seed)
     return dataset if limit is None or limit >= len(dataset) else First(dataset, limit)
 
 
