@@ -216,6 +216,11 @@ def test_captions_are_deterministic_and_never_contradict_the_scene() -> None:
         check_caption(text, data.scene(i))
     assert len({t.split()[0] for t in texts}) > 4  # several templates
     assert any(re.search(f" ({_REL}) ", t) for t in texts) and any(re.search(_AT, t) for t in texts)
+    # GenEval's phrasing: shapes only ("a photo of two circles and a star"), some with a relation
+    short = [t for t in texts if not re.search(f"({_COLORS}) ", t) and "background" not in t]
+    assert 0.2 < len(short) / len(texts) < 0.4
+    assert all(t.startswith("a photo of ") for t in short)
+    assert any(re.search(f" ({_REL}) ", t) for t in short)
 
 
 def test_caption_check_catches_a_contradiction() -> None:

@@ -45,7 +45,7 @@ from latentbench.errors import UserError
 from latentbench.runs import atomic_write_json
 from latentbench.spaces.base import LatentSpace, LatentStats
 
-PREPROCESS_VERSION = "1"  # bump when the way images reach encode() changes
+PREPROCESS_VERSION = "2"  # bump when the way images reach encode(), or their captions, change
 META = "meta.json"
 
 

@@ -674,14 +674,37 @@ def _object_list(objects: Sequence[ShapeObject], with_texture: bool) -> str:
     return ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
+SHORT_CAPTION_P = 0.3  # share of captions that name shapes only, in GenEval's phrasing
+
+
+def short_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """'a photo of two circles and a star', 'a photo of a star left of a circle': shapes and
+    counts (or one relation) only, as web alt-text and GenEval's prompts are phrased."""
+    objs = scene.objects
+    if len(objs) == 2 and objs[0].shape != objs[1].shape:
+        rels = sorted(strict_relations(objs[0].box, objs[1].box), key=lambda r: r.value)
+        if rels and rng.random() < 0.5:
+            a, b = (with_article(o.shape.value) for o in objs)
+            return f"a photo of {a} {_choice(rng, rels).value} {b}"
+    counts: dict[Shape, int] = {}
+    for o in objs:
+        counts[o.shape] = counts.get(o.shape, 0) + 1
+    phrases = [counted(n, shape.value, shape.plural) for shape, n in counts.items()]
+    listing = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    return f"a photo of {listing}"
+
+
 def caption(scene: Scene, rng: np.random.Generator) -> str:
-    """A caption in one of several templates. Every statement in it holds in ``scene``:
-    counts, colors, textures (named when mentioned at all), the background, relations (only
-    when they hold with a margin) and regions (only when unambiguous)."""
+    """A caption at one of two levels of detail, in one of several templates. Every statement
+    in it holds in ``scene``: counts, colors, textures (named when mentioned at all), the
+    background, relations (only when they hold with a margin) and regions (only when
+    unambiguous). ``SHORT_CAPTION_P`` of them are :func:`short_caption` (shapes only)."""
     objs = scene.objects
     bg = background_phrase(scene.background, scene.background_texture)
     if not objs:
         return f"an empty {bg} background"
+    if rng.random() < SHORT_CAPTION_P:
+        return short_caption(scene, rng)
     with_texture = _needs_texture(objs) or bool(rng.random() < 0.5)
     listing = _object_list(objs, with_texture)
     count_phrase = f"{NUMBER_WORDS[len(objs)]} object{'s' * (len(objs) > 1)}"
