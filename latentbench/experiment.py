@@ -38,6 +38,7 @@ class TokenizerStep:
     init: str | None = None
     steps: int | None = None
     data: str | None = None  # default: the experiment's data
+    eval_data: str | None = None  # held-out PSNR + linear probes (latent, encoder) in metrics.json
 
 
 @dataclass
@@ -219,6 +220,7 @@ class ExperimentRunner:
             out=folder,
             resume=(folder / "manifest.json").is_file(),
             quiet=self.quiet,
+            eval_data=step.eval_data,
         )
         _mark_done(folder, key, time.perf_counter() - t0)
 

@@ -152,3 +152,16 @@ def test_per_sample_draws_do_not_depend_on_the_process_split():
         assert torch.equal(part.drop, whole.drop[rank::2])
     other_step = per_sample_draws((2, 3, 3), 1, 6, range(8), 0.5)
     assert not torch.equal(other_step.noise, whole.noise)
+
+
+def test_geneval_ceiling_is_one_for_a_lossless_space_and_low_for_a_broken_one():
+    from latentbench.data.shapes import geneval_suite
+    from latentbench.train.generator import geneval_ceiling
+
+    entries = geneval_suite(prompts_per_task=3, seed=0)
+    lossless = geneval_ceiling(build_space("pixel", image_size=64), entries, seed=0)
+    assert lossless["geneval_ceiling"] == 1.0
+    assert set(lossless) == {"geneval_ceiling"} | {f"geneval_ceiling/{e['tag']}" for e in entries}
+    torch.manual_seed(0)
+    broken = build_space("taesd", pretrained=False, image_size=64)  # random decoder
+    assert geneval_ceiling(broken, entries, seed=0)["geneval_ceiling"] < 0.2

@@ -448,6 +448,8 @@ def train_generator(
     metrics: dict[str, Any] = {}
     final = evaluator.history[-1] if evaluator.history else {}
     metrics.update({k: v for k, v in final.items() if k != "step"})
+    if state.is_main_process:
+        metrics.update(evaluator.ceiling())  # what the space's own decoder allows
     metrics.update(
         {
             "steps": loop.step,
