@@ -154,12 +154,8 @@ def _open_shapes(
         raise UserError(f"{name}:N needs N >= 1, got {n}")
     if image_size is None:
         raise UserError(f"{name}: give an image size (the shapes are drawn at that size)")
-    if single:
-        dataset = import_object("latentbench.data.shapes:single_object_dataset")(
-            n, image_size, seed
-        )
-    else:
-        dataset = import_object("latentbench.data.shapes:ShapesDataset")(n, image_size, seed)
+    make = "single_object_dataset" if single else "ShapesDataset"
+    dataset = import_object(f"latentbench.data.shapes:{make}")(n, image_size, seed)
     return dataset if limit is None or limit >= len(dataset) else First(dataset, limit)
 
 

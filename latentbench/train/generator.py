@@ -254,39 +254,61 @@ def save_grid(images: Tensor, path: Any, nrow: int = 8) -> None:
     Image.fromarray(arr).save(path)
 
 
+def shapes_geneval_rows(
+    detector: Any, images: Tensor, entries: Sequence[dict[str, Any]], indices: Sequence[int]
+) -> list[tuple[str, bool, int]]:
+    """GenEval rows (tag, correct, prompt index) of ``images[k]`` for ``entries[indices[k]]``,
+    judged by the analytic Shapes ``detector`` under GenEval's rules."""
+    from latentbench.bench.geneval import ANALYTIC_RULES
+    from latentbench.metrics.geneval import evaluate_entry
+
+    rows = []
+    for i, image in zip(indices, images):
+        ok, _ = evaluate_entry(detector.detect(image).detections(), entries[i], ANALYTIC_RULES)
+        rows.append((entries[i]["tag"], bool(ok), i))
+    return rows
+
+
+def geneval_metrics(rows: Sequence[tuple[str, bool, int]], prefix: str) -> dict[str, float]:
+    """``prefix`` (the overall score) and ``prefix/<task>`` of GenEval rows."""
+    from latentbench.metrics.geneval import summarise
+
+    summary = summarise(rows)
+    return {prefix: summary.overall, **{f"{prefix}/{t}": v.score for t, v in summary.tasks.items()}}
+
+
 def geneval_ceiling(
-    space: LatentSpace, entries: Sequence[dict[str, Any]], seed: int, batch_size: int = 32
+    space: LatentSpace,
+    entries: Sequence[dict[str, Any]],
+    seed: int,
+    batch_size: int = 32,
+    detector: Any | None = None,
 ) -> dict[str, float]:
     """Shapes GenEval of the space's own reconstruction of each prompt's ground-truth scene.
 
     The most a generator in this space can score with the analytic detector: a lossless space
     gets 1.0; a lossy decoder that softens edges or shifts paint loses objects before any
-    generator is trained. Keys ``geneval_ceiling`` and ``geneval_ceiling/<task>``.
+    generator is trained. The scenes are the oracle's (``latentbench data shapes --geneval``
+    renders the same ones). Keys ``geneval_ceiling`` and ``geneval_ceiling/<task>``.
     """
-    from latentbench.bench.geneval import ANALYTIC_RULES
+    from latentbench.bench.geneval import oracle_rng
     from latentbench.data.shapes import ShapesRenderer, oracle_scene
-    from latentbench.metrics.geneval import evaluate_entry, summarise
     from latentbench.metrics.shapes_detector import ShapesDetector
 
-    renderer, detector = ShapesRenderer(space.spec.image_size), ShapesDetector()
+    renderer, detector = ShapesRenderer(space.spec.image_size), detector or ShapesDetector()
     rows = []
     for s in range(0, len(entries), batch_size):
-        chunk = entries[s : s + batch_size]
+        indices = range(s, min(s + batch_size, len(entries)))
         truth = torch.stack(
             [
-                renderer.render_tensor(oracle_scene(e, np.random.default_rng([seed, s + i])))
-                for i, e in enumerate(chunk)
+                renderer.render_tensor(oracle_scene(entries[i], oracle_rng(seed, i, 0)))
+                for i in indices
             ]
         )  # (b, 3, S, S)
         with torch.inference_mode():
             recon = space.decode(space.encode(truth.to(space.device))).float().cpu()
-        for entry, image in zip(chunk, recon):
-            ok, _ = evaluate_entry(detector.detect(image).detections(), entry, ANALYTIC_RULES)
-            rows.append((entry["tag"], bool(ok), len(rows)))
-    summary = summarise(rows)
-    out = {"geneval_ceiling": summary.overall}
-    out.update({f"geneval_ceiling/{tag}": score.score for tag, score in summary.tasks.items()})
-    return out
+        rows += shapes_geneval_rows(detector, recon, entries, indices)
+    return geneval_metrics(rows, "geneval_ceiling")
 
 
 # -- the evaluation callback ------------------------------------------------------------------
@@ -374,18 +396,7 @@ class GenerationEval:
         """Per-sample scores: GenEval rows (tag, correct, prompt index) or edit results."""
         kind = self.task.kind
         if kind is TaskKind.T2I and self.eval_set.entries:
-            from latentbench.bench.geneval import ANALYTIC_RULES
-            from latentbench.metrics.geneval import evaluate_entry
-            from latentbench.metrics.shapes_detector import ShapesDetector
-
-            self._detector = self._detector or ShapesDetector()
-            rows = []
-            for i, im in zip(indices, images):
-                entry = self.eval_set.entries[i]
-                dets = self._detector.detect(im).detections()
-                ok, _ = evaluate_entry(dets, entry, ANALYTIC_RULES)
-                rows.append((entry["tag"], bool(ok), i))
-            return rows
+            return shapes_geneval_rows(self.detector, images, self.eval_set.entries, indices)
         if kind is TaskKind.EDIT and self.eval_set.edits:
             from latentbench.metrics.editing import EditScorer
 
@@ -398,18 +409,23 @@ class GenerationEval:
         """:func:`geneval_ceiling` of the eval prompts (t2i on Shapes; else empty)."""
         if self.task.kind is not TaskKind.T2I or not self.eval_set.entries:
             return {}
-        return geneval_ceiling(self.space, self.eval_set.entries, self.seed, self.batch_size)
+        entries = self.eval_set.entries
+        return geneval_ceiling(self.space, entries, self.seed, self.batch_size, self.detector)
+
+    @property
+    def detector(self) -> Any:
+        """The analytic Shapes detector, built on first use (it renders its shape templates)."""
+        if self._detector is None:
+            from latentbench.metrics.shapes_detector import ShapesDetector
+
+            self._detector = ShapesDetector()
+        return self._detector
 
     def _combine(self, gathered: list[dict[str, Any]]) -> dict[str, float]:
         metrics: dict[str, float] = {}
         rows = [r for p in gathered for r in p["scores"]]
         if self.task.kind is TaskKind.T2I and rows:
-            from latentbench.metrics.geneval import summarise
-
-            summary = summarise(rows)
-            metrics["geneval"] = summary.overall
-            for tag, score in summary.tasks.items():
-                metrics[f"geneval/{tag}"] = score.score
+            metrics.update(geneval_metrics(rows, "geneval"))
         if self.task.kind is TaskKind.EDIT and rows:
             from latentbench.metrics.editing import summarise_edits
 
