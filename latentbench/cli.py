@@ -10,7 +10,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +29,7 @@ data_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 console = Console(stderr=True)
+C = TypeVar("C")
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")]
 
@@ -87,9 +88,19 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq or not key.strip():
-            raise UserError(f"option {pair!r} is not KEY=VALUE")
-        options[key.strip()] = yaml.safe_load(value) if value else ""
+            raise UserError(f"-o {pair!r} is not KEY=VALUE")
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            raise UserError(f"-o {pair!r}: the value is not valid YAML") from None
     return options
+
+
+def from_flags(cls: type[C], command: str, **flags: object) -> C:
+    """The config ``cls`` of ``command`` from its flags, validated; errors name the flag."""
+    from latentbench.config import from_dict
+
+    return from_dict(cls, flags, command, flags=flags.keys())
 
 
 def _names_or_none(value: str) -> list[str]:
@@ -146,18 +157,17 @@ def recon_cmd(
 ) -> None:
     """Reconstruct images with each space; PSNR, SSIM, LPIPS, rFID / FD, throughput."""
     from latentbench.bench.recon import ReconConfig, run_recon
-    from latentbench.config import _coerce
-    from latentbench.metrics.pixel import LPIPSNet
 
-    nets = [_coerce(n, LPIPSNet, "--lpips") for n in _names_or_none(lpips)]
-    cfg = ReconConfig(
+    cfg = from_flags(
+        ReconConfig,
+        "recon",
         spaces=split_names(space),
         data=data,
         image_size=image_size,
         num_images=num_images,
         batch_size=batch_size,
         fd=_names_or_none(fd),
-        lpips=nets,
+        lpips=_names_or_none(lpips),
         lpips_random_backbone=lpips_random_backbone,
         weights=weights,
         space_options=parse_options(option or []),
@@ -301,21 +311,21 @@ def train_tokenizer_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Train a tokenizer space; the output folder loads as a space (recon --space DIR)."""
-    from latentbench.bench.tokenizer import train_tokenizer
+    from latentbench.bench.tokenizer import TrainTokenizerConfig, train_tokenizer
 
-    metrics = train_tokenizer(
-        space,
-        data,
+    job = from_flags(
+        TrainTokenizerConfig,
+        "train-tokenizer",
+        space=space,
+        data=data,
         preset=preset,
         stage=stage,
-        init=init,
+        init=str(init) if init else None,
         steps=steps,
-        out=out,
-        resume=resume,
-        quiet=quiet,
         eval_data=eval_data,
         eval_images=eval_images,
     )
+    metrics = train_tokenizer(job, out, resume=resume, quiet=quiet)
     if as_json:
         print_json(metrics)
         return
@@ -338,7 +348,8 @@ def toy_manifold_cmd(
     """The paper's toy C0: one flow model on a 2-D 'PS' set, in 2-D and embedded in 8-D."""
     from latentbench.bench.toy_manifold import ToyConfig, run_toy_manifold
 
-    result = run_toy_manifold(ToyConfig(steps=steps, seed=seed), out, quiet=quiet)
+    cfg = from_flags(ToyConfig, "toy-manifold", steps=steps, seed=seed)
+    result = run_toy_manifold(cfg, out, quiet=quiet)
     if as_json:
         print_json(result)
         return
@@ -509,8 +520,10 @@ def eval_gen_cmd(
         raise UserError(
             "RUN_DIR or --images DIR is required (GenEval layout: DIR/<index:05d>/metadata.jsonl)"
         )
-    cfg = EvalGenConfig(
-        suite=suite.value,  # type: ignore[arg-type]
+    cfg = from_flags(
+        EvalGenConfig,
+        "eval-gen",
+        suite=suite.value,
         metadata=str(metadata) if metadata else None,
         samples_per_prompt=samples,
         prompts_per_task=prompts_per_task,
@@ -588,7 +601,9 @@ def eval_edit_cmd(
     PIE-Bench metrics (L1, CLIP-I, CLIP-T, DINO, PSNR/SSIM/LPIPS outside the mask)."""
     from latentbench.bench.eval_edit import EvalEditConfig, run_eval_edit, table_rows
 
-    cfg = EvalEditConfig(
+    cfg = from_flags(
+        EvalEditConfig,
+        "eval-edit",
         edits=str(edits) if edits else None,
         num_edits=num_edits,
         limit=limit,
@@ -659,12 +674,26 @@ def run_cmd(
     console.print(f"report: {report / 'index.html'}", highlight=False, soft_wrap=True)
 
 
+def fail(message: str) -> None:
+    """A user's mistake: one line on stderr, exit code 2."""
+    from rich.markup import escape
+
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
 def main() -> None:
+    import pydantic
+
     try:
         app(standalone_mode=False)
     except UserError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        fail(str(e))
+    except pydantic.ValidationError as e:  # a config built from user input outside from_dict
+        from latentbench.config import validation_message
+
+        fail(validation_message(e, type(None), e.title))
     except typer.Abort:
         console.print("aborted")
         sys.exit(130)

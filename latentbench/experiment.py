@@ -16,61 +16,64 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from latentbench.config import from_dict, load_yaml, to_dict
+from pydantic import Field
+
+from latentbench.bench.generation import TrainGenConfig
+from latentbench.bench.recon import ReconConfig
+from latentbench.bench.tokenizer import TrainTokenizerConfig
+from latentbench.config import NonNegativeInt, config, from_dict, load_yaml, to_dict
 from latentbench.errors import UserError
 from latentbench.runs import atomic_write_json
 
 DONE = ".done.json"
 
 
-@dataclass
-class TokenizerStep:
-    """``train-tokenizer``; ``init`` may name an earlier tokenizer step."""
+@config
+class TokenizerStep(TrainTokenizerConfig):
+    """A ``train-tokenizer`` run: its settings, plus a ``name`` that later steps use as a space.
+    ``init`` may name an earlier step; ``data`` defaults to the experiment's."""
 
-    name: str
-    space: str
-    preset: str = "tiny"
-    stage: int = 1
-    init: str | None = None
-    steps: int | None = None
+    data: str | None = None
+    name: str = ""  # default: the space's name
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.space
+
+
+@config
+class ReconStep(ReconConfig):
+    """The ``recon`` benchmark: its settings; ``spaces`` may name tokenizer steps."""
+
     data: str | None = None  # default: the experiment's data
-    eval_data: str | None = None  # held-out PSNR + linear probes (latent, encoder) in metrics.json
+    seed: NonNegativeInt | None = None  # default: experiment seed + 1, i.e. images not trained on
 
 
-@dataclass
-class ReconStep:
-    spaces: list[str]
-    data: str | None = None
-    image_size: int = 64
-    num_images: int | None = None
-    batch_size: int = 16
-    fd: list[str] = field(default_factory=lambda: ["inception"])
-    lpips: list[str] = field(default_factory=lambda: ["alex"])
-    lpips_random_backbone: bool = False
-    diagnostics: int = 32
-    seed: int | None = None  # default: experiment seed + 1, i.e. Shapes images not trained on
+@config
+class GenerationStep(TrainGenConfig):
+    """``train-gen`` over ``spaces`` (which may name tokenizer steps), with its settings."""
 
-
-@dataclass
-class GenerationStep:
-    """``train-gen`` over ``spaces``; ``settings`` are fields of its config (steps, preset...)."""
-
-    spaces: list[str]
+    space: str | None = None  # not used: a step names its spaces
+    data: str | None = None  # default: the experiment's data
+    seed: NonNegativeInt | None = None  # default: the experiment's seed
+    spaces: Annotated[list[str], Field(min_length=1, validate_default=True)] = field(
+        default_factory=list
+    )  # required
     name: str = "gen"
-    task: str = "t2i"
-    data: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.space is not None:
+            raise ValueError(f"a generation step lists spaces: [...], not space: {self.space}")
 
 
-@dataclass
+@config
 class Experiment:
     name: str
     data: str = "shapes:2000"
-    seed: int = 0
+    seed: NonNegativeInt = 0
     out: str | None = None  # default runs/<name>
     report: str | None = None  # default reports/<name>
     skip_unavailable: bool = True
@@ -80,23 +83,19 @@ class Experiment:
 
 
 def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file; every problem is one line naming the key."""
     raw = load_yaml(path)
-    where = str(path)
-    lists = {"tokenizers": TokenizerStep, "generation": GenerationStep}
-    for key, cls in lists.items():
-        items = raw.get(key) or []
-        if not isinstance(items, list):
-            raise UserError(f"{where}: {key} must be a list")
-        raw[key] = [from_dict(cls, item, f"{where}: {key}[{i}]") for i, item in enumerate(items)]
-    if raw.get("recon") is not None:
-        raw["recon"] = from_dict(ReconStep, raw["recon"], f"{where}: recon")
-    if "name" not in raw:
-        raw["name"] = Path(path).stem
-    exp = from_dict(Experiment, raw, where)
+    raw.setdefault("name", Path(path).stem)
+    exp = from_dict(Experiment, raw, str(path))
     names = [t.name for t in exp.tokenizers]
     if len(set(names)) != len(names):
-        raise UserError(f"{where}: tokenizer names must be unique, got {names}")
+        raise UserError(f"{path}: tokenizer names must be unique, got {names}")
     return exp
+
+
+def _settings(step: Any, cls: type) -> dict[str, Any]:
+    """The fields of command config ``cls`` that ``step`` (a subclass instance) holds."""
+    return {f.name: getattr(step, f.name) for f in fields(cls)}
 
 
 def _key(*parts: Any) -> str:
@@ -201,7 +200,7 @@ class ExperimentRunner:
         from latentbench.bench.tokenizer import train_tokenizer
 
         folder = self.out / "tokenizers" / step.name
-        init = self.tokenizer_dirs.get(step.init, step.init) if step.init else None
+        init = str(self.tokenizer_dirs.get(step.init, step.init)) if step.init else None
         data = step.data or self.exp.data
         key = _key(step, data, self.space_identity(step.init) if step.init else None)
         self.tokenizer_dirs[step.name] = folder
@@ -210,24 +209,14 @@ class ExperimentRunner:
             return
         self.echo(f"[tokenizer {step.name}] train-tokenizer --space {step.space} -> {folder}")
         t0 = time.perf_counter()
-        train_tokenizer(
-            step.space,
-            data,
-            preset=step.preset,
-            stage=step.stage,
-            init=init,
-            steps=step.steps,
-            out=folder,
-            resume=(folder / "manifest.json").is_file(),
-            quiet=self.quiet,
-            eval_data=step.eval_data,
+        job = TrainTokenizerConfig(
+            **{**_settings(step, TrainTokenizerConfig), "data": data, "init": init}
         )
+        train_tokenizer(job, folder, resume=(folder / "manifest.json").is_file(), quiet=self.quiet)
         _mark_done(folder, key, time.perf_counter() - t0)
 
     def recon(self, step: ReconStep) -> Path:
-        from latentbench.bench.recon import ReconConfig, run_recon
-        from latentbench.config import parse_choice
-        from latentbench.metrics.pixel import LPIPSNet
+        from latentbench.bench.recon import run_recon
 
         folder = self.out / "recon"
         names = self.available(step.spaces, step.image_size)
@@ -240,32 +229,28 @@ class ExperimentRunner:
         self.echo(f"[recon] {', '.join(names)} on {data} -> {folder}")
         t0 = time.perf_counter()
         cfg = ReconConfig(
-            spaces=[self.resolve_space(n) for n in names],
-            data=data,
-            image_size=step.image_size,
-            num_images=step.num_images,
-            batch_size=step.batch_size,
-            fd=step.fd,
-            lpips=[parse_choice(LPIPSNet, n, "recon.lpips") for n in step.lpips],
-            lpips_random_backbone=step.lpips_random_backbone,
-            diagnostics=step.diagnostics,
-            seed=seed,
+            **{
+                **_settings(step, ReconConfig),
+                "spaces": [self.resolve_space(n) for n in names],
+                "data": data,
+                "seed": seed,
+            }
         )
         run_recon(cfg, folder, quiet=self.quiet, echo=self.echo)
         _mark_done(folder, key, time.perf_counter() - t0)
         return folder
 
     def generation(self, step: GenerationStep) -> Path:
-        from latentbench.bench.generation import load_config, train_generator
+        from latentbench.bench.generation import train_generator
 
         folder = self.out / step.name
-        base = load_config(
-            None,
-            space="multi",
-            task=step.task,
-            data=step.data or self.exp.data,
-            seed=self.exp.seed,
-            **step.settings,
+        base = TrainGenConfig(
+            **{
+                **_settings(step, TrainGenConfig),
+                "space": "multi",
+                "data": step.data or self.exp.data,
+                "seed": self.exp.seed if step.seed is None else step.seed,
+            }
         )
         image_size = _image_size(base)
         for name in self.available(step.spaces, image_size):

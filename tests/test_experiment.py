@@ -59,7 +59,7 @@ def test_bad_experiment_files_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="unknown key 'spacez'"):
         load_experiment(path)
     path.write_text("tokenizers: {name: a}\n")
-    with pytest.raises(UserError, match="tokenizers must be a list"):
+    with pytest.raises(UserError, match="tokenizers: input should be a valid list"):
         load_experiment(path)
     with pytest.raises(UserError, match="not found"):
         load_experiment(tmp_path / "missing.yaml")

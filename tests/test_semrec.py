@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -205,26 +206,19 @@ semrec:
 
 
 def test_train_tokenizer_stage1_then_stage2_saves_loadable_spaces(tmp_path):
-    from latentbench.bench.tokenizer import train_tokenizer
+    from latentbench.bench.tokenizer import TrainTokenizerConfig, train_tokenizer
 
     preset = tmp_path / "p.yaml"
     preset.write_text(PRESET.format(space=json.dumps(TINY)))
-    s1 = train_tokenizer("semrec", "shapes:8", preset=str(preset), out=tmp_path / "s1", quiet=True)
+    job = TrainTokenizerConfig(space="semrec", data="shapes:8", preset=str(preset))
+    s1 = train_tokenizer(job, tmp_path / "s1", quiet=True)
     assert s1["steps"] == 3
     space = build_space(str(tmp_path / "s1"))
     assert space.stats is not None and space.stats.num_samples == 8
     with pytest.raises(UserError, match="pass --init"):
-        train_tokenizer("semrec", "shapes:8", preset=str(preset), stage=2, out=tmp_path / "x")
-    s2 = train_tokenizer(
-        "semrec",
-        "shapes:8",
-        preset=str(preset),
-        stage=2,
-        init=tmp_path / "s1",
-        out=tmp_path / "s2",
-        quiet=True,
-        eval_data="shapes:8",
-    )
+        train_tokenizer(replace(job, stage=2), tmp_path / "x")
+    stage2 = replace(job, stage=2, init=str(tmp_path / "s1"), eval_data="shapes:8")
+    s2 = train_tokenizer(stage2, tmp_path / "s2", quiet=True)
     assert (
         "eval/psnr" in s2 and "eval/probe_latent_mean" in s2 and "eval/probe_encoder_flatten" in s2
     )
@@ -234,9 +228,9 @@ def test_train_tokenizer_stage1_then_stage2_saves_loadable_spaces(tmp_path):
     manifest = json.loads((tmp_path / "s2" / "manifest.json").read_text())
     assert manifest["config"]["recipe"] == "psvae" and manifest["config"]["loop"]["lr"] == 0.0005
     with pytest.raises(UserError, match="already holds checkpoints"):
-        train_tokenizer("semrec", "shapes:8", preset=str(preset), out=tmp_path / "s1")
+        train_tokenizer(job, tmp_path / "s1")
     with pytest.raises(UserError, match="no training recipe"):
-        train_tokenizer("svae", "shapes:8", preset=str(preset), stage=2, out=tmp_path / "y")
+        train_tokenizer(replace(job, space="svae", stage=2), tmp_path / "y")
 
 
 def test_paper_preset_builds_from_a_local_stand_in(tmp_path):

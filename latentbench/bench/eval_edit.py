@@ -36,7 +36,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from latentbench.config import to_dict
+from latentbench.config import (
+    Device,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    config,
+    to_dict,
+)
 from latentbench.errors import UserError
 from latentbench.runs import atomic_write_json, atomic_write_text, staged_dir
 
@@ -49,14 +56,14 @@ class EditKind(str, Enum):
     NATURAL = "natural"
 
 
-@dataclass
+@config
 class EvalEditConfig:
     """Settings of one eval-edit run."""
 
     edits: str | None = None  # edits .jsonl; None: the built-in Shapes edits
-    num_edits: int = 140  # built-in Shapes edits (20 per category)
-    limit: int | None = None  # first N rows of --edits
-    seed: int = 1000  # Shapes edit set and sampling noise (training uses the run's own seed)
+    num_edits: PositiveInt = 140  # built-in Shapes edits (20 per category)
+    limit: PositiveInt | None = None  # first N rows of --edits
+    seed: NonNegativeInt = 1000  # Shapes edit set and sampling noise (not the training seed)
     clip_model: str | None = None  # natural: CLIP-I / CLIP-T (default MagicBrush's ViT-B/32)
     dino_model: str | None = None  # natural: DINO (default facebook/dino-vits16)
     lpips: str = "alex"  # alex | vgg | none
@@ -64,10 +71,10 @@ class EvalEditConfig:
     lpips_random_backbone: bool = False  # offline demos and tests only (named in the variant)
     judge: str | None = None  # optional reward model (EDIT_JUDGES name); off by default
     checkpoint: str | None = None
-    sample_steps: int | None = None
-    guidance: float | None = None
-    batch_size: int = 16
-    device: str | None = None
+    sample_steps: PositiveInt | None = None
+    guidance: NonNegativeFloat | None = None
+    batch_size: PositiveInt = 16
+    device: Device = None
 
 
 @dataclass

@@ -34,7 +34,15 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from latentbench.config import to_dict
+from latentbench.config import (
+    Device,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    Probability,
+    config,
+    to_dict,
+)
 from latentbench.errors import UserError
 from latentbench.metrics.geneval import (
     Detection,
@@ -56,27 +64,27 @@ class GenSuite(str, Enum):
     GENEVAL_SHAPES = "geneval-shapes"
 
 
-@dataclass
+@config
 class EvalGenConfig:
     """Settings of one eval-gen run. Defaults follow GenEval where it defines them."""
 
     suite: GenSuite = GenSuite.GENEVAL_SHAPES
     metadata: str | None = None  # evaluation_metadata(.long).jsonl; geneval-shapes: built-in suite
-    samples_per_prompt: int = 4  # GenEval: 4 images per prompt
-    prompts_per_task: int = 100  # built-in Shapes suite only
-    limit: int | None = None  # score the first N prompts only
-    seed: int = 0
+    samples_per_prompt: PositiveInt = 4  # GenEval: 4 images per prompt
+    prompts_per_task: PositiveInt = 100  # built-in Shapes suite only
+    limit: PositiveInt | None = None  # score the first N prompts only
+    seed: NonNegativeInt = 0
     detector: str = "mask2former"  # geneval: mask2former | owlv2
     detector_model: str | None = None  # hub id or local folder (default: the kind's model)
     clip_model: str | None = None  # hub id or local folder (default: GenEval's ViT-L/14)
-    threshold: float | None = None  # None: the detector's default rules
-    counting_threshold: float | None = None
+    threshold: Probability | None = None  # None: the detector's default rules
+    counting_threshold: Probability | None = None
     clipscore: bool = True  # geneval: CLIPScore of each image with its prompt
     checkpoint: str | None = None  # RUN_DIR: step, folder, "init" (untrained); default last
-    sample_steps: int | None = None  # RUN_DIR: overrides of the run's sampling settings
-    guidance: float | None = None
-    batch_size: int = 16
-    device: str | None = None
+    sample_steps: PositiveInt | None = None  # RUN_DIR: overrides of the run's sampling settings
+    guidance: NonNegativeFloat | None = None
+    batch_size: PositiveInt = 16
+    device: Device = None
 
 
 # -- reading prompts and images -------------------------------------------------------------

@@ -24,7 +24,15 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from latentbench.config import to_dict
+from latentbench.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    config,
+    to_dict,
+)
 from latentbench.data.cache import CachedLatents, LatentCache, build_cache
 from latentbench.errors import UserError, unknown_choice
 from latentbench.gen.dit import CondKind, CondSpec, DiT, preset
@@ -88,7 +96,7 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
 }
 
 
-@dataclass
+@config
 class TrainGenConfig:
     """One generator run. ``None`` fields take the training preset's value."""
 
@@ -96,28 +104,28 @@ class TrainGenConfig:
     task: TaskKind = TaskKind.T2I
     data: str = "shapes:2000"
     preset: str = "tiny"
-    image_size: int | None = None
-    steps: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    eval_every: int | None = None
-    eval_samples: int | None = None
-    checkpoint_every: int | None = None
-    seed: int = 0
+    image_size: PositiveInt | None = None
+    steps: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    lr: PositiveFloat | None = None
+    eval_every: PositiveInt | None = None
+    eval_samples: PositiveInt | None = None
+    checkpoint_every: PositiveInt | None = None
+    seed: NonNegativeInt = 0
     fd_extractor: str = AUTO  # "auto": inception when it loads, else efficientnet-lite0; "none"
-    reference_images: int | None = None
+    reference_images: PositiveInt | None = None
     text_encoder: TextEncoderKind = TextEncoderKind.LEARNED
     text_encoder_path: str | None = None
-    max_text_len: int = 32
+    max_text_len: PositiveInt = 32
     flip: bool = False
-    shift: float | None = None  # None: sqrt(C p^2 / 16)
-    guidance: float | None = None
-    sample_steps: int | None = None
+    shift: PositiveFloat | None = None  # None: sqrt(C p^2 / 16)
+    guidance: NonNegativeFloat | None = None
+    sample_steps: PositiveInt | None = None
     sampler: Sampler = Sampler.EULER
-    cond_dropout: float = 0.1
+    cond_dropout: Probability = 0.1
     mixed_precision: MixedPrecision = MixedPrecision.NO  # bf16 on GPUs (and avx512_bf16 CPUs)
     compile: bool = False
-    num_workers: int = 0
+    num_workers: NonNegativeInt = 0
     space_options: dict[str, Any] = field(default_factory=dict)
     dit: dict[str, Any] = field(default_factory=dict)  # overrides of the DiT preset (width, ...)
 
@@ -137,8 +145,9 @@ def load_config(path: str | Path | None, **overrides: Any) -> TrainGenConfig:
     non-None ``overrides`` (command-line flags)."""
     from latentbench.config import from_dict, load_yaml
 
-    data = load_yaml(path) if path else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    from_dict(TrainGenConfig, {"space": "pixel", **flags}, "train-gen", flags=flags)
+    data = {**(load_yaml(path) if path else {}), **flags}
     data.setdefault("space", "pixel")
     return from_dict(TrainGenConfig, data, where=str(path) if path else "train-gen")
 

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import AfterValidator
 from torch import Tensor
 
-from latentbench.config import to_dict
+from latentbench.config import Device, NonNegativeInt, PositiveInt, config, to_dict
 from latentbench.data import iter_batches, open_images
 from latentbench.errors import UserError
 from latentbench.metrics.features import build_extractor
@@ -42,27 +43,34 @@ ALL = "all"
 INCEPTION = "inception"
 
 
-@dataclass
+def _at_least_ssim_window(size: int) -> int:
+    window = SSIM_VARIANT["win_size"]
+    if size < window:
+        raise ValueError(f"SSIM needs images of at least {window} px a side")
+    return size
+
+
+@config
 class ReconConfig:
     """What ``latentbench recon`` measures. ``spaces`` may hold ``all`` or saved-space folders."""
 
     spaces: list[str]
     data: str
-    image_size: int = 256
-    num_images: int | None = None
-    batch_size: int = 8
+    image_size: Annotated[PositiveInt, AfterValidator(_at_least_ssim_window)] = 256
+    num_images: PositiveInt | None = None
+    batch_size: PositiveInt = 8
     fd: list[str] = field(default_factory=lambda: [INCEPTION])  # feature extractors for FD
     lpips: list[LPIPSNet] = field(default_factory=lambda: [LPIPSNet.ALEX])
     lpips_random_backbone: bool = False  # offline demos/tests only; recorded in the metric name
     weights: str | None = None  # passed to spaces that take a `weights` option
     space_options: dict[str, Any] = field(default_factory=dict)  # to every space that takes them
     strict: bool = False
-    seed: int = 0
-    grid_images: int = 8
+    seed: NonNegativeInt = 0
+    grid_images: NonNegativeInt = 8
     save_images: bool = False  # write every original and reconstruction as PNG (uint8)
-    diagnostics: int = 32  # images for the latent diagnostics (probe, robustness, iFID); 0: off
-    device: str | None = None
-    num_workers: int = 0
+    diagnostics: NonNegativeInt = 32  # images for the latent diagnostics (probe, ...); 0: off
+    device: Device = None
+    num_workers: NonNegativeInt = 0
 
 
 @dataclass

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
-from latentbench.config import from_dict, load_yaml, to_dict
+from latentbench.config import PositiveInt, config, from_dict, load_yaml, to_dict
 from latentbench.errors import UserError
 from latentbench.runs import RunDir
 from latentbench.spaces import build_space, load_space
@@ -90,23 +91,35 @@ def _initial_space(space: str, cfg: TokenizerConfig, init: str | Path | None) ->
     return loaded
 
 
+@config
+class TrainTokenizerConfig:
+    """What ``latentbench train-tokenizer`` trains (also an experiment's ``tokenizers:`` step)."""
+
+    space: str  # semrec, svae, pvae, semrec-mlp, rae, rae-hd
+    data: str
+    preset: str = "tiny"  # a preset name or a YAML path
+    stage: Annotated[int, Field(ge=1, le=2)] = 1  # semrec: 1 = S-VAE, 2 = PS-VAE (needs init)
+    init: str | None = None  # stage 2: the stage-1 output folder
+    steps: PositiveInt | None = None  # None: the preset's
+    eval_data: str | None = None  # held-out PSNR and linear probes into metrics.json
+    eval_images: PositiveInt = 1000
+
+
 def train_tokenizer(
-    space: str,
-    data: str,
-    *,
-    preset: str = "tiny",
-    stage: int = 1,
-    init: str | Path | None = None,
-    steps: int | None = None,
+    job: TrainTokenizerConfig,
     out: str | Path | None = None,
+    *,
     resume: bool = False,
     quiet: bool = False,
-    eval_data: str | None = None,
-    eval_images: int = 1000,
 ) -> dict[str, Any]:
-    """Train ``space`` on ``data`` and save it (with stats) into ``out``. Returns metrics.json."""
+    """Train ``job.space`` on ``job.data`` and save it (with stats) into ``out``.
+
+    Returns the metrics written to metrics.json.
+    """
     from latentbench.data import collate_images, open_images
 
+    space, data, preset, stage, init = job.space, job.data, job.preset, job.stage, job.init
+    steps, eval_data, eval_images = job.steps, job.eval_data, job.eval_images
     recipe = recipe_for(space, stage)
     if recipe is Recipe.PSVAE and init is None:
         raise UserError("stage 2 (PS-VAE) starts from a stage-1 output: pass --init DIR")

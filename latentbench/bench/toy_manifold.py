@@ -15,32 +15,41 @@ the manifold: its tail distance stays above the 2-D model's.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from latentbench.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    config,
+)
 from latentbench.runs import RunDir, atomic_path
 
 
-@dataclass
+@config
 class ToyConfig:
-    steps: int = 3000
-    eval_every: int = 250
-    ambient_dim: int = 8
-    width: int = 256
-    batch_size: int = 512
-    lr: float = 1e-3
-    num_data: int = 8192
-    noise: float = 0.01  # data jitter around the strokes
-    num_samples: int = 2000
-    num_reference: int = 20_000  # dense noiseless points standing in for the manifold
-    sample_steps: int = 50
-    tail_fraction: float = 0.05
-    seed: int = 0
+    steps: PositiveInt = 3000
+    eval_every: PositiveInt = 250
+    ambient_dim: Annotated[int, Field(ge=2)] = 8
+    width: PositiveInt = 256
+    batch_size: PositiveInt = 512
+    lr: PositiveFloat = 1e-3
+    num_data: PositiveInt = 8192
+    noise: NonNegativeFloat = 0.01  # data jitter around the strokes
+    num_samples: PositiveInt = 2000
+    num_reference: PositiveInt = 20_000  # dense noiseless points standing in for the manifold
+    sample_steps: PositiveInt = 50
+    tail_fraction: Probability = 0.05
+    seed: NonNegativeInt = 0
 
 
 def ps_curve(n: int, generator: torch.Generator) -> Tensor:

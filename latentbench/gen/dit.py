@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from latentbench.config import NonNegativeInt, PositiveFloat, PositiveInt, config
 from latentbench.errors import UserError, unknown_choice
 
 
@@ -47,19 +48,19 @@ class CondKind(str, enum.Enum):
     FEATURES = "features"  # features of a frozen text encoder
 
 
-@dataclass
+@config
 class DiTConfig:
     """Architecture. Defaults the paper leaves open: GELU-tanh MLP of ratio 4, no QK-norm."""
 
-    width: int = 256
-    depth: int = 6
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    grid: int = 8  # tokens per side: every space gets grid*grid latent tokens
-    ddt_width: int | None = None  # None: no DDT head
-    ddt_depth: int = 2
-    ddt_heads: int | None = None  # None: ddt_width // 64
-    seed: int = 0  # initialisation seed (shared parts are identical across spaces)
+    width: PositiveInt = 256
+    depth: PositiveInt = 6
+    heads: PositiveInt = 4
+    mlp_ratio: PositiveFloat = 4.0
+    grid: PositiveInt = 8  # tokens per side: every space gets grid*grid latent tokens
+    ddt_width: PositiveInt | None = None  # None: no DDT head
+    ddt_depth: PositiveInt = 2
+    ddt_heads: PositiveInt | None = None  # None: ddt_width // 64
+    seed: NonNegativeInt = 0  # initialisation seed (shared parts are identical across spaces)
 
 
 PRESETS: dict[str, DiTConfig] = {
@@ -82,15 +83,15 @@ def preset(name: str, **overrides: object) -> DiTConfig:
     return replace(PRESETS[name.lower()], **overrides)  # type: ignore[arg-type]
 
 
-@dataclass
+@config
 class CondSpec:
     """What the generator is conditioned on."""
 
     kind: CondKind = CondKind.CLASS
-    num_classes: int = 0  # CLASS: labels 0..n-1, n is the null (dropped) label
-    vocab_size: int = 0  # TOKENS
-    text_dim: int = 0  # FEATURES
-    max_len: int = 1  # text tokens (unused for a class)
+    num_classes: NonNegativeInt = 0  # CLASS: labels 0..n-1, n is the null (dropped) label
+    vocab_size: NonNegativeInt = 0  # TOKENS
+    text_dim: NonNegativeInt = 0  # FEATURES
+    max_len: PositiveInt = 1  # text tokens (unused for a class)
     edit: bool = False  # clean source latents in the sequence
 
 

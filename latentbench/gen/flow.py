@@ -17,10 +17,18 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from latentbench.config import (
+    FiniteFloat,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    config,
+)
 
 VelocityFn = Callable[[Tensor, Tensor], Tensor]  # (x (B, ...), t (B,)) -> v (B, ...)
 
@@ -30,18 +38,18 @@ class Sampler(str, enum.Enum):
     HEUN = "heun"
 
 
-@dataclass
+@config
 class FlowConfig:
     """Flow-matching settings. ``shift=None`` applies the dimension rule automatically."""
 
-    shift: float | None = None
-    logit_mean: float = 0.0
-    logit_std: float = 1.0
-    sample_steps: int = 50
+    shift: PositiveFloat | None = None
+    logit_mean: FiniteFloat = 0.0
+    logit_std: PositiveFloat = 1.0
+    sample_steps: PositiveInt = 50
     sampler: Sampler = Sampler.EULER
-    sample_shift: float | None = None  # None: same as the training shift
-    guidance: float = 1.0  # 1.0: no guidance (the paper uses 6.5 at its scale)
-    cond_dropout: float = 0.1  # probability of training on the null condition (enables CFG)
+    sample_shift: PositiveFloat | None = None  # None: same as the training shift
+    guidance: NonNegativeFloat = 1.0  # 1.0: no guidance (the paper uses 6.5 at its scale)
+    cond_dropout: Probability = 0.1  # probability of training on the null condition (enables CFG)
 
 
 def dimension_shift(channels: int, patch: int) -> float:

@@ -6,6 +6,9 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
+from latentbench.config import validation_message
 from latentbench.errors import UserError
 from latentbench.registry import Registry
 from latentbench.spaces.base import (
@@ -71,7 +74,7 @@ def build_space(name: str, **options: Any) -> LatentSpace:
     factory = SPACES.get(name)
     device = options.pop("device", None)
     _check_options(name, factory, options)
-    space = factory(**options)
+    space = _call_validated(name, factory, options)
     if not isinstance(space, LatentSpace):
         raise UserError(f"space {name!r}: factory returned {type(space).__name__}, not LatentSpace")
     space.registry_name = name
@@ -87,6 +90,20 @@ def _check_options(name: str, factory: Any, options: dict[str, Any]) -> None:
             raise UserError(
                 f"space {name!r} takes no option {key!r}; valid: {', '.join(params) or 'none'}"
             )
+
+
+def _call_validated(name: str, factory: Any, options: dict[str, Any]) -> Any:
+    """``factory(**options)`` with each option checked against the factory's type hints."""
+    try:
+        validated = pydantic.validate_call(factory)
+    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError, NameError):
+        return factory(**options)  # hints pydantic cannot read (a plugin's): call it as it is
+    try:
+        return validated(**options)
+    except pydantic.ValidationError as e:
+        if e.title != getattr(factory, "__name__", None):
+            raise  # raised inside the factory, not by its arguments
+        raise UserError(validation_message(e, type(None), f"space {name!r}")) from None
 
 
 def load_space(directory: str | Path, device: Any = None) -> LatentSpace:

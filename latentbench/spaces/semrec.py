@@ -27,13 +27,13 @@ narrow decoder) so the contract test and ``latentbench spaces --spec`` run in se
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from latentbench.config import from_dict, to_dict
+from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict, to_dict
 from latentbench.errors import UserError
 from latentbench.nn.conv import ConvDecoder
 from latentbench.nn.vit import Mlp, ViTBlock, default_heads
@@ -43,20 +43,20 @@ from latentbench.spaces.base import LatentSpace, LatentSpec
 PAPER_ENCODER = "dinov2-b-reg"
 
 
-@dataclass
+@config
 class SemRecConfig:
     """Architecture of a semantic-pixel tokenizer. Defaults: the paper's (DINOv2-B/reg, 96 ch)."""
 
     encoder: str | dict[str, Any] = PAPER_ENCODER
-    image_size: int = 256  # decode() output size; encode() input size
-    encoder_input_size: int | None = None  # None: the encoder's default (224 for DINOv2)
-    channels: int = 96  # C of the KL latent
-    semantic_depth: int = 3  # transformer blocks in E_s and in D_s (0: 2-layer MLP VAE)
+    image_size: PositiveInt = 256  # decode() output size; encode() input size
+    encoder_input_size: PositiveInt | None = None  # None: the encoder's default (224 for DINOv2)
+    channels: PositiveInt = 96  # C of the KL latent
+    semantic_depth: NonNegativeInt = 3  # transformer blocks in E_s and in D_s (0: 2-layer MLP VAE)
     inherit: bool = True  # copy encoder blocks when it has them
     inherit_blocks: tuple[int, ...] | None = None  # encoder block indices; None: the last ones
-    mlp_hidden: int | None = None  # None: encoder width
-    decoder_base: int = 128  # LDM decoder width at full resolution (x1, x2, x4, x4, ...)
-    decoder_layers: int = 2  # ResNet blocks per decoder level
+    mlp_hidden: PositiveInt | None = None  # None: encoder width
+    decoder_base: PositiveInt = 128  # LDM decoder width at full resolution (x1, x2, x4, x4, ...)
+    decoder_layers: PositiveInt = 2  # ResNet blocks per decoder level
     decoder_attention: bool = True  # self-attention in the decoder's middle block
 
 

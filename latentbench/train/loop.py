@@ -36,6 +36,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from latentbench.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    config,
+)
 from latentbench.errors import UserError
 from latentbench.runs import RunDir, atomic_write_json
 
@@ -46,25 +54,25 @@ class MixedPrecision(str, enum.Enum):
     FP16 = "fp16"
 
 
-@dataclass
+@config
 class LoopConfig:
     """Optimisation and bookkeeping settings shared by every training run."""
 
-    steps: int = 1000
-    batch_size: int = 32  # global batch, split over processes
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    grad_clip: float | None = 1.0
-    ema_decay: float | None = 0.9999  # None: no EMA copy
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 32  # global batch, split over processes
+    lr: PositiveFloat = 1e-4
+    weight_decay: NonNegativeFloat = 0.0
+    betas: tuple[Probability, Probability] = (0.9, 0.999)
+    warmup_steps: NonNegativeInt = 0
+    grad_clip: PositiveFloat | None = 1.0
+    ema_decay: Probability | None = 0.9999  # None: no EMA copy
     mixed_precision: MixedPrecision = MixedPrecision.NO
     compile: bool = False
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    num_workers: int = 0
+    seed: NonNegativeInt = 0
+    log_every: PositiveInt = 10
+    checkpoint_every: PositiveInt = 500
+    keep_checkpoints: PositiveInt = 2
+    num_workers: NonNegativeInt = 0
 
 
 @dataclass

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import torch
@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from latentbench.config import NonNegativeFloat, NonNegativeInt, PositiveInt, config
 from latentbench.errors import UserError
 from latentbench.nn.patchgan import PatchGAN, adaptive_weight, hinge_d_loss, hinge_g_loss
 from latentbench.spaces.base import LatentSpace
@@ -61,34 +62,34 @@ class PerceptualKind(str, enum.Enum):
     NONE = "none"
 
 
-@dataclass
+@config
 class LossConfig:
     """Loss weights and switches. Defaults: paper scale (see the module docstring)."""
 
-    semantic_weight: float = 0.1
-    pixel_weight: float = 1.0
-    l2_weight: float = 1.0
-    cosine_weight: float = 1.0
-    kl_weight: float = 1e-6
-    l1_weight: float = 1.0
+    semantic_weight: NonNegativeFloat = 0.1
+    pixel_weight: NonNegativeFloat = 1.0
+    l2_weight: NonNegativeFloat = 1.0
+    cosine_weight: NonNegativeFloat = 1.0
+    kl_weight: NonNegativeFloat = 1e-6
+    l1_weight: NonNegativeFloat = 1.0
     perceptual: PerceptualKind = PerceptualKind.LPIPS_VGG
-    perceptual_weight: float = 1.0
-    gan_weight: float = 0.5  # 0 disables the discriminator
-    gan_start: int = 50_000  # optimizer step at which the adversarial terms switch on
-    disc_channels: int = 64
-    disc_layers: int = 3
-    consistency_weight: float = 1.0  # rae-hd: feature consistency to the frozen encoder
-    noise_tau: float = 0.8  # rae / rae-hd: decoder-input noise sigma ~ |N(0, tau^2)|
+    perceptual_weight: NonNegativeFloat = 1.0
+    gan_weight: NonNegativeFloat = 0.5  # 0 disables the discriminator
+    gan_start: NonNegativeInt = 50_000  # optimizer step at which the adversarial terms switch on
+    disc_channels: PositiveInt = 64
+    disc_layers: PositiveInt = 3
+    consistency_weight: NonNegativeFloat = 1.0  # rae-hd: feature consistency to the frozen encoder
+    noise_tau: NonNegativeFloat = 0.8  # rae / rae-hd: decoder-input noise sigma ~ |N(0, tau^2)|
 
 
-@dataclass
+@config
 class TokenizerConfig:
     """One training run: the space's options, the losses, the loop, the stats fit."""
 
     space: dict[str, Any] = field(default_factory=dict)  # build_space options
     loss: LossConfig = field(default_factory=LossConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
-    stats_images: int = 512  # training images encoded to fit the exported space's stats
+    stats_images: PositiveInt = 512  # training images encoded to fit the exported space's stats
 
 
 def recipe_for(space: str, stage: int) -> Recipe:

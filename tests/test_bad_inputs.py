@@ -1,0 +1,225 @@
+"""Every bad input a user can give ends in one line on stderr and exit code 2: no traceback, and
+no output folder that looks like a finished run.
+
+The table walks each case through the real entry point (:func:`latentbench.cli.main`, the console
+script's target) in this process; one case also runs as a subprocess to prove the same for the
+installed command.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from latentbench.cli import main
+
+CHEAP = ["--space", "pixel", "--data", "shapes:4", "--fd", "none", "--lpips", "none"]
+RECON = ["recon", *CHEAP, "--image-size", "16", "--diagnostics", "0"]
+COMPLETE = ("metrics.json", ".done.json", "manifest.json", "index.html", "space.json")
+
+
+def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``latentbench ARGV`` run through ``main()``."""
+    monkeypatch.setattr(sys, "argv", ["latentbench", *argv])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def experiment(tmp: Path, **body: object) -> str:
+    """An experiment file with ``body``; its outputs go under ``tmp``."""
+    data = {"name": "bad", "out": str(tmp / "runs"), "report": str(tmp / "report"), **body}
+    path = tmp / "bad.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+def raw_experiment(tmp: Path, text: str) -> str:
+    """An experiment file written as given (to keep YAML spellings like ``1e-4``, ``.nan``)."""
+    path = tmp / "bad.yaml"
+    path.write_text(f"name: bad\nout: {tmp / 'runs'}\nreport: {tmp / 'report'}\n{text}")
+    return str(path)
+
+
+RECON_STEP = {"spaces": ["pixel"], "data": "shapes:4", "image_size": 16, "fd": [], "lpips": []}
+
+
+def gen_step(**settings: object) -> dict[str, object]:
+    return {"spaces": ["pixel"], "steps": 2, "eval_every": 1, **settings}
+
+
+def tiny_preset(tmp: Path, **loop: object) -> str:
+    """A train-tokenizer preset whose ``loop`` section holds ``loop``."""
+    path = tmp / "preset.yaml"
+    section = {"space": {"encoder": "tiny-vit", "image_size": 32}, "loop": {"steps": 2, **loop}}
+    path.write_text(yaml.safe_dump({"rae": section}))
+    return str(path)
+
+
+Case = Callable[[Path], list[str]]
+CASES: dict[str, tuple[Case, str]] = {
+    # command-line flags
+    "batch-size 0": (lambda t: [*RECON, "--batch-size", "0"], "--batch-size: input should be"),
+    "image-size below SSIM's window": (
+        lambda t: [*RECON[:-4], "--image-size", "8"],
+        "--image-size: SSIM needs images of at least 11 px",
+    ),
+    "device foo": (lambda t: [*RECON, "--device", "foo"], "--device: not a device"),
+    "o with bad YAML": (lambda t: [*RECON, "-o", "patch=[1,2"], "-o 'patch=[1,2'"),
+    "o with a wrong type": (lambda t: [*RECON, "-o", "patch=abc"], "patch: input should be"),
+    "o without =": (lambda t: [*RECON, "-o", "patch"], "is not KEY=VALUE"),
+    "train-tokenizer steps 0": (
+        lambda t: ["train-tokenizer", "--space", "rae", "--data", "shapes:4", "--steps", "0"],
+        "--steps: input should be greater than 0",
+    ),
+    "train-tokenizer steps negative": (
+        lambda t: ["train-tokenizer", "--space", "rae", "--data", "shapes:4", "--steps", "-3"],
+        "--steps: input should be greater than 0",
+    ),
+    "train-tokenizer stage 3": (
+        lambda t: ["train-tokenizer", "--space", "semrec", "--data", "shapes:4", "--stage", "3"],
+        "--stage: input should be less than or equal to 2",
+    ),
+    "train-tokenizer preset lr 0": (
+        lambda t: [
+            "train-tokenizer",
+            *("--space", "rae", "--data", "shapes:4", "--out", str(t / "tok")),
+            *("--preset", tiny_preset(t, lr=0)),
+        ],
+        "loop.lr: input should be greater than 0",
+    ),
+    "train-gen config lr abc": (
+        lambda t: ["train-gen", *("--space", "pixel", "--out", str(t / "g")), "--config", _cfg(t)],
+        "lr: input should be a valid number",
+    ),
+    "train-gen batch-size 0": (
+        lambda t: ["train-gen", *("--space", "pixel", "--out", str(t / "g")), "--batch-size", "0"],
+        "--batch-size: input should be greater than 0",
+    ),
+    "eval-gen samples 0": (
+        lambda t: ["eval-gen", "--suite", "geneval-shapes", "--images", str(t), "--samples", "0"],
+        "--samples-per-prompt: input should be greater than 0",
+    ),
+    "toy-manifold steps 0": (
+        lambda t: ["toy-manifold", "--steps", "0", "--out", str(t / "toy")],
+        "--steps: input should be greater than 0",
+    ),
+    # experiment files
+    "experiment image_size big": (
+        lambda t: ["run", experiment(t, recon={**RECON_STEP, "image_size": "big"})],
+        "recon.image_size: input should be a valid integer",
+    ),
+    "experiment seed abc": (
+        lambda t: ["run", experiment(t, seed="abc", recon=RECON_STEP)],
+        "seed: input should be a valid integer",
+    ),
+    "experiment recon 5": (
+        lambda t: ["run", experiment(t, recon=5)],
+        "recon: input should be a dictionary",
+    ),
+    "experiment steps two": (
+        lambda t: ["run", experiment(t, generation=[gen_step(steps="two")])],
+        "generation[0].steps: input should be a valid integer",
+    ),
+    "experiment lr -1": (
+        lambda t: ["run", experiment(t, generation=[gen_step(lr=-1)])],
+        "generation[0].lr: input should be greater than 0",
+    ),
+    "experiment lr .nan": (
+        lambda t: ["run", raw_experiment(t, "generation:\n  - {spaces: [pixel], lr: .nan}\n")],
+        "generation[0].lr: input should be a finite number",
+    ),
+    "experiment lr abc": (
+        lambda t: ["run", experiment(t, generation=[gen_step(lr="abc")])],
+        "generation[0].lr: input should be a valid number",
+    ),
+    "experiment lr 0": (
+        lambda t: ["run", experiment(t, generation=[gen_step(lr=0)])],
+        "generation[0].lr: input should be greater than 0",
+    ),
+    "experiment spaces a string": (
+        lambda t: ["run", experiment(t, recon={**RECON_STEP, "spaces": "pixel"})],
+        "recon.spaces: input should be a valid list",
+    ),
+    "experiment generation without spaces": (
+        lambda t: ["run", experiment(t, generation=[{"steps": 2}])],
+        "generation[0].spaces: list should have at least 1 item",
+    ),
+    "experiment unknown key": (
+        lambda t: ["run", experiment(t, recon={**RECON_STEP, "imagesize": 16})],
+        "unknown key 'imagesize' (did you mean 'image_size'?)",
+    ),
+    "experiment unknown enum value": (
+        lambda t: ["run", experiment(t, recon={**RECON_STEP, "lpips": ["alexx"]})],
+        "'alexx' is not one of alex, vgg (did you mean 'alex'?)",
+    ),
+    "experiment skip_unavailable no": (
+        lambda t: [
+            "run",
+            experiment(
+                t, skip_unavailable="no", recon={**RECON_STEP, "spaces": ["pixel", "no-such"]}
+            ),
+        ],
+        "unknown space 'no-such'",
+    ),
+}
+
+
+def _cfg(tmp: Path) -> str:
+    path = tmp / "gen.yaml"
+    path.write_text('lr: "abc"\n')
+    return str(path)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
+    build, message = CASES[case]
+    argv = build(tmp_path)
+    monkeypatch.chdir(tmp_path)  # default output folders land here, where they are checked
+    code, _, err = run_cli(argv, monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in err
+    finished = [p for name in COMPLETE for p in tmp_path.rglob(name)]
+    assert not finished, f"a bad input left {finished}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_a_gpu(tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli([*RECON, "--device", "cuda"], monkeypatch, capsys)
+    assert code == 2 and "CUDA is not available on this machine" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_yaml_spellings_people_use_are_read_as_meant(tmp_path):
+    """``lr: 1e-4`` (a string to PyYAML) is a float; ``skip_unavailable: "no"`` is False."""
+    from latentbench.experiment import load_experiment
+
+    path = raw_experiment(
+        tmp_path, 'skip_unavailable: "no"\ngeneration:\n  - {spaces: [pixel], lr: 1e-4}\n'
+    )
+    exp = load_experiment(path)
+    assert exp.generation[0].lr == pytest.approx(1e-4)
+    assert exp.skip_unavailable is False
+
+
+def test_installed_command_prints_one_line(tmp_path):
+    """The console script's code path in a fresh interpreter, not only in-process."""
+    cmd = [sys.executable, "-m", "latentbench", *RECON, "--batch-size", "0"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: recon: --batch-size: input should be greater than 0 (got 0)"
+    ]
