@@ -31,6 +31,19 @@ app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")]
+MaxPixels = Annotated[
+    int | None,
+    typer.Option(
+        help="Skip images of more than N pixels, judged from the file header without decoding "
+        "them (default 64 MP; at most Pillow's bomb limit, 179 MP)."
+    ),
+]
+
+
+def max_pixels_or_default(value: int | None) -> int:
+    from latentbench.data import DEFAULT_MAX_PIXELS
+
+    return DEFAULT_MAX_PIXELS if value is None else value
 
 
 def print_json(obj: object) -> None:
@@ -127,6 +140,7 @@ def recon_cmd(
     strict: Annotated[
         bool, typer.Option(help="An unreadable image is an error, not a skip.")
     ] = False,
+    max_pixels: MaxPixels = None,
     save_images: Annotated[
         bool, typer.Option(help="Write every original and reconstruction as PNG under images/.")
     ] = False,
@@ -162,6 +176,7 @@ def recon_cmd(
         weights=weights,
         space_options=parse_options(option or []),
         strict=strict,
+        max_pixels=max_pixels_or_default(max_pixels),
         seed=seed,
         device=device,
         save_images=save_images,
@@ -213,12 +228,15 @@ def data_export_cmd(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Export the first N images.")] = None,
     strict: Annotated[bool, typer.Option(help="An unreadable image is an error.")] = False,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Write a dataset's images as PNG files (e.g. the scikit-image photos for the README)."""
     from latentbench.data import open_images
     from latentbench.data.images import export_images
 
-    dataset = open_images(data, image_size, limit=limit, strict=strict)
+    dataset = open_images(
+        data, image_size, limit=limit, strict=strict, max_pixels=max_pixels_or_default(max_pixels)
+    )
     written, skipped = export_images(dataset, out)
     for key, reason in skipped:
         console.print(f"skipped {key}: {reason}", highlight=False)
@@ -297,6 +315,7 @@ def train_tokenizer_cmd(
         str | None, typer.Option(help="Held-out SPEC: PSNR and linear probes into metrics.json.")
     ] = None,
     eval_images: Annotated[int, typer.Option(help="Held-out images to use.")] = 1000,
+    max_pixels: MaxPixels = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -315,6 +334,7 @@ def train_tokenizer_cmd(
         quiet=quiet,
         eval_data=eval_data,
         eval_images=eval_images,
+        max_pixels=max_pixels_or_default(max_pixels),
     )
     if as_json:
         print_json(metrics)
@@ -384,6 +404,7 @@ def train_gen_cmd(
     ] = None,
     compile: Annotated[bool | None, typer.Option(help="torch.compile the DiT.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    max_pixels: MaxPixels = None,
     out: Annotated[Path, typer.Option(help="One run folder per space under it.")] = Path(
         "runs/gen"
     ),
@@ -410,6 +431,7 @@ def train_gen_cmd(
         mixed_precision=mixed_precision,
         compile=compile,
         seed=seed,
+        max_pixels=max_pixels,
     )
     results = train_generators(
         split_names(space),
@@ -492,6 +514,7 @@ def eval_gen_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     batch_size: Annotated[int, typer.Option()] = 16,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    max_pixels: MaxPixels = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -527,6 +550,7 @@ def eval_gen_cmd(
         guidance=guidance,
         batch_size=batch_size,
         device=device,
+        max_pixels=max_pixels_or_default(max_pixels),
     )
     bars = _Bars(quiet)
     try:
@@ -580,6 +604,7 @@ def eval_edit_cmd(
     seed: Annotated[int, typer.Option(help="Shapes edit set and sampling noise.")] = 1000,
     batch_size: Annotated[int, typer.Option()] = 16,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    max_pixels: MaxPixels = None,
     out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -604,6 +629,7 @@ def eval_edit_cmd(
         guidance=guidance,
         batch_size=batch_size,
         device=device,
+        max_pixels=max_pixels_or_default(max_pixels),
     )
     bars = _Bars(quiet)
     try:

@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from latentbench.config import to_dict
+from latentbench.data import DEFAULT_MAX_PIXELS
+from latentbench.data.images import UnreadableImage, check_max_pixels, open_image
 from latentbench.errors import UserError
 from latentbench.metrics.geneval import (
     Detection,
@@ -77,6 +79,7 @@ class EvalGenConfig:
     guidance: float | None = None
     batch_size: int = 16
     device: str | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger images are skipped, not decoded
 
 
 # -- reading prompts and images -------------------------------------------------------------
@@ -324,12 +327,12 @@ def build_clip(cfg: EvalGenConfig) -> Any:
 
 
 # -- scoring ------------------------------------------------------------------------------------
-def _open(path: Path) -> Image.Image | str:
+def _open(path: Path, max_pixels: int | None) -> Image.Image | str:
     try:
-        with Image.open(path) as im:
+        with open_image(path, max_pixels) as im:
             return im.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        return f"unreadable image {path.name}: {type(e).__name__}"
+    except UnreadableImage as e:
+        return f"unreadable image {path.name}: {e}"
 
 
 def score_prompts(
@@ -340,8 +343,10 @@ def score_prompts(
     *,
     clip: Any | None = None,
     progress: Progress | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(per-image rows, per-prompt rows). Unreadable images are skipped and counted."""
+    """(per-image rows, per-prompt rows). Unreadable images, and images of more than
+    ``max_pixels`` pixels, are skipped and counted."""
     from latentbench.metrics.clip import clip_score
 
     rows: list[dict[str, Any]] = []
@@ -349,7 +354,7 @@ def score_prompts(
     for p in prompts:
         images, names = [], []
         for path in p.samples:
-            im = _open(path)
+            im = _open(path, max_pixels)
             if isinstance(im, str):
                 skipped.add(f"{p.index:05d}: {im}", images=1)
             else:
@@ -573,6 +578,7 @@ def run_eval_gen(
         raise UserError("give either RUN_DIR (sample a trained generator) or --images DIR")
     if cfg.samples_per_prompt < 1:
         raise UserError(f"--samples must be >= 1, got {cfg.samples_per_prompt}")
+    check_max_pixels(cfg.max_pixels)
     suite = GenSuite(cfg.suite)
     out_path = Path(out) if out else None
     clip: Any = None
@@ -594,7 +600,13 @@ def run_eval_gen(
     clip = clip if cfg.clipscore else None
     tick = progress(sum(len(p.samples) for p in plan.prompts)) if progress else None
     rows, per_prompt = score_prompts(
-        plan.prompts, used, plan.images_dir, plan.skipped, clip=clip, progress=tick
+        plan.prompts,
+        used,
+        plan.images_dir,
+        plan.skipped,
+        clip=clip,
+        progress=tick,
+        max_pixels=cfg.max_pixels,
     )
     results = summarise_rows(rows, used, plan.skipped, suite)
     if clip is not None:

@@ -25,7 +25,9 @@ import torch
 from torch.utils.data import Dataset
 
 from latentbench.config import to_dict
+from latentbench.data import DEFAULT_MAX_PIXELS
 from latentbench.data.cache import CachedLatents, LatentCache, build_cache
+from latentbench.data.images import check_max_pixels
 from latentbench.errors import UserError, unknown_choice
 from latentbench.gen.dit import CondKind, CondSpec, DiT, preset
 from latentbench.gen.flow import FlowConfig, Sampler, dimension_shift
@@ -104,6 +106,7 @@ class TrainGenConfig:
     eval_samples: int | None = None
     checkpoint_every: int | None = None
     seed: int = 0
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # image files larger than this are skipped
     fd_extractor: str = AUTO  # "auto": inception when it loads, else efficientnet-lite0; "none"
     reference_images: int | None = None
     text_encoder: TextEncoderKind = TextEncoderKind.LEARNED
@@ -164,6 +167,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
     for name in ("steps", "batch_size", "eval_every", "eval_samples", "checkpoint_every"):
         if getattr(tp, name) < 1:
             raise UserError(f"{name.replace('_', '-')} must be >= 1, got {getattr(tp, name)}")
+    check_max_pixels(cfg.max_pixels)
     loop = LoopConfig(
         steps=tp.steps,
         batch_size=tp.batch_size,
@@ -195,8 +199,15 @@ def make_space(name: str, image_size: int, options: dict[str, Any] | None = None
     return build_space(name, **opts)
 
 
-def open_data(spec: str, task: TaskKind, image_size: int, seed: int) -> Dataset:
-    """The training data: edits for ``edit`` (``shapes[:N]`` means Shapes edits), else images."""
+def open_data(
+    spec: str,
+    task: TaskKind,
+    image_size: int,
+    seed: int,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Dataset:
+    """The training data: edits for ``edit`` (``shapes[:N]`` means Shapes edits), else images
+    (files of more than ``max_pixels`` pixels skipped)."""
     if task is TaskKind.EDIT:
         m = re.fullmatch(r"shapes(?:-edits)?(?::(\d+))?", spec.strip())
         if not m:
@@ -206,7 +217,7 @@ def open_data(spec: str, task: TaskKind, image_size: int, seed: int) -> Dataset:
         return ShapesEditsDataset(int(m.group(1) or 1000), image_size, seed)
     from latentbench.data import open_images
 
-    return open_images(spec, image_size, seed=seed)
+    return open_images(spec, image_size, seed=seed, max_pixels=max_pixels)
 
 
 def make_text_encoder(
@@ -359,7 +370,7 @@ def train_generator(
     data = (
         dataset
         if dataset is not None
-        else open_data(cfg.data, cfg.task, r.train.image_size, cfg.seed)
+        else open_data(cfg.data, cfg.task, r.train.image_size, cfg.seed, cfg.max_pixels)
     )
     cache = build_cache(space, data, flip=cfg.flip, quiet=quiet or not state.is_main_process)
     stats = space.stats or cache.stats

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from latentbench.config import from_dict, load_yaml, to_dict
+from latentbench.data import DEFAULT_MAX_PIXELS
 from latentbench.errors import UserError
 from latentbench.runs import RunDir
 from latentbench.spaces import build_space, load_space
@@ -103,8 +104,11 @@ def train_tokenizer(
     quiet: bool = False,
     eval_data: str | None = None,
     eval_images: int = 1000,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
-    """Train ``space`` on ``data`` and save it (with stats) into ``out``. Returns metrics.json."""
+    """Train ``space`` on ``data`` and save it (with stats) into ``out``. Returns metrics.json.
+
+    Images of more than ``max_pixels`` pixels (in ``data`` and ``eval_data``) are skipped."""
     from latentbench.data import collate_images, open_images
 
     recipe = recipe_for(space, stage)
@@ -121,13 +125,16 @@ def train_tokenizer(
         "data": data,
         "init": str(init) if init else None,
         "preset": preset,
+        "max_pixels": max_pixels,
         **to_dict(cfg),
     }
     _check_out(out, resume)
     torch.manual_seed(cfg.loop.seed)
     model_space = _initial_space(space, cfg, init)
     model_space.registry_name = space
-    dataset = open_images(data, model_space.spec.image_size, seed=cfg.loop.seed)
+    dataset = open_images(
+        data, model_space.spec.image_size, seed=cfg.loop.seed, max_pixels=max_pixels
+    )
     task = TokenizerTask(model_space, recipe, cfg.loss)
     # The run folder appears only once everything above was built without error.
     if resume:
@@ -140,12 +147,15 @@ def train_tokenizer(
 
     trained = export_space(loop.eval_model).eval()
     n_stats = min(cfg.stats_images, len(dataset))
-    stats_data = open_images(data, trained.spec.image_size, limit=n_stats, seed=cfg.loop.seed)
+    stats_data = open_images(
+        data, trained.spec.image_size, limit=n_stats, seed=cfg.loop.seed, max_pixels=max_pixels
+    )
     trained.fit_stats(_image_batches(stats_data, cfg.loop.batch_size), seed=cfg.loop.seed)
     metrics: dict[str, Any] = {f"train/{k}": v for k, v in last.items()}
     metrics.update(steps=loop.step, num_train_images=len(dataset))
     if eval_data:
-        metrics.update(evaluate(trained, eval_data, eval_images, cfg.loop.batch_size))
+        batch = cfg.loop.batch_size
+        metrics.update(evaluate(trained, eval_data, eval_images, batch, max_pixels=max_pixels))
     trained.save(run.path)
     run.write_metrics(metrics)
     return metrics
@@ -159,8 +169,16 @@ def _image_batches(dataset: Any, batch_size: int):
             yield batch.images
 
 
-def evaluate(space: LatentSpace, data: str, limit: int, batch_size: int) -> dict[str, float]:
-    """Held-out PSNR and linear probes on ``data`` (first ``limit`` images).
+def evaluate(
+    space: LatentSpace,
+    data: str,
+    limit: int,
+    batch_size: int,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> dict[str, float]:
+    """Held-out PSNR and linear probes on ``data`` (first ``limit`` images; larger than
+    ``max_pixels`` skipped).
 
     Probes (top-1, ridge, 80/20 split) on the latent and on the space's encoder features, each
     mean-pooled over the grid (``..._mean``) and flattened (``..._flat``).
@@ -169,7 +187,7 @@ def evaluate(space: LatentSpace, data: str, limit: int, batch_size: int) -> dict
     from latentbench.metrics.latent import decode_all, encode_all, linear_probe, pool_latents
     from latentbench.metrics.pixel import psnr
 
-    dataset = open_images(data, space.spec.image_size, limit=limit)
+    dataset = open_images(data, space.spec.image_size, limit=limit, max_pixels=max_pixels)
     batches = [b for b in iter_batches(dataset, batch_size) if len(b)]
     images = torch.cat([b.images for b in batches])  # (N, 3, H, W)
     labels = torch.cat([b.labels for b in batches])  # (N,)
