@@ -32,6 +32,19 @@ console = Console(stderr=True)
 C = TypeVar("C")
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")]
+MaxPixelsFlag = Annotated[
+    int | None,
+    typer.Option(
+        help="Skip images of more than N pixels, judged from the file header without decoding "
+        "them (default 64 MP; at most Pillow's bomb limit, 179 MP)."
+    ),
+]
+
+
+def max_pixels_or_default(value: int | None) -> int:
+    from latentbench.data import DEFAULT_MAX_PIXELS
+
+    return DEFAULT_MAX_PIXELS if value is None else value
 
 
 def print_json(obj: object) -> None:
@@ -138,6 +151,7 @@ def recon_cmd(
     strict: Annotated[
         bool, typer.Option(help="An unreadable image is an error, not a skip.")
     ] = False,
+    max_pixels: MaxPixelsFlag = None,
     save_images: Annotated[
         bool, typer.Option(help="Write every original and reconstruction as PNG under images/.")
     ] = False,
@@ -172,6 +186,7 @@ def recon_cmd(
         weights=weights,
         space_options=parse_options(option or []),
         strict=strict,
+        max_pixels=max_pixels_or_default(max_pixels),
         seed=seed,
         device=device,
         save_images=save_images,
@@ -223,12 +238,15 @@ def data_export_cmd(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Export the first N images.")] = None,
     strict: Annotated[bool, typer.Option(help="An unreadable image is an error.")] = False,
+    max_pixels: MaxPixelsFlag = None,
 ) -> None:
     """Write a dataset's images as PNG files (e.g. the scikit-image photos for the README)."""
     from latentbench.data import open_images
     from latentbench.data.images import export_images
 
-    dataset = open_images(data, image_size, limit=limit, strict=strict)
+    dataset = open_images(
+        data, image_size, limit=limit, strict=strict, max_pixels=max_pixels_or_default(max_pixels)
+    )
     written, skipped = export_images(dataset, out)
     for key, reason in skipped:
         console.print(f"skipped {key}: {reason}", highlight=False)
@@ -307,6 +325,7 @@ def train_tokenizer_cmd(
         str | None, typer.Option(help="Held-out SPEC: PSNR and linear probes into metrics.json.")
     ] = None,
     eval_images: Annotated[int, typer.Option(help="Held-out images to use.")] = 1000,
+    max_pixels: MaxPixelsFlag = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -324,6 +343,7 @@ def train_tokenizer_cmd(
         steps=steps,
         eval_data=eval_data,
         eval_images=eval_images,
+        max_pixels=max_pixels_or_default(max_pixels),
     )
     metrics = train_tokenizer(job, out, resume=resume, quiet=quiet)
     if as_json:
@@ -395,6 +415,7 @@ def train_gen_cmd(
     ] = None,
     compile: Annotated[bool | None, typer.Option(help="torch.compile the DiT.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    max_pixels: MaxPixelsFlag = None,
     out: Annotated[Path, typer.Option(help="One run folder per space under it.")] = Path(
         "runs/gen"
     ),
@@ -421,6 +442,7 @@ def train_gen_cmd(
         mixed_precision=mixed_precision,
         compile=compile,
         seed=seed,
+        max_pixels=max_pixels,
     )
     results = train_generators(
         split_names(space),
@@ -503,6 +525,7 @@ def eval_gen_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     batch_size: Annotated[int, typer.Option()] = 16,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    max_pixels: MaxPixelsFlag = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -540,6 +563,7 @@ def eval_gen_cmd(
         guidance=guidance,
         batch_size=batch_size,
         device=device,
+        max_pixels=max_pixels_or_default(max_pixels),
     )
     bars = _Bars(quiet)
     try:
@@ -593,6 +617,7 @@ def eval_edit_cmd(
     seed: Annotated[int, typer.Option(help="Shapes edit set and sampling noise.")] = 1000,
     batch_size: Annotated[int, typer.Option()] = 16,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    max_pixels: MaxPixelsFlag = None,
     out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -619,6 +644,7 @@ def eval_edit_cmd(
         guidance=guidance,
         batch_size=batch_size,
         device=device,
+        max_pixels=max_pixels_or_default(max_pixels),
     )
     bars = _Bars(quiet)
     try:

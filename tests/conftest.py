@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import urllib.error
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,20 @@ def no_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     return tmp_path / "torch"
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
+    """``cli(*args)`` runs ``latentbench ARGS`` in this process, through ``latentbench.cli.main``
+    (a UserError: one line on stderr, exit 2), and returns the exit code (0 when it returns)."""
+    from latentbench.cli import main
+
+    def run(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["latentbench", *args])
+        try:
+            main()
+        except SystemExit as e:
+            return int(e.code or 0)
+        return 0
+
+    return run

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from latentbench.config import (
     Device,
@@ -44,6 +44,8 @@ from latentbench.config import (
     config,
     to_dict,
 )
+from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
+from latentbench.data.images import UnreadableImage, open_image
 from latentbench.errors import UserError
 from latentbench.runs import atomic_write_json, atomic_write_text, staged_dir
 
@@ -75,6 +77,7 @@ class EvalEditConfig:
     guidance: NonNegativeFloat | None = None
     batch_size: PositiveInt = 16
     device: Device = None
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # larger images are skipped, not decoded
 
 
 @dataclass
@@ -126,13 +129,15 @@ def edit_kind(rows: list[tuple[int, dict[str, Any]]]) -> EditKind:
     return EditKind.SHAPES if all("source_scene" in r for _, r in rows) else EditKind.NATURAL
 
 
-def _open(path: Path) -> Image.Image:
-    with Image.open(path) as im:
+def _open(path: Path, max_pixels: int | None) -> Image.Image:
+    """The RGB image at ``path``; an UnreadableImage (reason: corrupt, more than
+    ``max_pixels`` pixels, ...) when it cannot be read."""
+    with open_image(path, max_pixels) as im:
         return im.convert("RGB")
 
 
-def _load(base: Path, value: Any) -> Image.Image:
-    return _open(base / str(value))
+def _load(edits: _Edits, value: Any) -> Image.Image:
+    return _open(edits.base / str(value), edits.max_pixels)
 
 
 def output_path(images: Path, index: int, row: dict[str, Any], base: Path) -> Path:
@@ -269,6 +274,7 @@ class _Edits:
     base: Path  # folder the .jsonl paths are relative to
     name: str
     rows: dict[int, dict[str, Any]]
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # images read from files larger are skipped
     keys: list[int] = field(default_factory=list)
     sources: list[Image.Image | None] = field(default_factory=list)
     instructions: list[str] = field(default_factory=list)
@@ -279,7 +285,8 @@ def _edit_rows(cfg: EvalEditConfig, generator: Any, skipped: Skipped) -> _Edits:
     """The rows of ``--edits``, or the built-in Shapes edits at the generator's size."""
     if cfg.edits:
         rows = read_edits(cfg.edits, skipped)[: cfg.limit or None]
-        return _Edits(edit_kind(rows), Path(cfg.edits).parent, Path(cfg.edits).stem, dict(rows))
+        base, name = Path(cfg.edits).parent, Path(cfg.edits).stem
+        return _Edits(edit_kind(rows), base, name, dict(rows), cfg.max_pixels)
     if generator is None:
         raise UserError("--images needs --edits FILE (the edits the images answer)")
     from latentbench.data.shapes import ShapesEditsDataset
@@ -305,8 +312,8 @@ def _read_sources(edits: _Edits, image_size: int | None, skipped: Skipped) -> No
                 src = Image.fromarray(renderer.render(edit.source)) if renderer else None
                 payload: Any = edit
             else:
-                src, payload = _load(edits.base, row["source"]), row
-        except (OSError, UnidentifiedImageError, KeyError, ValueError, UserError) as e:
+                src, payload = _load(edits, row["source"]), row
+        except (UnreadableImage, OSError, KeyError, ValueError, UserError) as e:
             skipped.add(f"row {i}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             continue
         edits.keys.append(i)
@@ -322,9 +329,9 @@ def _read_outputs(edits: _Edits, images: Path, skipped: Skipped) -> list[Image.I
     for k in edits.keys:
         path = output_path(images, k, edits.rows[k], edits.base)
         try:
-            outputs.append(_open(path))
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            skipped.add(f"row {k}: output {path}: {type(e).__name__}")
+            outputs.append(_open(path, edits.max_pixels))
+        except UnreadableImage as e:
+            skipped.add(f"row {k}: output {path}: {e}")
             outputs.append(None)
     return outputs
 
@@ -339,10 +346,14 @@ def _natural_samples(
         if out is None:
             continue
         try:
-            target = _load(edits.base, row["target"]) if row.get("target") else None
-            mask = load_mask(edits.base / str(row["mask"])) if row.get("mask") else None
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            skipped.add(f"row {k}: target/mask: {type(e).__name__}")
+            target = _load(edits, row["target"]) if row.get("target") else None
+            mask = (
+                load_mask(edits.base / str(row["mask"]), edits.max_pixels)
+                if row.get("mask")
+                else None
+            )
+        except UnreadableImage as e:
+            skipped.add(f"row {k}: target/mask: {e}")
             continue
         caption = next((row[c] for c in CAPTION_KEYS if row.get(c)), None)
         instruction = str(row["instruction"])

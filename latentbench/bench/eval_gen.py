@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from latentbench.config import (
     Device,
@@ -43,6 +43,8 @@ from latentbench.config import (
     config,
     to_dict,
 )
+from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
+from latentbench.data.images import UnreadableImage, open_image
 from latentbench.errors import UserError
 from latentbench.metrics.geneval import (
     Detection,
@@ -85,6 +87,7 @@ class EvalGenConfig:
     guidance: NonNegativeFloat | None = None
     batch_size: PositiveInt = 16
     device: Device = None
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # larger images are skipped, not decoded
 
 
 # -- reading prompts and images -------------------------------------------------------------
@@ -332,12 +335,12 @@ def build_clip(cfg: EvalGenConfig) -> Any:
 
 
 # -- scoring ------------------------------------------------------------------------------------
-def _open(path: Path) -> Image.Image | str:
+def _open(path: Path, max_pixels: int | None) -> Image.Image | str:
     try:
-        with Image.open(path) as im:
+        with open_image(path, max_pixels) as im:
             return im.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        return f"unreadable image {path.name}: {type(e).__name__}"
+    except UnreadableImage as e:
+        return f"unreadable image {path.name}: {e}"
 
 
 def score_prompts(
@@ -348,8 +351,10 @@ def score_prompts(
     *,
     clip: Any | None = None,
     progress: Progress | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(per-image rows, per-prompt rows). Unreadable images are skipped and counted."""
+    """(per-image rows, per-prompt rows). Unreadable images, and images of more than
+    ``max_pixels`` pixels, are skipped and counted."""
     from latentbench.metrics.clip import clip_score
 
     rows: list[dict[str, Any]] = []
@@ -357,7 +362,7 @@ def score_prompts(
     for p in prompts:
         images, names = [], []
         for path in p.samples:
-            im = _open(path)
+            im = _open(path, max_pixels)
             if isinstance(im, str):
                 skipped.add(f"{p.index:05d}: {im}", images=1)
             else:
@@ -602,7 +607,13 @@ def run_eval_gen(
     clip = clip if cfg.clipscore else None
     tick = progress(sum(len(p.samples) for p in plan.prompts)) if progress else None
     rows, per_prompt = score_prompts(
-        plan.prompts, used, plan.images_dir, plan.skipped, clip=clip, progress=tick
+        plan.prompts,
+        used,
+        plan.images_dir,
+        plan.skipped,
+        clip=clip,
+        progress=tick,
+        max_pixels=cfg.max_pixels,
     )
     results = summarise_rows(rows, used, plan.skipped, suite)
     if clip is not None:

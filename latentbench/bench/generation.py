@@ -33,6 +33,7 @@ from latentbench.config import (
     config,
     to_dict,
 )
+from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.data.cache import CachedLatents, LatentCache, build_cache
 from latentbench.errors import UserError, unknown_choice
 from latentbench.gen.dit import CondKind, CondSpec, DiT, preset
@@ -112,6 +113,7 @@ class TrainGenConfig:
     eval_samples: PositiveInt | None = None
     checkpoint_every: PositiveInt | None = None
     seed: NonNegativeInt = 0
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # image files larger than this are skipped
     fd_extractor: str = AUTO  # "auto": inception when it loads, else efficientnet-lite0; "none"
     reference_images: PositiveInt | None = None
     text_encoder: TextEncoderKind = TextEncoderKind.LEARNED
@@ -204,8 +206,15 @@ def make_space(name: str, image_size: int, options: dict[str, Any] | None = None
     return build_space(name, **opts)
 
 
-def open_data(spec: str, task: TaskKind, image_size: int, seed: int) -> Dataset:
-    """The training data: edits for ``edit`` (``shapes[:N]`` means Shapes edits), else images."""
+def open_data(
+    spec: str,
+    task: TaskKind,
+    image_size: int,
+    seed: int,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Dataset:
+    """The training data: edits for ``edit`` (``shapes[:N]`` means Shapes edits), else images
+    (files of more than ``max_pixels`` pixels skipped)."""
     if task is TaskKind.EDIT:
         m = re.fullmatch(r"shapes(?:-edits)?(?::(\d+))?", spec.strip())
         if not m:
@@ -215,7 +224,7 @@ def open_data(spec: str, task: TaskKind, image_size: int, seed: int) -> Dataset:
         return ShapesEditsDataset(int(m.group(1) or 1000), image_size, seed)
     from latentbench.data import open_images
 
-    return open_images(spec, image_size, seed=seed)
+    return open_images(spec, image_size, seed=seed, max_pixels=max_pixels)
 
 
 def make_text_encoder(
@@ -368,7 +377,7 @@ def train_generator(
     data = (
         dataset
         if dataset is not None
-        else open_data(cfg.data, cfg.task, r.train.image_size, cfg.seed)
+        else open_data(cfg.data, cfg.task, r.train.image_size, cfg.seed, cfg.max_pixels)
     )
     cache = build_cache(space, data, flip=cfg.flip, quiet=quiet or not state.is_main_process)
     stats = space.stats or cache.stats

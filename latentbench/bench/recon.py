@@ -23,7 +23,13 @@ from pydantic import AfterValidator
 from torch import Tensor
 
 from latentbench.config import Device, NonNegativeInt, PositiveInt, config, to_dict
-from latentbench.data import iter_batches, open_images
+from latentbench.data import (
+    DEFAULT_MAX_PIXELS,
+    MaxPixels,
+    data_identity,
+    iter_batches,
+    open_images,
+)
 from latentbench.errors import UserError
 from latentbench.metrics.features import build_extractor
 from latentbench.metrics.fid import FeatureStats, cached_reference_stats
@@ -64,7 +70,8 @@ class ReconConfig:
     lpips_random_backbone: bool = False  # offline demos/tests only; recorded in the metric name
     weights: str | None = None  # passed to spaces that take a `weights` option
     space_options: dict[str, Any] = field(default_factory=dict)  # to every space that takes them
-    strict: bool = False
+    strict: bool = False  # every image is read before any work; an unreadable one is an error
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # larger images are skipped (None: no bound)
     seed: NonNegativeInt = 0
     grid_images: NonNegativeInt = 8
     save_images: bool = False  # write every original and reconstruction as PNG (uint8)
@@ -141,7 +148,13 @@ class Recon:
     def __init__(self, cfg: ReconConfig, device: torch.device, quiet: bool = True) -> None:
         self.cfg, self.device, self.quiet = cfg, device, quiet
         self.dataset = open_images(
-            cfg.data, cfg.image_size, limit=cfg.num_images, strict=cfg.strict, seed=cfg.seed
+            cfg.data,
+            cfg.image_size,
+            limit=cfg.num_images,
+            strict=cfg.strict,
+            seed=cfg.seed,
+            max_pixels=cfg.max_pixels,
+            quiet=quiet,
         )
         self.lpips = {
             lpips_key(net, cfg.lpips_random_backbone): LPIPSMetric(
@@ -176,7 +189,7 @@ class Recon:
             if name in self.reference:
                 continue
             key = {
-                "data": self.dataset.spec,
+                "data": data_identity(self.dataset),
                 "image_size": self.cfg.image_size,
                 "num_images": len(self.dataset),
                 "preprocessing": self.variants()["preprocessing"],

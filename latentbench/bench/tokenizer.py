@@ -20,6 +20,7 @@ import torch
 from pydantic import Field
 
 from latentbench.config import PositiveInt, config, from_dict, load_yaml, to_dict
+from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.errors import UserError
 from latentbench.runs import RunDir
 from latentbench.spaces import build_space, load_space
@@ -103,6 +104,7 @@ class TrainTokenizerConfig:
     steps: PositiveInt | None = None  # None: the preset's
     eval_data: str | None = None  # held-out PSNR and linear probes into metrics.json
     eval_images: PositiveInt = 1000
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # larger image files are skipped, not decoded
 
 
 def train_tokenizer(
@@ -120,6 +122,7 @@ def train_tokenizer(
 
     space, data, preset, stage, init = job.space, job.data, job.preset, job.stage, job.init
     steps, eval_data, eval_images = job.steps, job.eval_data, job.eval_images
+    max_pixels = job.max_pixels
     recipe = recipe_for(space, stage)
     if recipe is Recipe.PSVAE and init is None:
         raise UserError("stage 2 (PS-VAE) starts from a stage-1 output: pass --init DIR")
@@ -134,13 +137,16 @@ def train_tokenizer(
         "data": data,
         "init": str(init) if init else None,
         "preset": preset,
+        "max_pixels": max_pixels,
         **to_dict(cfg),
     }
     _check_out(out, resume)
     torch.manual_seed(cfg.loop.seed)
     model_space = _initial_space(space, cfg, init)
     model_space.registry_name = space
-    dataset = open_images(data, model_space.spec.image_size, seed=cfg.loop.seed)
+    dataset = open_images(
+        data, model_space.spec.image_size, seed=cfg.loop.seed, max_pixels=max_pixels
+    )
     task = TokenizerTask(model_space, recipe, cfg.loss)
     # The run folder appears only once everything above was built without error.
     if resume:
@@ -153,12 +159,15 @@ def train_tokenizer(
 
     trained = export_space(loop.eval_model).eval()
     n_stats = min(cfg.stats_images, len(dataset))
-    stats_data = open_images(data, trained.spec.image_size, limit=n_stats, seed=cfg.loop.seed)
+    stats_data = open_images(
+        data, trained.spec.image_size, limit=n_stats, seed=cfg.loop.seed, max_pixels=max_pixels
+    )
     trained.fit_stats(_image_batches(stats_data, cfg.loop.batch_size), seed=cfg.loop.seed)
     metrics: dict[str, Any] = {f"train/{k}": v for k, v in last.items()}
     metrics.update(steps=loop.step, num_train_images=len(dataset))
     if eval_data:
-        metrics.update(evaluate(trained, eval_data, eval_images, cfg.loop.batch_size))
+        batch = cfg.loop.batch_size
+        metrics.update(evaluate(trained, eval_data, eval_images, batch, max_pixels=max_pixels))
     trained.save(run.path)
     run.write_metrics(metrics)
     return metrics
@@ -172,8 +181,16 @@ def _image_batches(dataset: Any, batch_size: int):
             yield batch.images
 
 
-def evaluate(space: LatentSpace, data: str, limit: int, batch_size: int) -> dict[str, float]:
-    """Held-out PSNR and linear probes on ``data`` (first ``limit`` images).
+def evaluate(
+    space: LatentSpace,
+    data: str,
+    limit: int,
+    batch_size: int,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> dict[str, float]:
+    """Held-out PSNR and linear probes on ``data`` (first ``limit`` images; larger than
+    ``max_pixels`` skipped).
 
     Probes (top-1, ridge, 80/20 split) on the latent and on the space's encoder features, each
     mean-pooled over the grid (``..._mean``) and flattened (``..._flat``).
@@ -182,7 +199,7 @@ def evaluate(space: LatentSpace, data: str, limit: int, batch_size: int) -> dict
     from latentbench.metrics.latent import decode_all, encode_all, linear_probe, pool_latents
     from latentbench.metrics.pixel import psnr
 
-    dataset = open_images(data, space.spec.image_size, limit=limit)
+    dataset = open_images(data, space.spec.image_size, limit=limit, max_pixels=max_pixels)
     batches = [b for b in iter_batches(dataset, batch_size) if len(b)]
     images = torch.cat([b.images for b in batches])  # (N, 3, H, W)
     labels = torch.cat([b.labels for b in batches])  # (N,)

@@ -1,9 +1,10 @@
 """The data interface: ``open_images(SPEC)`` -> a Dataset of item dicts; ``iter_batches``.
 
 An item is ``{"image": (3, S, S) float in [-1, 1] or None, "key": str, "label": int (-1: none),
-"caption": str ("" when none), "error": str | None}``. A dataset has ``spec`` (canonical spec,
-for cache keys), ``image_size`` and ``label_names``. ``limit`` keeps the first N items, so
-(``spec``, ``len(dataset)``, ``image_size``) names exactly which images a run saw.
+"caption": str ("" when none), "error": str | None}``. A dataset has ``spec`` (canonical spec),
+``image_size`` and ``label_names``; datasets read from files also have ``max_pixels`` (the bound
+on one image's pixels: larger ones are skipped). ``limit`` keeps the first N items, so
+(:func:`data_identity`, ``len(dataset)``, ``image_size``) names exactly which images a run saw.
 
 Data SPECs (the built-in names win over a folder of the same name; write ``./shapes`` for that):
 - a folder of images (recursive; see :data:`latentbench.data.images.IMAGE_EXTENSIONS`);
@@ -22,15 +23,33 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import partial
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import torch
+from pydantic import AfterValidator
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from latentbench.errors import UserError, did_you_mean
 
 DEFAULT_SHAPES = 1000
+#: The default bound on one image's pixels (``--max-pixels``): 64 MP. Above every common camera
+#: (full-frame bodies top out near 61 MP) and below Pillow's own decompression-bomb warning
+#: (89.5 MP). One 8-bit RGB copy of such an image is 192 MB, and preprocessing briefly holds a
+#: few copies (decode, RGB conversion, first halving), so the bound keeps one image near 0.5 GB.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def _valid_max_pixels(value: int | None) -> int | None:
+    from latentbench.data.images import max_pixels_problem
+
+    if problem := max_pixels_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+#: A config field's type for that bound (None: Pillow's own limit only).
+MaxPixels = Annotated[int | None, AfterValidator(_valid_max_pixels)]
 
 
 class ImageItem(TypedDict):
@@ -110,22 +129,44 @@ def open_images(
     limit: int | None = None,
     strict: bool = False,
     seed: int = 0,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    quiet: bool = False,
 ) -> Dataset:
     """Open the dataset a SPEC names, preprocessed to ``image_size`` (None: native size).
 
     ``limit`` keeps the first ``limit`` items (deterministic); ``seed`` is passed to datasets
-    that sample (shapes). ``strict`` makes an unreadable image a UserError that names it.
+    that sample (shapes). ``max_pixels`` bounds the pixels of an image read from a file (None:
+    Pillow's limit only): a larger image is skipped, from its header, without decoding it.
+    ``strict`` reads every image once, here, and raises one UserError naming every unreadable
+    one (with a progress bar when that takes a while, unless ``quiet``).
     """
     from latentbench.data import images
 
     if limit is not None and limit < 1:
         raise UserError(f"limit must be >= 1, got {limit}")
-    parsed = parse_spec(spec)
+    images.check_max_pixels(max_pixels)
+    dataset = _open(parse_spec(spec), image_size, limit, strict, seed, max_pixels)
+    if strict and isinstance(dataset, images.ImageDataset):
+        dataset.check_readable(progress=not quiet)
+    return dataset
+
+
+def _open(
+    parsed: DataSpec,
+    image_size: int | None,
+    limit: int | None,
+    strict: bool,
+    seed: int,
+    max_pixels: int | None,
+) -> Dataset:
+    from latentbench.data import images
+
     options: dict[str, Any] = {"limit": limit, "strict": strict}
+    files = {**options, "max_pixels": max_pixels}  # datasets that read image files
     if parsed.kind is DataKind.FOLDER:
-        return images.ImageFolder(parsed.arg, image_size, **options)
+        return images.ImageFolder(parsed.arg, image_size, **files)
     if parsed.kind is DataKind.CAPTIONS:
-        return images.CaptionsFile(parsed.arg, image_size, **options)
+        return images.CaptionsFile(parsed.arg, image_size, **files)
     if parsed.kind is DataKind.SKIMAGE:
         names = parsed.arg.split(",") if parsed.arg else None
         return images.SkimagePhotos(names, image_size, **options)
@@ -135,9 +176,17 @@ def open_images(
         if parsed.arg is None:
             raise UserError("hf: name a dataset, as hf:DATASET[:SPLIT]")
         name, _, split = parsed.arg.rpartition(":") if ":" in parsed.arg else (parsed.arg, "", "")
-        return images.HFImages(name, split or "train", image_size, **options)
+        return images.HFImages(name, split or "train", image_size, **files)
     single = parsed.kind is DataKind.SHAPES_SINGLE
     return _open_shapes(parsed.arg, image_size, limit=limit, seed=seed, single=single)
+
+
+def data_identity(dataset: Dataset) -> str:
+    """What names a dataset's images in cache keys: its ``spec``, and its ``max_pixels`` when
+    it has one (the bound decides which images are skipped)."""
+    spec = str(getattr(dataset, "spec", "") or "")
+    max_pixels = getattr(dataset, "max_pixels", None)
+    return spec if max_pixels is None else f"{spec} max_pixels={max_pixels}"
 
 
 def _open_shapes(
@@ -251,7 +300,10 @@ __all__ = [
     "DataSpec",
     "ImageBatch",
     "ImageItem",
+    "DEFAULT_MAX_PIXELS",
+    "MaxPixels",
     "collate_images",
+    "data_identity",
     "iter_batches",
     "open_images",
     "parse_spec",

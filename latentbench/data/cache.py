@@ -184,7 +184,11 @@ def cache_key(space: LatentSpace, dataset: Dataset, flip: bool) -> CacheKey:
     spec = getattr(dataset, "spec", None)
     if not spec:
         raise UserError("the dataset has no 'spec': it cannot be cached")
-    return CacheKey(space.fingerprint(), str(spec), len(dataset), int(dataset.image_size), flip)
+    from latentbench.data import data_identity
+
+    return CacheKey(
+        space.fingerprint(), data_identity(dataset), len(dataset), int(dataset.image_size), flip
+    )
 
 
 def build_cache(

@@ -8,6 +8,11 @@ Preprocessing (defaults the paper leaves open):
   ``LOAD_TRUNCATED_IMAGES`` left False so a truncated file is an error, not a grey patch.
   Multi-frame files (GIF, TIFF, WebP) give their first frame. EXIF orientation is not applied
   (as in guided-diffusion, clean-fid and torch-fidelity).
+- Size bound: an image of more than ``max_pixels`` pixels (default :data:`DEFAULT_MAX_PIXELS`)
+  is unreadable, decided from its header before any decode; Pillow's decompression-bomb
+  warning is never printed (the bound decides) and its error is a reason like any other. No
+  JPEG draft-mode (DCT-domain) downscaling: it would give other pixels than the BOX halving
+  below, so a file's format would change the preprocessing; the bound caps the memory instead.
 - Colour: RGBA / LA / palette-with-transparency are composited on white; grayscale, palette,
   CMYK and YCbCr are converted to RGB by Pillow; 16-bit grayscale is scaled to 8 bits
   (v / 257, rounded); 16-bit RGB is read by Pillow as its high byte; 32-bit float ("F") images
@@ -22,11 +27,14 @@ Preprocessing (defaults the paper leaves open):
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import os
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -36,6 +44,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from latentbench.data import DEFAULT_MAX_PIXELS
 from latentbench.errors import UserError, unknown_choice
 
 #: Files with these extensions (case-insensitive) are images; everything else is ignored.
@@ -51,6 +60,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".tiff",
     ".webp",
 )
+
+#: An unreadable-images error names this many of them, then says how many more.
+STRICT_NAMED = 10
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
@@ -100,22 +112,84 @@ def tensor_to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(pixels.to(torch.uint8).permute(1, 2, 0).numpy(), mode="RGB")
 
 
-def read_image(path: Path) -> Image.Image:
-    """Fully decode ``path`` into an RGB image; raise :class:`UnreadableImage` with the reason."""
+def pillow_pixel_limit() -> int | None:
+    """The pixels above which Pillow refuses to open an image (twice ``MAX_IMAGE_PIXELS``)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else 2 * limit
+
+
+def max_pixels_problem(max_pixels: int | None) -> str | None:
+    """Why ``max_pixels`` is not a usable bound (None: it is; None, no bound of ours, is too)."""
+    top = pillow_pixel_limit()
+    if max_pixels is not None and (max_pixels < 1 or (top is not None and max_pixels > top)):
+        upper = f"{top} (Pillow's decompression-bomb limit)" if top is not None else "any size"
+        return f"must be between 1 and {upper}"
+    return None
+
+
+def check_max_pixels(max_pixels: int | None) -> None:
+    """A UserError unless ``max_pixels`` is None (no bound of ours) or in 1 .. Pillow's limit."""
+    if problem := max_pixels_problem(max_pixels):
+        raise UserError(f"--max-pixels {problem}, got {max_pixels}")
+
+
+def _pixels(n: int) -> str:
+    return f"{n / 1e6:.3g} MP" if n >= 1_000_000 else f"{n} pixels"
+
+
+def check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
+    """Raise UnreadableImage when an image of ``size`` (W, H) has more than ``max_pixels``."""
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise UnreadableImage(
+            f"{width}x{height} = {_pixels(width * height)} > --max-pixels {_pixels(max_pixels)}"
+        )
+
+
+def unreadable_reason(error: Exception) -> str:
+    """The one-line reason of an exception Pillow raised while opening or decoding."""
+    if isinstance(error, FileNotFoundError):
+        return "file not found"
+    if isinstance(error, Image.UnidentifiedImageError):
+        return "not an image Pillow can read"
+    if isinstance(error, Image.DecompressionBombError):
+        return _one_line(f"over Pillow's decompression-bomb limit: {error}")
+    return _one_line(f"corrupt or truncated image: {error}")
+
+
+#: What Pillow raises for a file it cannot read (beyond UnreadableImage, raised here).
+PILLOW_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+@contextmanager
+def open_image(
+    source: Path | io.BytesIO, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Iterator[Image.Image]:
+    """``Image.open(source)`` (a file, or its bytes), lazy: only the header is read, and an
+    image of more than ``max_pixels`` pixels is refused before anything is decoded.
+
+    Any failure, in the ``with`` body too (decode, conversion), is an :class:`UnreadableImage`
+    with a one-line reason; Pillow's DecompressionBombWarning is not shown (the bound decides).
+    """
     try:
-        if path.stat().st_size == 0:
+        in_memory = isinstance(source, io.BytesIO)
+        if (source.getbuffer().nbytes if in_memory else source.stat().st_size) == 0:
             raise UnreadableImage("empty file (0 bytes)")
-        with Image.open(path) as img:
-            img.load()  # full decode: truncation and corrupt data surface here
-            return to_rgb(img)
-    except FileNotFoundError:
-        raise UnreadableImage("file not found") from None
-    except Image.UnidentifiedImageError:
-        raise UnreadableImage("not an image Pillow can read") from None
-    except Image.DecompressionBombError as e:
-        raise UnreadableImage(_one_line(f"too large: {e}")) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise UnreadableImage(_one_line(f"corrupt or truncated image: {e}")) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                check_pixels(img.size, max_pixels)
+                yield img
+    except PILLOW_ERRORS as e:
+        raise UnreadableImage(unreadable_reason(e)) from None
+
+
+def read_image(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Fully decode ``path`` into an RGB image; raise :class:`UnreadableImage` with the reason
+    (an image of more than ``max_pixels`` pixels is refused without decoding it)."""
+    with open_image(path, max_pixels) as img:
+        img.load()  # full decode: truncation and corrupt data surface here
+        return to_rgb(img)
 
 
 def _one_line(text: str) -> str:
@@ -129,18 +203,34 @@ class ImageDataset(Dataset, ABC):
     """Base of every dataset here: subclasses say how to read item ``i``; this class preprocesses
     it and turns an unreadable image into an item with ``image=None`` and ``error=<reason>``.
 
-    With ``strict=True``, ``dataset[i]`` raises a :class:`UserError` naming an unreadable image;
-    :func:`latentbench.data.iter_batches` reads items with the non-raising :meth:`item` and
-    raises in the main process, naming every unreadable image of the batch.
+    :meth:`check_readable` reads every item once and names every unreadable one
+    (:func:`latentbench.data.open_images` calls it under ``strict``). With ``strict=True``,
+    ``dataset[i]`` also raises a :class:`UserError` naming an unreadable image, and
+    :func:`latentbench.data.iter_batches` (which reads items with the non-raising :meth:`item`)
+    raises in the main process naming every unreadable image of the batch: for a file that
+    changed after the check.
+
+    ``max_pixels`` bounds the pixels of one image read from a file (None: no bound of ours);
+    datasets of in-memory arrays of known size have ``max_pixels = None``.
     """
 
     spec: str
     label_names: list[str] | None = None
+    #: False where no item can fail to read (arrays checked when the dataset opens).
+    can_fail: bool = True
 
-    def __init__(self, spec: str, image_size: int | None, strict: bool = False) -> None:
+    def __init__(
+        self,
+        spec: str,
+        image_size: int | None,
+        strict: bool = False,
+        max_pixels: int | None = None,
+    ) -> None:
         if image_size is not None and image_size < 1:
             raise UserError(f"image size must be >= 1, got {image_size}")
+        check_max_pixels(max_pixels)
         self.spec, self.image_size, self.strict = spec, image_size, strict
+        self.max_pixels = max_pixels
 
     @abstractmethod
     def __len__(self) -> int: ...
@@ -191,13 +281,44 @@ class ImageDataset(Dataset, ABC):
             raise strict_error([(self.source(index), item["error"])])
         return item
 
+    def unreadable(self, progress: bool = True) -> list[tuple[str, str]]:
+        """(key, reason) of every item whose image cannot be read: each one read (a full
+        decode) once, as a run would read it. A progress bar shows when it takes a while."""
+        from tqdm.auto import tqdm
+
+        if not self.can_fail:
+            return []
+        bad = []
+        indices = tqdm(
+            range(len(self)),
+            desc="--strict: checking every image",
+            unit="img",
+            delay=2.0,
+            leave=False,
+            disable=None if progress else True,  # None: off when stderr is not a terminal
+        )
+        for index in indices:
+            try:
+                self.read(index)
+            except UnreadableImage as e:
+                bad.append((self.key(index), str(e)))
+        return bad
+
+    def check_readable(self, progress: bool = True) -> None:
+        """Raise one UserError naming every unreadable image (see :meth:`unreadable`)."""
+        bad = self.unreadable(progress)
+        if bad:
+            raise strict_error(bad, where=self.spec)
+
 
 def strict_error(bad: Sequence[tuple[str, str]], where: str = "") -> UserError:
-    """One line naming every unreadable image of ``bad`` ((name, reason) pairs)."""
-    names = ", ".join(f"{name!r} ({reason})" for name, reason in bad)
+    """One line naming the unreadable images of ``bad`` ((name, reason) pairs): the first
+    :data:`STRICT_NAMED`, then how many more."""
+    names = ", ".join(f"{name!r} ({reason})" for name, reason in bad[:STRICT_NAMED])
+    more = f" and {len(bad) - STRICT_NAMED} more" if len(bad) > STRICT_NAMED else ""
     what = "unreadable image" if len(bad) == 1 else f"{len(bad)} unreadable images"
     place = f" in {where!r}" if where else ""
-    return UserError(f"{what}{place}: {names}; strict mode, drop --strict to skip them")
+    return UserError(f"{what}{place}: {names}{more}; strict mode, drop --strict to skip them")
 
 
 def _first(items: Sequence[Any], limit: int | None) -> Sequence[Any]:
@@ -237,9 +358,10 @@ class ImageFolder(ImageDataset):
         *,
         limit: int | None = None,
         strict: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         root = Path(root).expanduser().resolve()
-        super().__init__(str(root), image_size, strict)
+        super().__init__(str(root), image_size, strict, max_pixels)
         self.root = root
         all_files = list_images(root)
         if not all_files:
@@ -262,7 +384,7 @@ class ImageFolder(ImageDataset):
         return str(self.root / self.files[index])
 
     def read(self, index: int) -> Image.Image:
-        return read_image(self.root / self.files[index])
+        return read_image(self.root / self.files[index], self.max_pixels)
 
     def label(self, index: int) -> int:
         if self.label_names is None:
@@ -288,9 +410,10 @@ class CaptionsFile(ImageDataset):
         *,
         limit: int | None = None,
         strict: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         path = Path(path).expanduser().resolve()
-        super().__init__(str(path), image_size, strict)
+        super().__init__(str(path), image_size, strict, max_pixels)
         self.path = path
         rows = _read_caption_lines(path)
         if not rows:
@@ -310,7 +433,7 @@ class CaptionsFile(ImageDataset):
         return str(self.path.parent / self.rows[index][0])
 
     def read(self, index: int) -> Image.Image:
-        return read_image(self.path.parent / self.rows[index][0])
+        return read_image(self.path.parent / self.rows[index][0], self.max_pixels)
 
 
 def _read_caption_lines(path: Path) -> list[tuple[str, str]]:
@@ -463,6 +586,7 @@ class FashionMNIST(ImageDataset):
     """
 
     label_names = list(FASHION_MNIST_CLASSES)
+    can_fail = False  # 28x28 arrays, checked when the files are read
 
     def __init__(
         self,
@@ -532,11 +656,17 @@ class HFImages(ImageDataset):
         *,
         limit: int | None = None,
         strict: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
-        super().__init__(f"hf:{name}:{split}", image_size, strict)
-        table = _load_hf(name, split)
+        super().__init__(f"hf:{name}:{split}", image_size, strict, max_pixels)
+        table = _load_hf(name, split)  # a UserError when ``datasets`` is not installed
+        import datasets
+
         columns = _hf_columns(table.features)
         self.image_column, self.label_column, self.caption_column, self.label_names = columns
+        # Rows give the encoded image ({"bytes", "path"}), so that the pixel bound is checked
+        # on the header before any decode (``datasets`` would decode every image in full).
+        table = table.cast_column(self.image_column, datasets.Image(decode=False))
         self.table = table if limit is None else table.select(range(min(limit, len(table))))
 
     def __len__(self) -> int:
@@ -560,14 +690,16 @@ class HFImages(ImageDataset):
         return f"{self.spec} row {index}"
 
     def read(self, index: int) -> Image.Image:
-        try:
-            img = self.table[index][self.image_column]
-            if img is None:
-                raise UnreadableImage("no image in this row")
+        encoded = self.table[index][self.image_column] or {}  # {"bytes": ..., "path": ...}
+        if encoded.get("bytes"):
+            source: Path | io.BytesIO = io.BytesIO(encoded["bytes"])
+        elif encoded.get("path"):
+            source = Path(encoded["path"])
+        else:
+            raise UnreadableImage("no image in this row")
+        with open_image(source, self.max_pixels) as img:
             img.load()
             return to_rgb(img)
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise UnreadableImage(_one_line(f"corrupt or truncated image: {e}")) from None
 
 
 def _load_hf(name: str, split: str) -> Any:

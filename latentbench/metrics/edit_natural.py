@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from latentbench.data import DEFAULT_MAX_PIXELS
 from latentbench.metrics.clip import ClipModel, _source, load_pretrained
 from latentbench.registry import Registry
 
@@ -247,9 +248,12 @@ def summarise_natural(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def load_mask(path: str | Path) -> np.ndarray:
-    """A mask image -> (H, W) bool, True where the pixel is bright (> 127 in grey)."""
-    with Image.open(path) as im:
+def load_mask(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A mask image -> (H, W) bool, True where the pixel is bright (> 127 in grey). A file that
+    cannot be read, or of more than ``max_pixels`` pixels, is an UnreadableImage."""
+    from latentbench.data.images import open_image
+
+    with open_image(Path(path), max_pixels) as im:
         return np.asarray(im.convert("L")) > 127
 
 
