@@ -13,6 +13,8 @@ Layout of one cache entry, ``<root>/latents/<key>/``::
 - Writes are atomic: the entry is built in a temporary folder and renamed into place, so a
   killed build leaves nothing that looks complete.
 - A file lock per key makes concurrent builders safe: the first builds, the others wait and reuse.
+- An entry is checked before reuse (:func:`entry_problem`: meta.json and its fields, every shard
+  maps as float16 of its shape); a damaged one is rebuilt, with a note.
 - ``flip=True`` stores a horizontally flipped copy of every image right after it (item 2i is the
   original, 2i+1 the flip). Captions are kept as they are, so do not flip data whose captions
   name left/right (Shapes captions do).

@@ -19,10 +19,11 @@ Built-ins (lazy: listing them imports no model library):
 Third-party packages add extractors through the entry-point group
 ``latentbench.feature_extractors`` (a factory returning a :class:`FeatureExtractor`).
 
-Weights that come from a URL are looked up, in order: the ``weights`` argument (a file, or a
-folder holding the file under its usual name), the folder named by ``$LATENTBENCH_WEIGHTS``,
-torch's hub cache (where torch-fidelity / torchvision put their downloads), then downloaded there.
-Offline with no file, the error names the file and how to supply it.
+Weights that come from a URL are looked up (:func:`latentbench.hub.fetch_weights`), in order: the
+``weights`` argument (a file, or a folder holding the file under its usual name), the folder named
+by ``$LATENTBENCH_WEIGHTS``, torch's hub cache (where torch-fidelity / torchvision put their
+downloads), then downloaded there. Offline with no file, the error names the file and how to
+supply it. They are read only with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
