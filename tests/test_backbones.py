@@ -164,5 +164,5 @@ def test_bad_encoder_names():
         resolve_backbone("nope")
     with pytest.raises(UserError, match="timm has no model"):
         build_backbone("timm:not_a_model", pretrained=False)
-    with pytest.raises(UserError, match="no config found"):
+    with pytest.raises(UserError, match="no such folder"):
         build_backbone("/nonexistent/folder/x", pretrained=True)

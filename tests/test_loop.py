@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -9,7 +13,13 @@ from torch.utils.data import TensorDataset
 
 from latentbench.errors import UserError
 from latentbench.runs import RunDir
-from latentbench.train.loop import Callback, LoopConfig, StepBatchSampler, TrainLoop
+from latentbench.train.loop import (
+    Callback,
+    LoopConfig,
+    StepBatchSampler,
+    TrainLoop,
+    checkpoint_step,
+)
 
 
 class NoisyRegression:
@@ -49,26 +59,36 @@ def test_sampler_is_a_function_of_step():
     assert [sorted(a + b) for a, b in zip(*halves)] == [sorted(b) for b in full]
 
 
-def test_kill_and_resume_is_exact(tmp_path):
-    ref = _loop(tmp_path / "ref")
-    ref.fit()
+def _killed_at_12(path: Path) -> TrainLoop:
+    """A 20-step run (checkpoints every 5) killed at step 12."""
 
     def kill(loop, step):
         if step == 12:
             raise KeyboardInterrupt
 
-    killed = _loop(tmp_path / "run", callbacks=[Callback(1, kill)])
+    killed = _loop(path, callbacks=[Callback(1, kill)])
     with pytest.raises(KeyboardInterrupt):
         killed.fit()
+    return killed
+
+
+def _assert_same_weights(a: TrainLoop, b: TrainLoop) -> None:
+    for x, y in zip(a.unwrapped.state_dict().values(), b.unwrapped.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    for x, y in zip(a.ema.model.state_dict().values(), b.ema.model.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_kill_and_resume_is_exact(tmp_path):
+    ref = _loop(tmp_path / "ref")
+    ref.fit()
+    killed = _killed_at_12(tmp_path / "run")
     assert killed.latest_checkpoint().name == "step_00000010"
 
     resumed = _loop(tmp_path / "run")
     resumed.fit(resume=True)
     assert resumed.step == 20
-    for a, b in zip(ref.unwrapped.state_dict().values(), resumed.unwrapped.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    for a, b in zip(ref.ema.model.state_dict().values(), resumed.ema.model.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    _assert_same_weights(ref, resumed)
     names = {r["name"] for r in RunDir(tmp_path / "run").read_log()}
     assert {"train/loss", "train/mse", "train/grad_norm", "train/lr"} <= names
 
@@ -96,3 +116,62 @@ def test_loss_decreases_and_ema_differs(tmp_path):
     assert log[-1] < 0.5 * log[0]
     w = loop.unwrapped[0].weight
     assert not torch.equal(w, loop.ema.model[0].weight)
+
+
+# -- damaged checkpoints ---------------------------------------------------------------------------
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_a_data_byte(path: Path) -> None:
+    """Flip one byte inside the largest member of a zip archive (its CRC no longer matches)."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    head = info.header_offset
+    start = head + 30 + int.from_bytes(data[head + 26 : head + 28], "little")
+    start += int.from_bytes(data[head + 28 : head + 30], "little")
+    data[start + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+CHECKPOINT_DAMAGE: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "truncated model": ("model.safetensors", _truncate),
+    "empty ema": ("ema.safetensors", lambda p: p.write_bytes(b"")),
+    "truncated state": ("state.json", lambda p: p.write_text('{"step": 1')),
+    "truncated optimizer": ("optimizer.pt", _truncate),
+    "flipped optimizer byte": ("optimizer.pt", _flip_a_data_byte),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CHECKPOINT_DAMAGE))
+def test_resume_skips_a_damaged_checkpoint_and_stays_exact(
+    damage: str, tmp_path: Path, capsys
+) -> None:
+    ref = _loop(tmp_path / "ref")
+    ref.fit()
+    _killed_at_12(tmp_path / "run")
+    name, hurt = CHECKPOINT_DAMAGE[damage]
+    hurt(tmp_path / "run" / "checkpoints" / "step_00000010" / name)
+    assert checkpoint_step(tmp_path / "run") == 5
+
+    capsys.readouterr()
+    resumed = _loop(tmp_path / "run")
+    resumed.fit(resume=True)
+    assert resumed.step == 20
+    err = capsys.readouterr().err
+    assert "resuming from step_00000005" in err and f"step_00000010/{name}" in err
+    assert "step_00000005" in RunDir(tmp_path / "run").manifest["notes"][0]
+    _assert_same_weights(ref, resumed)
+
+
+def test_resume_with_no_intact_checkpoint_is_one_line(tmp_path):
+    _loop(tmp_path / "run", steps=10).fit()
+    _truncate(tmp_path / "run" / "checkpoints" / "step_00000010" / "model.safetensors")
+    _truncate(tmp_path / "run" / "checkpoints" / "step_00000005" / "optimizer.pt")
+    match = r"no checkpoint can be resumed from .*step_00000010.*step_00000005"
+    with pytest.raises(UserError, match=match):
+        checkpoint_step(tmp_path / "run")
+    with pytest.raises(UserError, match=match) as info:
+        _loop(tmp_path / "run", steps=10).fit(resume=True)
+    assert "\n" not in str(info.value)

@@ -13,6 +13,8 @@ Layout of one cache entry, ``<root>/latents/<key>/``::
 - Writes are atomic: the entry is built in a temporary folder and renamed into place, so a
   killed build leaves nothing that looks complete.
 - A file lock per key makes concurrent builders safe: the first builds, the others wait and reuse.
+- An entry is checked before reuse (:func:`entry_problem`: meta.json and its fields, every shard
+  maps as float16 of its shape); a damaged one is rebuilt, with a note.
 - ``flip=True`` stores a horizontally flipped copy of every image right after it (item 2i is the
   original, 2i+1 the flip). Captions are kept as they are, so do not flip data whose captions
   name left/right (Shapes captions do).
@@ -42,11 +44,22 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from latentbench.errors import UserError
+from latentbench.files import first_line, note, read_json_object
 from latentbench.runs import atomic_write_json
 from latentbench.spaces.base import LatentSpace, LatentStats
 
 PREPROCESS_VERSION = "2"  # bump when the way images reach encode(), or their captions, change
 META = "meta.json"
+META_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "num_items": int,
+    "shard_size": int,
+    "latent_shape": list,
+    "has_source": bool,
+    "keys": list,
+    "labels": list,
+    "captions": list,
+    "stats": dict,
+}
 
 
 def cache_root() -> Path:
@@ -77,7 +90,7 @@ class LatentCache:
         meta_path = self.path / META
         if not meta_path.is_file():
             raise UserError(f"not a complete latent cache: {self.path}")
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.meta: dict[str, Any] = read_json_object(meta_path, META_FIELDS)
         self.shard_size = int(self.meta["shard_size"])
         self._shards: dict[tuple[str, int], np.ndarray] = {}
 
@@ -212,7 +225,10 @@ def build_cache(
     final = (root or cache_root()) / "latents" / key.digest()
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):
-        if not (final / META).is_file():
+        problem = entry_problem(final) if final.exists() else "missing"
+        if final.exists() and problem is not None:
+            note(f"latent cache {final} is damaged ({problem}); rebuilding it")
+        if problem is not None:
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
             try:
                 _encode_into(
@@ -226,6 +242,36 @@ def build_cache(
     if set_stats and space.stats is None:
         space.stats = cache.stats
     return cache
+
+
+def entry_problem(path: Path) -> str | None:
+    """Why the cache entry ``path`` is not complete and intact, or None when it is.
+
+    Cheap but real: meta.json parses with its fields and stats; every shard it implies exists
+    and maps (memory-mapped, so nothing is read) as float16 of the right shape; a truncated or
+    garbage shard does not map.
+    """
+    try:
+        meta = read_json_object(path / META, META_FIELDS)
+        LatentStats.from_dict(meta["stats"])
+    except UserError as e:
+        return str(e)
+    except (KeyError, TypeError, ValueError) as e:
+        return f"{path / META}: bad stats ({e!r})"
+    n, size, shape = meta["num_items"], meta["shard_size"], tuple(meta["latent_shape"])
+    if n < 1 or size < 1 or not len(meta["keys"]) == len(meta["labels"]) == n:
+        return f"{path / META}: {n} items, shard size {size}, {len(meta['keys'])} keys"
+    for kind in ("latents", "sources") if meta["has_source"] else ("latents",):
+        for index in range(-(-n // size)):
+            file = path / f"{kind}_{index:05d}.npy"
+            expected = (min(size, n - index * size), *shape)
+            try:
+                array = np.load(file, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError) as e:
+                return f"{file}: {first_line(e)}"
+            if array.dtype != np.float16 or array.shape != expected:
+                return f"{file}: {array.dtype} {array.shape}, expected float16 {expected}"
+    return None
 
 
 def _encode_into(

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
 
 from latentbench.config import from_dict
 from latentbench.errors import UserError
+from latentbench.files import load_safetensors, read_json_object
 from latentbench.gen.dit import CondSpec, DiT, DiTConfig
 from latentbench.gen.flow import FlowConfig
 from latentbench.gen.text import build_text_encoder
@@ -269,10 +269,10 @@ def load_generator(
         )
     model = DiT(dit_cfg, space.spec.channels, space.spec.latent_size, cspec)
     if not untrained:
-        model.load_state_dict(load_file(str(ckpt / name)))
+        model.load_state_dict(load_safetensors(ckpt / name))
     model = model.to(dev).eval().requires_grad_(False)
     task = GeneratorTask(model, stats, flow, shift, kind, text)
-    step = 0 if untrained else int(json.loads((ckpt / "state.json").read_text()).get("step", -1))
+    step = 0 if untrained else int(read_json_object(ckpt / "state.json").get("step", -1))
     return TrainedGenerator(
         model, task, space, flow, run_dir=run_dir, checkpoint=ckpt, weights=name, step=step
     )

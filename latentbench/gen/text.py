@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from latentbench.errors import UserError
+from latentbench.hub import load_pretrained
 
 PAD, BOS, UNK = "<pad>", "<bos>", "<unk>"
 _WORD = re.compile(r"[a-z0-9]+")
@@ -95,14 +96,9 @@ class FrozenTextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         self.kind, self.path, self.max_len = kind, path, max_len
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModel.from_pretrained(path)
-        except OSError as e:
-            raise UserError(
-                f"text encoder {path!r} cannot be loaded (offline? give a local folder): "
-                f"{str(e).splitlines()[0]}"
-            ) from None
+        option = "--text-encoder-path FOLDER"
+        self.tokenizer = load_pretrained(AutoTokenizer, path, "text encoder", option=option)
+        model = load_pretrained(AutoModel, path, "text encoder", option=option)
         # CLIP: keep the text tower; T5 and other encoder-decoders: keep the encoder
         if hasattr(model, "text_model"):
             model = model.text_model

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from latentbench.errors import UserError
+from latentbench.hub import folder_digest, load_pretrained
 from latentbench.metrics.geneval import GENEVAL_COLORS
 
 GENEVAL_CLIP = "openai/clip-vit-large-patch14"
@@ -44,6 +44,7 @@ COLOR_TEMPLATES = (
 )
 CROP_BACKGROUND = (153, 153, 153)  # GenEval's "#999"
 CLIPSCORE_SCALE = 100.0
+CLIP_OPTION = "--clip-model FOLDER"
 
 ImageLike = Image.Image | np.ndarray | Tensor
 
@@ -72,21 +73,8 @@ def _source(model: str) -> tuple[str, dict[str, Any]]:
     """(what from_pretrained gets, how the variant names the weights)."""
     local = Path(model).expanduser()
     if local.is_dir():
-        from latentbench.metrics.features import _folder_digest
-
-        return str(local), {"folder": str(local), **_folder_digest(local)}
+        return str(local), {"folder": str(local), **folder_digest(local)}
     return model, {"hub_id": model}
-
-
-def load_pretrained(cls: Any, model: str, what: str) -> Any:
-    """``cls.from_pretrained(model)`` with a one-line UserError when it cannot be loaded."""
-    try:
-        return cls.from_pretrained(model)
-    except (OSError, ValueError) as e:
-        raise UserError(
-            f"cannot load {what} {model!r} ({str(e).splitlines()[0][:160]}); offline, pass a "
-            "local folder saved with save_pretrained"
-        ) from None
 
 
 class ClipModel:
@@ -98,8 +86,12 @@ class ClipModel:
         from transformers import CLIPModel, CLIPProcessor
 
         path, weights = _source(model)
-        self.model = load_pretrained(CLIPModel, path, "CLIP model").eval().requires_grad_(False)
-        self.processor = load_pretrained(CLIPProcessor, path, "CLIP processor")
+        self.model = (
+            load_pretrained(CLIPModel, path, "CLIP model", option=CLIP_OPTION)
+            .eval()
+            .requires_grad_(False)
+        )
+        self.processor = load_pretrained(CLIPProcessor, path, "CLIP processor", option=CLIP_OPTION)
         self.device = torch.device(device or "cpu")
         self.model.to(self.device)
         ip = self.processor.image_processor

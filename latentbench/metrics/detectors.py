@@ -34,7 +34,8 @@ import torch
 from PIL import Image
 
 from latentbench.config import parse_choice
-from latentbench.metrics.clip import _source, load_pretrained
+from latentbench.hub import load_pretrained
+from latentbench.metrics.clip import _source
 from latentbench.metrics.geneval import Box, Detection, GenevalRules
 
 
@@ -43,6 +44,7 @@ class DetectorKind(str, Enum):
     OWLV2 = "owlv2"
 
 
+OPTION = "--detector-model FOLDER"
 DEFAULT_MODELS = {
     DetectorKind.MASK2FORMER: "facebook/mask2former-swin-small-coco-instance",
     DetectorKind.OWLV2: "google/owlv2-base-patch16-ensemble",
@@ -104,8 +106,12 @@ class Mask2FormerDetector:
 
         model = model or DEFAULT_MODELS[DetectorKind.MASK2FORMER]
         path, weights = _source(model)
-        net = load_pretrained(Mask2FormerForUniversalSegmentation, path, "Mask2Former model")
-        self.processor = load_pretrained(AutoImageProcessor, path, "Mask2Former processor")
+        net = load_pretrained(
+            Mask2FormerForUniversalSegmentation, path, "Mask2Former model", option=OPTION
+        )
+        self.processor = load_pretrained(
+            AutoImageProcessor, path, "Mask2Former processor", option=OPTION
+        )
         self.device = _device(device)
         self.model = net.eval().requires_grad_(False).to(self.device)
         self.labels = {int(k): str(v) for k, v in net.config.id2label.items()}
@@ -168,8 +174,8 @@ class Owlv2Detector:
 
         model = model or DEFAULT_MODELS[DetectorKind.OWLV2]
         path, weights = _source(model)
-        net = load_pretrained(Owlv2ForObjectDetection, path, "OWLv2 model")
-        self.processor = load_pretrained(Owlv2Processor, path, "OWLv2 processor")
+        net = load_pretrained(Owlv2ForObjectDetection, path, "OWLv2 model", option=OPTION)
+        self.processor = load_pretrained(Owlv2Processor, path, "OWLv2 processor", option=OPTION)
         self.device = _device(device)
         self.model = net.eval().requires_grad_(False).to(self.device)
         self.template, self.nms_iou, self.min_score = template, nms_iou, min_score

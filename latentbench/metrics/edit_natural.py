@@ -35,10 +35,12 @@ from PIL import Image
 from torch import Tensor
 
 from latentbench.data import DEFAULT_MAX_PIXELS
-from latentbench.metrics.clip import ClipModel, _source, load_pretrained
+from latentbench.hub import load_pretrained
+from latentbench.metrics.clip import ClipModel, _source
 from latentbench.registry import Registry
 
 DINO_MODEL = "facebook/dino-vits16"
+DINO_OPTION = "--dino-model FOLDER"
 METRICS = ("l1", "clip_i", "clip_t", "dino", "psnr_outside", "ssim_outside", "lpips_outside")
 
 
@@ -109,8 +111,14 @@ class DinoModel:
         from transformers import AutoImageProcessor, AutoModel
 
         path, weights = _source(model)
-        self.model = load_pretrained(AutoModel, path, "DINO model").eval().requires_grad_(False)
-        self.processor = load_pretrained(AutoImageProcessor, path, "DINO processor")
+        self.model = (
+            load_pretrained(AutoModel, path, "DINO model", option=DINO_OPTION)
+            .eval()
+            .requires_grad_(False)
+        )
+        self.processor = load_pretrained(
+            AutoImageProcessor, path, "DINO processor", option=DINO_OPTION
+        )
         self.device = torch.device(device or "cpu")
         self.model.to(self.device)
         size = getattr(self.processor, "size", None)

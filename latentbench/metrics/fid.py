@@ -27,6 +27,7 @@ from filelock import FileLock
 from torch import Tensor
 
 from latentbench.errors import UserError
+from latentbench.files import first_line, note
 from latentbench.runs import atomic_path
 
 CACHE_ENV = "LATENTBENCH_CACHE"
@@ -150,6 +151,10 @@ class FeatureStats:
             stats.outer = torch.from_numpy(data["outer"].astype(np.float64))
             has_rows = bool(data["has_rows"])
             stats.rows = torch.from_numpy(data["rows"].astype(np.float64)) if has_rows else None
+        d = stats.dims
+        rows_ok = stats.rows is None or tuple(stats.rows.shape) == (stats.n, d)
+        if tuple(stats.outer.shape) != (d, d) or stats.sum.dim() != 1 or not rows_ok:
+            raise ValueError(f"{path}: inconsistent shapes (dims {d})")
         return stats
 
     @classmethod
@@ -294,16 +299,13 @@ def cached_reference_stats(
 
 
 def _load_if_matching(path: Path, canonical: str) -> FeatureStats | None:
+    """The cached statistics of ``canonical``; None (recompute) when there are none, when they
+    belong to another key, or when the file is damaged or of an older format (said in a note)."""
     if not path.is_file():
         return None
     try:
         stats = FeatureStats.load(path)
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-        EOFError,
-        zipfile.BadZipFile,
-    ):  # unreadable or older format: recompute
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        note(f"reference statistics {path} are unreadable ({first_line(e)}); computing them again")
         return None
     return stats if stats.meta.get("key") == canonical else None

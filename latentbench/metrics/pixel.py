@@ -27,6 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from latentbench.errors import UserError, unknown_choice
+from latentbench.files import torch_load
+from latentbench.hub import WeightsFile, fetch_weights
 
 MAX_PSNR_DB = 100.0
 """PSNR of identical images is +inf (as in skimage); it is capped here so means stay finite."""
@@ -206,8 +208,6 @@ class LPIPSMetric(nn.Module):
         super().__init__()
         import lpips
 
-        from latentbench.metrics.features import WeightsFile, fetch_weights
-
         self.net = LPIPSNet.parse(net)
         self.quantize = quantize
         file_name = LPIPS_BACKBONE_FILES[self.net]
@@ -251,7 +251,7 @@ class LPIPSMetric(nn.Module):
 
 def _lpips_backbone_state(net: nn.Module, path: Path) -> dict[str, Tensor]:
     """Map torchvision's ``features.<i>.*`` keys onto lpips' ``slice<k>.<i>.*`` (same index i)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch_load(path)
     try:
         return {key: state["features." + key.split(".", 1)[1]] for key in net.state_dict()}
     except (KeyError, TypeError, AttributeError):

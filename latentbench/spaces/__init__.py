@@ -18,6 +18,7 @@ from latentbench.spaces.base import (
     LatentStats,
     load_weights,
     read_space_meta,
+    read_stats,
 )
 
 SPACES: Registry = Registry("space", entry_point_group="latentbench.spaces")
@@ -107,14 +108,24 @@ def _call_validated(name: str, factory: Any, options: dict[str, Any]) -> Any:
 
 
 def load_space(directory: str | Path, device: Any = None) -> LatentSpace:
-    """Rebuild a space saved with :meth:`LatentSpace.save` from its folder alone."""
+    """Rebuild a space saved with :meth:`LatentSpace.save` from its folder alone.
+
+    A damaged folder (truncated or garbage space.json / space.safetensors, missing keys, options
+    the space does not take) is one UserError line naming the file.
+    """
     meta = read_space_meta(directory)
-    factory = SPACES.get(meta["space"])
-    space = factory(**{**meta["config"], "pretrained": False})
-    space.registry_name = meta["space"]
+    name, config = meta["space"], meta["config"]
+    try:
+        factory = SPACES.get(name)
+        _check_options(name, factory, config)
+        stats = read_stats(directory, meta)
+        space = _call_validated(name, factory, {**config, "pretrained": False})
+    except UserError as e:
+        raise UserError(f"{Path(directory) / SPACE_JSON}: {e}") from None
+    space.registry_name = name
     load_weights(space, directory)
-    if meta.get("stats"):
-        space.stats = LatentStats.from_dict(meta["stats"])
+    if stats is not None:
+        space.stats = stats
     return space.to(device) if device is not None else space
 
 

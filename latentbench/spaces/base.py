@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from latentbench.errors import UserError
+from latentbench.files import load_safetensors, read_json_object
 from latentbench.runs import atomic_path, atomic_write_json
 
 SPACE_JSON = "space.json"
@@ -232,17 +233,40 @@ def _untie(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def read_space_meta(directory: str | Path) -> dict[str, Any]:
+    """The JSON object in ``directory/space.json``, checked: ``space`` names the factory,
+    ``config`` holds its options, ``stats`` (optional) is an object or null. A damaged file is one
+    UserError line naming it."""
     path = Path(directory) / SPACE_JSON
     if not path.is_file():
         raise UserError(f"not a saved space (no {SPACE_JSON}): {directory}")
-    return json.loads(path.read_text())
+    meta = read_json_object(path, {"space": str, "config": dict})
+    if not isinstance(meta.get("stats"), (dict, type(None))):
+        raise UserError(f"{path}: 'stats' must be an object or null")
+    return meta
+
+
+def read_stats(directory: str | Path, meta: dict[str, Any]) -> LatentStats | None:
+    """The latent statistics a saved space's ``space.json`` holds (None: none)."""
+    if not meta.get("stats"):
+        return None
+    try:
+        return LatentStats.from_dict(meta["stats"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(
+            f"{Path(directory) / SPACE_JSON}: 'stats' are not latent statistics ({e!r})"
+        ) from None
 
 
 def load_weights(space: LatentSpace, directory: str | Path) -> None:
     path = Path(directory) / SPACE_WEIGHTS
     if not path.is_file():
         raise UserError(f"not a saved space (no {SPACE_WEIGHTS}): {directory}")
-    missing, unexpected = space.load_state_dict(load_file(str(path)), strict=False)
+    try:
+        missing, unexpected = space.load_state_dict(load_safetensors(path), strict=False)
+    except RuntimeError as e:  # shape mismatches; one line of torch's list
+        raise UserError(
+            f"{path}: weights do not fit the architecture ({' '.join(str(e).split())[:300]})"
+        ) from None
     if missing or unexpected:
         raise UserError(
             f"{path}: weights do not match the architecture "

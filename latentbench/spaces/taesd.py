@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import re
 import urllib.request
 import warnings
@@ -52,18 +51,17 @@ from diffusers import AutoencoderTiny
 from torch import Tensor, nn
 
 from latentbench.errors import UserError
+from latentbench.files import torch_load
+from latentbench.hub import WEIGHTS_ENV, file_sha256, hub_offline, load_pretrained
 from latentbench.runs import atomic_path
 from latentbench.spaces.base import LatentSpace, LatentSpec
 from latentbench.spaces.vae import (
     DEFAULT_IMAGE_SIZE,
     arch_of,
     check_image_size,
-    hub_offline,
-    load_pretrained,
     resize_to,
 )
 
-WEIGHTS_ENV = "LATENTBENCH_WEIGHTS"
 UPSTREAM_COMMIT = "5cccb12dc72074a4be35680c3b108548a7c69978"  # madebyollin/taesd, "FLUX.2 VAE"
 UPSTREAM_URL = "https://raw.githubusercontent.com/madebyollin/taesd/{commit}/{filename}"
 DOWNLOAD_TIMEOUT_S = 60
@@ -276,7 +274,9 @@ def build_tiny_space(
     if pretrained and weights is not None and _is_diffusers_source(weights):
         if variant.hub_id is None:
             raise UserError(f"{name}: has no diffusers format; pass its .pth files (weights=PATH)")
-        model = load_pretrained(AutoencoderTiny, weights, None, option="weights")
+        model = load_pretrained(
+            AutoencoderTiny, weights, "diffusers AutoencoderTiny", option="weights=PATH"
+        )
         if model.config.latent_channels != variant.latent_channels:
             raise UserError(
                 f"{name}: {weights!r} has {model.config.latent_channels} latent channels, "
@@ -404,14 +404,6 @@ def _cached_or_downloaded(variant: TinyVariant, filename: str) -> Path:
     return target
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def git_blob_sha1(path: Path) -> str:
     """What ``git hash-object`` prints: sha1 over ``b"blob <size>\\0"`` + the content."""
     h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
@@ -432,11 +424,7 @@ def matches_upstream(path: Path, filename: str) -> bool:
 
 
 def _torch_load(path: Path) -> dict[str, Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: not a readable torch state dict ({first})") from e
+    state = torch_load(path)
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise UserError(f"{path}: expected a state dict of tensors")
     return state

@@ -27,7 +27,6 @@ else from the preset's known architecture; ``config()`` stores ``arch`` so a sav
 from __future__ import annotations
 
 import inspect
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor
 
 from latentbench.errors import UserError
+from latentbench.hub import load_pretrained
 from latentbench.spaces.base import LatentSpace, LatentSpec
 
 DEFAULT_IMAGE_SIZE = 256
@@ -166,37 +166,6 @@ def arch_of(model: ModelMixin) -> dict[str, Any]:
     }
 
 
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE read now (huggingface_hub reads it only once, at import)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def load_pretrained(
-    cls: type[ModelMixin], model: str, subfolder: str | None, option: str = "model"
-) -> ModelMixin:
-    """``cls.from_pretrained(model, subfolder=...)`` with a one-line UserError on failure.
-
-    ``model`` is a local folder in diffusers format or a hub id; with HF_HUB_OFFLINE set only
-    local files are used (the hub cache included).
-    """
-    where = f"{model!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
-    local = Path(model).expanduser()
-    if local.is_dir():
-        model = str(local)
-    elif model.startswith((".", "/", "~")) or model.count("/") != 1:
-        raise UserError(f"{cls.__name__} {where}: no such folder, and not a hub id (OWNER/NAME)")
-    try:
-        return cls.from_pretrained(model, subfolder=subfolder, local_files_only=hub_offline())
-    except (OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if local.is_dir():
-            raise UserError(f"{where} is not a diffusers {cls.__name__} folder: {reason}") from e
-        raise UserError(
-            f"cannot load {cls.__name__} {where} from the Hugging Face hub or its cache: pass a "
-            f"local folder ({option}=PATH), or go online (with HF_HUB_OFFLINE unset) to download it"
-        ) from e
-
-
 # -- factories -----------------------------------------------------------------------------------
 def build_vae_space(
     name: str,
@@ -218,7 +187,7 @@ def build_vae_space(
     if pretrained:
         if model is None:
             raise UserError(f"{name}: pass model=HUB_ID or a local folder of an AutoencoderKL")
-        vae = load_pretrained(AutoencoderKL, model, subfolder)
+        vae = load_pretrained(AutoencoderKL, model, "diffusers AutoencoderKL", subfolder=subfolder)
     else:
         vae = AutoencoderKL.from_config(arch or _offline_arch(name, model, subfolder, preset))
     if not isinstance(vae, AutoencoderKL):

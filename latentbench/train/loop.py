@@ -20,18 +20,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import enum
-import json
 import os
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
@@ -45,6 +45,14 @@ from latentbench.config import (
     config,
 )
 from latentbench.errors import UserError
+from latentbench.files import (
+    first_line,
+    load_safetensors,
+    note,
+    read_json_object,
+    safetensors_problem,
+    torch_load,
+)
 from latentbench.runs import RunDir, atomic_write_json
 
 
@@ -156,10 +164,61 @@ class EMA:
         torch._foreach_lerp_(ema, [s.to(e.dtype) for s, e in zip(src, ema)], 1 - self.decay)
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint folder ``path`` cannot be resumed from, or None when it can.
+
+    Cheap but real: ``state.json`` is an object whose step is the folder's; each safetensors
+    file's header parses and its tensors cover the file exactly (a truncated file fails); the
+    zip archive ``torch.save`` wrote to ``optimizer.pt`` is complete and every member matches
+    its CRC. Nothing is unpickled.
+    """
+    try:
+        step = read_json_object(path / "state.json", {"step": int})["step"]
+    except UserError as e:
+        return str(e)
+    if path.name != f"step_{step:08d}":
+        return f"{path / 'state.json'} says step {step}"
+    for name in ("model.safetensors", "ema.safetensors"):
+        if name == "model.safetensors" or (path / name).exists():
+            problem = safetensors_problem(path / name)
+            if problem is not None:
+                return f"{path / name}: {problem}"
+    try:
+        with zipfile.ZipFile(path / "optimizer.pt") as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as e:
+        return f"{path / 'optimizer.pt'}: {first_line(e)}"
+    return f"{path / 'optimizer.pt'}: {bad} fails its CRC check" if bad else None
+
+
+def resumable_checkpoint(checkpoint_dir: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint folder under ``checkpoint_dir`` that can be resumed from (None:
+    none), and why each newer one cannot (newest first)."""
+    found = sorted(p for p in Path(checkpoint_dir).glob("step_*") if p.is_dir())
+    damaged: list[str] = []
+    for path in reversed(found):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, damaged
+        damaged.append(problem)
+    return None, damaged
+
+
+def _none_intact(checkpoint_dir: Path, damaged: list[str]) -> UserError:
+    return UserError(
+        f"{checkpoint_dir}: no checkpoint can be resumed from ({'; '.join(damaged)}); "
+        "start a new run (another --out)"
+    )
+
+
 def checkpoint_step(run_path: str | Path) -> int | None:
-    """Step of the newest complete checkpoint under ``run_path/checkpoints``, if any."""
-    states = sorted(Path(run_path, "checkpoints").glob("step_*/state.json"))
-    return int(json.loads(states[-1].read_text())["step"]) if states else None
+    """Step of the newest checkpoint under ``run_path/checkpoints`` that can be resumed from
+    (None: none written yet); a UserError when there are checkpoints but none is intact."""
+    folder = Path(run_path, "checkpoints")
+    path, damaged = resumable_checkpoint(folder)
+    if path is None and damaged:
+        raise _none_intact(folder, damaged)
+    return int(read_json_object(path / "state.json")["step"]) if path else None
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -372,19 +431,40 @@ class TrainLoop:
         return found[-1] if found else None
 
     def load_checkpoint(self, path: Path | None = None) -> bool:
-        """Restore model, EMA, optimizer, scheduler and step; False when there is none."""
-        path = path or self.latest_checkpoint()
+        """Restore model, EMA, optimizer, scheduler and step; False when there is none.
+
+        Without ``path``: the newest checkpoint that can be resumed from; newer damaged ones are
+        skipped with a note (printed, and kept in the run's manifest). A UserError when there
+        are checkpoints but none is intact.
+        """
         if path is None:
-            return False
-        state = json.loads((path / "state.json").read_text())
-        self.unwrapped.load_state_dict(load_file(str(path / "model.safetensors")))
+            path, damaged = resumable_checkpoint(self.checkpoint_dir)
+            if path is None and damaged:
+                raise _none_intact(self.checkpoint_dir, damaged)
+            if path is None:
+                return False
+            if damaged:
+                skipped = "; ".join(damaged)
+                self._note(f"resuming from {path.name}, the newest intact checkpoint; {skipped}")
+        state = read_json_object(path / "state.json", {"step": int})
+        self.unwrapped.load_state_dict(load_safetensors(path / "model.safetensors"))
         if self.ema is not None and (path / "ema.safetensors").is_file():
-            self.ema.model.load_state_dict(load_file(str(path / "ema.safetensors")))
-        opt = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
+            self.ema.model.load_state_dict(load_safetensors(path / "ema.safetensors"))
+        opt = torch_load(path / "optimizer.pt", map_location=self.device)
         self.optimizer.load_state_dict(opt["optimizer"])
         self.scheduler.load_state_dict(opt["scheduler"])
         self.step = int(state["step"])
         return True
+
+    def _note(self, message: str) -> None:
+        """Print ``message`` and keep it under ``notes`` in the run's manifest (main process)."""
+        if not self.is_main:
+            return
+        note(message)
+        path = self.run.path / "manifest.json"
+        if path.is_file():
+            manifest = self.run.manifest
+            atomic_write_json(path, {**manifest, "notes": [*manifest.get("notes", []), message]})
 
 
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
