@@ -73,9 +73,10 @@ def test_cli_two_spaces_writes_curves_grids_and_summary(tmp_path):
     assert {"geneval/counting", "train/loss"} <= {r["name"] for r in rows}
     assert (out / "pix2" / "images" / "step_00000006.png").is_file()
     manifest = json.loads((out / "pixel" / "manifest.json").read_text())
+    # the dimension rule sqrt(N C p^2 / 4096) with N = 16 tokens of 3 channels x 4^2
     assert manifest["seed"] == 0 and manifest["config"]["shift"] == pytest.approx(
-        3**0.5
-    )  # sqrt(3 * 4^2 / 16)
+        (16 * 3 * 4**2 / 4096) ** 0.5
+    )
 
 
 @pytest.mark.parametrize("task", [TaskKind.CLASS, TaskKind.EDIT])

@@ -110,7 +110,7 @@ class TrainGenConfig:
     text_encoder_path: str | None = None
     max_text_len: int = 32
     flip: bool = False
-    shift: float | None = None  # None: sqrt(C p^2 / 16)
+    shift: float | None = None  # None: sqrt(N C p^2 / 4096), N tokens (gen.flow.dimension_shift)
     guidance: float | None = None
     sample_steps: int | None = None
     sampler: Sampler = Sampler.EULER
@@ -368,7 +368,11 @@ def train_generator(
     dit_cfg = preset(cfg.preset, **{"seed": cfg.seed, **cfg.dit})
     cspec = cond_spec(cfg, cache, text)
     model = DiT(dit_cfg, spec.channels, spec.latent_size, cspec)
-    shift = cfg.shift if cfg.shift is not None else dimension_shift(spec.channels, model.patch)
+    shift = (
+        cfg.shift
+        if cfg.shift is not None
+        else dimension_shift(spec.channels, model.patch, model.num_tokens)
+    )
     task = GeneratorTask(model, stats, r.flow, shift, cfg.task, text)
 
     config = {
