@@ -52,6 +52,14 @@ def test_cli_two_spaces_writes_curves_grids_and_summary(tmp_path):
         str(config),
         "--out",
         str(out),
+        "--sample-steps",
+        "3",
+        "--sampler",
+        "heun",
+        "--sample-shift",
+        "1.5",
+        "--guidance",
+        "2.5",
         "--quiet",
         "--json",
     ]
@@ -73,6 +81,10 @@ def test_cli_two_spaces_writes_curves_grids_and_summary(tmp_path):
     assert {"geneval/counting", "train/loss"} <= {r["name"] for r in rows}
     assert (out / "pix2" / "images" / "step_00000006.png").is_file()
     manifest = json.loads((out / "pixel" / "manifest.json").read_text())
+    flow = manifest["config"]["flow"]  # the sampling settings of the evaluations, as given
+    assert (flow["sample_steps"], flow["sampler"], flow["sample_shift"]) == (3, "heun", 1.5)
+    assert flow["guidance"] == 2.5 and summary["pixel"]["sample_shift"] == 1.5
+    assert summary["pixel"]["sampler"] == "heun" and summary["pixel"]["guidance"] == 2.5
     # the dimension rule sqrt(N C p^2 / 4096) with N = 16 tokens of 3 channels x 4^2
     assert manifest["seed"] == 0 and manifest["config"]["shift"] == pytest.approx(
         (16 * 3 * 4**2 / 4096) ** 0.5
@@ -129,6 +141,27 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch)
     assert manifest["config"]["loop"]["steps"] == 10
     assert [h["resumed_from_step"] for h in manifest["history"]] == [4, 8]
     assert manifest["history"][1]["config"]["loop"]["steps"] == 8
+
+
+def test_sampling_settings_default_to_the_preset_and_the_paper_at_xl():
+    from latentbench.bench.generation import resolve
+
+    tiny = resolve(_cfg()).flow
+    assert tiny.sample_shift is None  # the training shift
+    xl = resolve(load_config(None, space="pixel", preset="xl")).flow
+    assert (xl.sample_steps, xl.sampler.value, xl.sample_shift, xl.guidance) == (
+        50,
+        "euler",
+        3.0,
+        6.5,
+    )
+    assert resolve(_cfg(preset="xl", sample_shift=2.0, guidance=1.0)).flow.sample_shift == 2.0
+    with pytest.raises(UserError, match="sample-shift must be > 0, got 0"):
+        resolve(_cfg(sample_shift=0.0))
+    with pytest.raises(UserError, match="sample-steps must be >= 1, got 0"):
+        resolve(_cfg(sample_steps=0))
+    with pytest.raises(UserError, match="'rk4' is not one of euler, heun"):
+        _cfg(sampler="rk4")
 
 
 def test_user_errors():

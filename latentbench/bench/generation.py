@@ -28,7 +28,7 @@ from latentbench.config import to_dict
 from latentbench.data.cache import CachedLatents, LatentCache, build_cache
 from latentbench.errors import UserError, unknown_choice
 from latentbench.gen.dit import CondKind, CondSpec, DiT, preset
-from latentbench.gen.flow import FlowConfig, Sampler, dimension_shift
+from latentbench.gen.flow import FlowConfig, Sampler, check_flow, dimension_shift
 from latentbench.gen.text import (
     FrozenTextEncoder,
     TextEncoderKind,
@@ -72,6 +72,7 @@ class TrainPreset:
     guidance: float
     checkpoint_every: int
     reference_images: int
+    sample_shift: float | None = None  # None: the training shift
 
 
 TRAIN_PRESETS: dict[str, TrainPreset] = {
@@ -84,7 +85,10 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
     "large": TrainPreset(
         256, 200_000, 512, 1e-4, 1000, 0.9999, 10_000, 5000, 50, 4.0, 5000, 50_000
     ),
-    "xl": TrainPreset(256, 200_000, 730, 1e-4, 1000, 0.9999, 10_000, 5000, 50, 6.5, 5000, 50_000),
+    # the paper's recipe: batch 730, 50 Euler steps, sampling shift 3, guidance 6.5
+    "xl": TrainPreset(
+        256, 200_000, 730, 1e-4, 1000, 0.9999, 10_000, 5000, 50, 6.5, 5000, 50_000, 3.0
+    ),
 }
 
 
@@ -111,9 +115,10 @@ class TrainGenConfig:
     max_text_len: int = 32
     flip: bool = False
     shift: float | None = None  # None: sqrt(N C p^2 / 4096), N tokens (gen.flow.dimension_shift)
-    guidance: float | None = None
-    sample_steps: int | None = None
+    guidance: float | None = None  # None: the preset's (xl: 6.5, the paper's)
+    sample_steps: int | None = None  # None: the preset's (tiny: 25, else 50)
     sampler: Sampler = Sampler.EULER
+    sample_shift: float | None = None  # None: the preset's (xl: 3, the paper's), else `shift`
     cond_dropout: float = 0.1
     mixed_precision: MixedPrecision = MixedPrecision.NO  # bf16 on GPUs (and avx512_bf16 CPUs)
     compile: bool = False
@@ -159,6 +164,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
         checkpoint_every=pick(cfg.checkpoint_every, tp.checkpoint_every),
         guidance=pick(cfg.guidance, tp.guidance),
         sample_steps=pick(cfg.sample_steps, tp.sample_steps),
+        sample_shift=pick(cfg.sample_shift, tp.sample_shift),
         reference_images=pick(cfg.reference_images, tp.reference_images),
     )
     for name in ("steps", "batch_size", "eval_every", "eval_samples", "checkpoint_every"):
@@ -181,9 +187,11 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
         shift=cfg.shift,
         sample_steps=tp.sample_steps,
         sampler=Sampler(cfg.sampler),
+        sample_shift=tp.sample_shift,
         guidance=tp.guidance,
         cond_dropout=cfg.cond_dropout,
     )
+    check_flow(flow)
     return Resolved(cfg, tp, loop, flow)
 
 
@@ -463,6 +471,10 @@ def train_generator(
             "tokens": model.num_tokens,
             "patch": model.patch,
             "shift": shift,
+            "sample_steps": r.flow.sample_steps,
+            "sampler": r.flow.sampler.value,
+            "sample_shift": r.flow.sample_shift or shift,
+            "guidance": r.flow.guidance,
             "latent_channels": spec.channels,
             "latent_size": spec.latent_size,
             "fd_extractor": getattr(extractor, "variant", None),

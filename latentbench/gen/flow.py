@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from latentbench.errors import UserError
+
 VelocityFn = Callable[[Tensor, Tensor], Tensor]  # (x (B, ...), t (B,)) -> v (B, ...)
 
 
@@ -42,9 +44,20 @@ class FlowConfig:
     logit_std: float = 1.0
     sample_steps: int = 50
     sampler: Sampler = Sampler.EULER
-    sample_shift: float | None = None  # None: same as the training shift
+    sample_shift: float | None = None  # None: same as the training shift (the paper: 3)
     guidance: float = 1.0  # 1.0: no guidance (the paper uses 6.5 at its scale)
     cond_dropout: float = 0.1  # probability of training on the null condition (enables CFG)
+
+
+def check_flow(flow: FlowConfig) -> FlowConfig:
+    """``flow`` when its settings are usable, else a UserError naming the bad one."""
+    if flow.sample_steps < 1:
+        raise UserError(f"sample-steps must be >= 1, got {flow.sample_steps}")
+    for name in ("shift", "sample_shift"):
+        value = getattr(flow, name)
+        if value is not None and not value > 0:
+            raise UserError(f"{name.replace('_', '-')} must be > 0, got {value}")
+    return flow
 
 
 def dimension_shift(channels: int, patch: int, tokens: int) -> float:

@@ -27,10 +27,10 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from latentbench.config import from_dict
+from latentbench.config import from_dict, parse_choice
 from latentbench.errors import UserError
 from latentbench.gen.dit import CondSpec, DiT, DiTConfig
-from latentbench.gen.flow import FlowConfig
+from latentbench.gen.flow import FlowConfig, Sampler, check_flow
 from latentbench.gen.text import build_text_encoder
 from latentbench.spaces.base import LatentSpace, LatentStats
 from latentbench.train.generator import EvalSet, GeneratorTask, TaskKind, decode, generate
@@ -43,6 +43,7 @@ class SamplingOptions:
     steps: int | None = None
     guidance: float | None = None
     shift: float | None = None
+    sampler: Sampler | str | None = None
     batch_size: int = 16
 
 
@@ -123,7 +124,9 @@ class TrainedGenerator:
             flow = replace(flow, guidance=float(options.guidance))
         if options.shift is not None:
             flow = replace(flow, sample_shift=float(options.shift))
-        return flow
+        if options.sampler is not None:
+            flow = replace(flow, sampler=parse_choice(Sampler, options.sampler, "--sampler"))
+        return check_flow(flow)
 
     def _run(
         self,
