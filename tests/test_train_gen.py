@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from latentbench.bench.generation import TrainGenConfig, load_config, train_generator
 from latentbench.cli import app
 from latentbench.errors import UserError
+from latentbench.gen.dit import EditLayout
+from latentbench.gen.sampling import load_generator
 from latentbench.spaces import build_space
 from latentbench.train.generator import GenerationEval, TaskKind
 
@@ -98,6 +100,25 @@ def test_class_and_edit_tasks_train_and_score(tmp_path, task):
     assert m["steps"] == 3 and m["train_loss"] > 0
     if task is TaskKind.EDIT:
         assert 0 <= m["edit/success"] <= 1 and m["edit/psnr_outside"] > 0
+
+
+@pytest.mark.parametrize("layout", list(EditLayout))
+def test_editors_of_both_layouts_train_and_sample(tmp_path, layout):
+    dit = {**TOY["dit"], "edit_layout": layout.value}
+    cfg = _cfg(task=TaskKind.EDIT, data="shapes-edits:14", steps=2, eval_every=2, dit=dit)
+    train_generator(cfg, tmp_path / "run")
+    gen = load_generator(tmp_path / "run", device="cpu")
+    assert gen.model.cfg.edit_layout is layout
+    sources = torch.rand(2, 3, 16, 16) * 2 - 1
+    edited = gen.edit(sources, ["make the circle red", "remove the star"])
+    assert edited.shape == (2, 3, 16, 16) and torch.isfinite(edited).all()
+    # a manifest written before the setting existed: those editors put the text first
+    path = tmp_path / "run" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["config"]["dit"]["edit_layout"]
+    path.write_text(json.dumps(manifest))
+    legacy = load_generator(tmp_path / "run", device="cpu").model.cfg.edit_layout
+    assert legacy is EditLayout.TEXT_SOURCE_NOISY
 
 
 def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):

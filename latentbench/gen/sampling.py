@@ -29,7 +29,7 @@ from torch import Tensor
 
 from latentbench.config import from_dict, parse_choice
 from latentbench.errors import UserError
-from latentbench.gen.dit import CondSpec, DiT, DiTConfig
+from latentbench.gen.dit import CondSpec, DiT, DiTConfig, EditLayout
 from latentbench.gen.flow import FlowConfig, Sampler, check_flow
 from latentbench.gen.text import build_text_encoder
 from latentbench.spaces.base import LatentSpace, LatentStats
@@ -231,7 +231,9 @@ def load_generator(
         raise UserError(f"{run_dir}: no manifest.json (not a run folder)")
     try:
         config = json.loads((run_dir / "manifest.json").read_text())["config"]
-        dit_cfg = from_dict(DiTConfig, config["dit"], "manifest dit")
+        # runs written before DiTConfig.edit_layout existed put the text first
+        legacy = {"edit_layout": EditLayout.TEXT_SOURCE_NOISY.value}
+        dit_cfg = from_dict(DiTConfig, {**legacy, **config["dit"]}, "manifest dit")
         cspec = from_dict(CondSpec, config["cond"], "manifest cond")
         flow = from_dict(FlowConfig, config["flow"], "manifest flow")
         kind = TaskKind(config["train_gen"]["task"])
