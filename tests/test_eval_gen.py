@@ -184,6 +184,7 @@ def test_official_metadata_scored_end_to_end(
     assert list(r["tasks"]) == list(ENTRIES) and r["num_images"] == 12
     assert r["overall"] == pytest.approx(np.mean([t["score"] for t in r["tasks"].values()]))
     assert r["judge"]["detector"]["weights"]["folder"] == models[detector]
+    assert r["judge"]["unreachable_classes"] == ([] if detector == "mask2former" else None)
     assert r["judge"]["colors"]["clip"]["weights"]["folder"] == models["clip"]
     assert r["rules"]["threshold"] == (0.3 if detector == "mask2former" else 0.1)
     assert 0 <= r["clipscore"] <= 100 and r["clipscore_variant"]["formula"].startswith("100")

@@ -256,10 +256,15 @@ class NeuralJudge:
         self.vocabulary = list(dict.fromkeys(vocabulary))
         self.name = detector.name
         self.label = f"GenEval-style ({detector.name})"
+        closed = getattr(detector, "classes", None)  # a closed-set detector's names
         self.variant = {
             "detector": detector.variant,
             "colors": colors.variant if colors is not None else None,
             "vocabulary": len(self.vocabulary),
+            # suite classes the detector can never name: their prompts cannot pass
+            "unreachable_classes": [c for c in self.vocabulary if c not in closed]
+            if closed is not None
+            else None,
         }
 
     def detections(
