@@ -139,6 +139,22 @@ def test_stage2_trains_everything_against_a_frozen_teacher():
     assert "semantic" not in out and grads["encoder"] and not grads["sem_dec"]
 
 
+def test_kl_is_weighted_against_the_pixel_loss_as_in_ldm():
+    # LDM: sum_pixels(|x - x'|) / B + kl_weight * sum_latent(KL) / B. With pixel losses as means
+    # over the 3HW pixel elements, the KL must enter as kl_weight * (per-image KL sum) / 3HW.
+    batch = collate_images([Blobs()[i] for i in range(4)])
+    cfg = LossConfig(kl_weight=1e-2, pixel_weight=0.0, **NO_PERCEPTUAL)
+    space = _space("pvae")
+    task = TokenizerTask(space, Recipe.PVAE, cfg)
+    out = task.loss(task.model, batch, _ctx())
+    with torch.no_grad():
+        mean, logvar = space.posterior(space.encoder(batch.images))  # (B, T, C), deterministic
+    per_image = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum((1, 2))  # (B,)
+    torch.testing.assert_close(out["kl"], per_image.mean())
+    pixels = 3 * 16 * 16  # the latent has 4 x 4 x 4 = 64 elements: the two normalisations differ
+    torch.testing.assert_close(out["loss"], 1e-2 * per_image.mean() / pixels)
+
+
 def test_gan_terms_reach_only_their_own_parameters():
     batch = collate_images([Blobs()[i] for i in range(4)])
     cfg = LossConfig(
