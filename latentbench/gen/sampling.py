@@ -10,9 +10,9 @@ rebuilds those pieces with the public classes of :mod:`latentbench.gen` and
 - :meth:`TrainedGenerator.text_to_image`: prompts -> images (B, 3, S, S) in [-1, 1];
 - :meth:`TrainedGenerator.edit`: source images + instructions -> edited images.
 
-Sampling settings default to the run's own (steps, guidance, shift); sample ``i`` of a call draws
-its noise from a generator seeded by ``(seed, i)`` (the harness's ``generate``), so results do not
-depend on the batch size.
+Sampling settings default to the run's own (steps, sampler, shift, guidance; ``SamplingOptions``
+overrides them); sample ``i`` of a call draws its noise from a generator seeded by ``(seed, i)``
+(the harness's ``generate``), so results do not depend on the batch size.
 """
 
 from __future__ import annotations
