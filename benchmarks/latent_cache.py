@@ -78,7 +78,7 @@ def main() -> None:
 
     cond = CondSpec(CondKind.CLASS, num_classes=int(labels.max()) + 1)
     model = DiT(preset("tiny"), spec.channels, spec.latent_size, cond)
-    shift = dimension_shift(spec.channels, model.patch)
+    shift = dimension_shift(spec.channels, model.patch, model.num_tokens)
     task = GeneratorTask(model, cache.stats, FlowConfig(), shift, TaskKind.CLASS)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
 

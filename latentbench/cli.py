@@ -395,6 +395,14 @@ def train_gen_cmd(
     eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps.")] = None,
     eval_samples: Annotated[int | None, typer.Option(help="Samples per evaluation.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Global batch size.")] = None,
+    sample_steps: Annotated[
+        int | None, typer.Option(help="Sampling steps of the evaluations (preset's).")
+    ] = None,
+    sampler: Annotated[str | None, typer.Option(help="euler (default) or heun.")] = None,
+    sample_shift: Annotated[
+        float | None, typer.Option(help="Sampling time shift (default: the training shift).")
+    ] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance.")] = None,
     fd_extractor: Annotated[
         str | None,
         typer.Option(
@@ -436,6 +444,10 @@ def train_gen_cmd(
         eval_every=eval_every,
         eval_samples=eval_samples,
         batch_size=batch_size,
+        sample_steps=sample_steps,
+        sampler=sampler,
+        sample_shift=sample_shift,
+        guidance=guidance,
         fd_extractor=fd_extractor,
         text_encoder=text_encoder,
         text_encoder_path=text_encoder_path,
@@ -522,6 +534,12 @@ def eval_gen_cmd(
     ] = None,
     sample_steps: Annotated[int | None, typer.Option(help="Override the run's steps.")] = None,
     guidance: Annotated[float | None, typer.Option(help="Override the run's guidance.")] = None,
+    sample_shift: Annotated[
+        float | None, typer.Option(help="Override the run's sampling shift.")
+    ] = None,
+    sampler: Annotated[
+        str | None, typer.Option(help="Override the run's sampler: euler, heun.")
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
     batch_size: Annotated[int, typer.Option()] = 16,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
@@ -561,6 +579,8 @@ def eval_gen_cmd(
         checkpoint=checkpoint,
         sample_steps=sample_steps,
         guidance=guidance,
+        sample_shift=sample_shift,
+        sampler=sampler,
         batch_size=batch_size,
         device=device,
         max_pixels=max_pixels_or_default(max_pixels),

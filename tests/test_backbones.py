@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from latentbench.errors import UserError
 from latentbench.spaces.backbones import (
@@ -125,6 +126,22 @@ def test_siglip_vision_tower_from_full_checkpoint(tmp_path):
         model.vision_model.encoder.layers[0].self_attn.q_proj.weight,
     )
     assert bb(_images()).shape == (2, 32, 4, 4)
+
+
+def test_dropping_the_final_affine_leaves_the_last_hidden_state_standardised(tmp_path):
+    tiny_siglip(tmp_path / "siglip")  # SigLIP ends with post_layernorm (DINOv2: test_rae)
+    bb = build_backbone(str(tmp_path / "siglip"), input_size=32)
+    x = _images(size=32)
+    with torch.no_grad():
+        out = bb.model(pixel_values=bb.preprocess(x), output_hidden_states=True)
+        pre_norm = out.hidden_states[-1]  # (B, 16, D) before the final LayerNorm
+        assert bb.drop_final_affine()
+        f = bb(x)
+    eps = bb.final_layernorm().eps
+    torch.testing.assert_close(f.flatten(2).transpose(1, 2), F.layer_norm(pre_norm, (32,), eps=eps))
+    assert not any("post_layernorm" in k for k in bb.state_dict())
+    cnn = build_backbone({"kind": "timm", "name": "resnet18", "input_size": 32}, pretrained=False)
+    assert cnn.final_layernorm() is None and not cnn.drop_final_affine()
 
 
 def test_paper_aliases_build_offline_without_weights():

@@ -19,9 +19,99 @@ from latentbench.metrics.detectors import (
     mask_box,
     write_detector_standin,
 )
-from latentbench.metrics.geneval import GenevalRules
+from latentbench.metrics.geneval import (
+    COCO_TO_GENEVAL,
+    GENEVAL_OBJECTS,
+    GenevalRules,
+    evaluate_entry,
+    geneval_name,
+)
 
 CLASSES = ["cat", "dog", "bird"]
+# GenEval's prompts/object_names.txt (djghosh13/geneval), in its order: every class its
+# evaluation_metadata.jsonl names is one of these 80.
+GENEVAL_OBJECT_NAMES = [
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "computer mouse",
+    "tv remote",
+    "computer keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
+]
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +171,33 @@ def test_detector_errors_are_user_errors(tmp_path: Path) -> None:
         build_detector("owlv2", "google/owlv2-not-here")
     with pytest.raises(UserError):
         build_detector("mask2former", str(tmp_path))
+
+
+def test_coco_labels_map_one_to_one_onto_genevals_object_names() -> None:
+    assert len(GENEVAL_OBJECT_NAMES) == len(set(GENEVAL_OBJECT_NAMES)) == 80
+    # GenEval names a detection by its list at the COCO class index: the same map, by name
+    assert list(COCO_TO_GENEVAL.values()) == GENEVAL_OBJECT_NAMES == list(GENEVAL_OBJECTS)
+    assert len(COCO_TO_GENEVAL) == 80  # 80 distinct COCO names onto 80 distinct GenEval names
+    renamed = {k: v for k, v in COCO_TO_GENEVAL.items() if k != v}
+    assert renamed == {
+        "mouse": "computer mouse",
+        "remote": "tv remote",
+        "keyboard": "computer keyboard",
+    }
+    assert all(geneval_name(v) == v for v in GENEVAL_OBJECT_NAMES)  # already GenEval's: kept
+    assert geneval_name("potted_plant") == "potted plant" and geneval_name("unicorn") == "unicorn"
+
+
+def test_a_keyboard_detection_satisfies_a_computer_keyboard_prompt(tmp_path: Path) -> None:
+    folder = write_detector_standin("mask2former", tmp_path / "m2f", ["keyboard"], seed=1)
+    det = build_detector("mask2former", str(folder), device="cpu")
+    assert det.classes == ["computer keyboard"]
+    found = det.detect(_image(48, 40))
+    assert found and {o.name for o in found} == {"computer keyboard"}
+    entry = {
+        "tag": "single_object",
+        "prompt": "a photo of a computer keyboard",
+        "include": [{"class": "computer keyboard", "count": 1}],
+    }
+    rules = GenevalRules(threshold=0.0)  # the stand-in's scores are meaningless
+    assert evaluate_entry([o.to_detection() for o in found], entry, rules)[0]

@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from latentbench.errors import UserError
-from latentbench.gen.dit import Condition, CondKind, CondSpec, DiT, DiTConfig, preset
+from latentbench.gen.dit import (
+    Condition,
+    CondKind,
+    CondSpec,
+    DiT,
+    DiTConfig,
+    EditLayout,
+    preset,
+    timestep_features,
+)
 
 SMALL = DiTConfig(width=32, depth=2, heads=2, grid=4)
 
@@ -97,6 +106,92 @@ def test_editing_source_and_noisy_latents_attend_to_each_other():
     cond2.source[:, :, 0, 0] += 1.0  # one source patch changes every output patch
     diff = (model(x, t, cond2) - v).abs().sum(1)  # (B, h, w)
     assert (diff.reshape(2, 4, 2, 4, 2).sum((2, 4)) > 0).all()
+
+
+def _block_inputs(model: DiT, x, t, cond) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sequence, mask) the first block receives."""
+    seen = {}
+
+    def hook(module, args):
+        seen["seq"], seen["mask"] = args[0], args[2]
+
+    handle = model.blocks[0].register_forward_pre_hook(hook)
+    model(x, t, cond)
+    handle.remove()
+    return seen["seq"], seen["mask"]
+
+
+def _editor(layout: EditLayout) -> tuple[DiT, torch.Tensor, torch.Tensor, Condition]:
+    spec = CondSpec(CondKind.TOKENS, vocab_size=10, max_len=3, edit=True)
+    cfg = DiTConfig(width=32, depth=2, heads=2, grid=1, edit_layout=layout)  # 1 token per image
+    model = _trained_like(DiT(cfg, 4, 2, spec))
+    g = torch.Generator().manual_seed(1)
+    cond = Condition(
+        tokens=torch.tensor([[1, 2, 3]]),
+        mask=torch.tensor([[True, True, False]]),
+        source=torch.randn(1, 4, 2, 2, generator=g),
+    )
+    return model, torch.randn(1, 4, 2, 2, generator=g), torch.rand(1, generator=g), cond
+
+
+def test_editing_sequence_is_source_text_noisy_with_the_paper_mask():
+    model, x, t, cond = _editor(EditLayout.SOURCE_TEXT_NOISY)
+    assert DiTConfig().edit_layout is EditLayout.SOURCE_TEXT_NOISY  # the default
+    seq, mask = _block_inputs(model, x, t, cond)
+    src = model.src_embed(model.patchify(cond.source)) + model.pos + model.src_type
+    torch.testing.assert_close(seq[:, :1], src)  # the source comes first
+    torch.testing.assert_close(seq[:, -1:], model.x_embed(model.patchify(x)) + model.pos)
+    expected = torch.tensor(
+        [  # keys: source, text 0, text 1, padding, noisy
+            [1, 0, 0, 0, 1],  # source: all latents, no text (it comes after)
+            [1, 1, 0, 0, 0],  # text 0: the source, causal text
+            [1, 1, 1, 0, 0],  # text 1
+            [1, 1, 1, 1, 0],  # padding: causal; its output is seen by no one
+            [1, 1, 1, 0, 1],  # noisy: source, all real text, itself
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(mask[0, 0], expected)
+
+
+def test_text_sees_the_source_only_in_the_paper_layout():
+    for layout, sees in [
+        (EditLayout.SOURCE_TEXT_NOISY, True),
+        (EditLayout.TEXT_SOURCE_NOISY, False),
+    ]:
+        model, x, t, cond = _editor(layout)
+        text = slice(1, 3) if sees else slice(0, 2)  # the two real text tokens
+        out = []
+        for shift in (0.0, 1.0):
+            moved = Condition(tokens=cond.tokens, mask=cond.mask, source=cond.source + shift)
+            seq, mask = _block_inputs(model, x, t, moved)
+            c = torch.nn.functional.silu(
+                model.t_embed(timestep_features(t)) + model.pool(model._condition_tokens(moved)[2])
+            )
+            out.append(model.blocks[0](seq, c, mask)[:, text])
+        assert (not torch.allclose(out[0], out[1])) is sees, layout
+    seq, mask = _block_inputs(*_editor(EditLayout.TEXT_SOURCE_NOISY))
+    assert torch.equal(
+        mask[0, 0],
+        torch.tensor(
+            [  # keys: text 0, text 1, padding, source, noisy
+                [1, 0, 0, 0, 0],
+                [1, 1, 0, 0, 0],
+                [1, 1, 1, 0, 0],
+                [1, 1, 0, 1, 1],
+                [1, 1, 0, 1, 1],
+            ],
+            dtype=torch.bool,
+        ),
+    )
+
+
+def test_edit_layout_is_a_dit_setting():
+    assert preset("tiny", edit_layout="text-source-noisy").edit_layout is (
+        EditLayout.TEXT_SOURCE_NOISY
+    )
+    with pytest.raises(UserError, match="'sideways' is not one of source-text-noisy"):
+        preset("tiny", edit_layout="sideways")
 
 
 def test_ddt_head_and_features_condition():

@@ -25,7 +25,7 @@ from latentbench.bench.eval_gen import (
 from latentbench.bench.generation import load_config, train_generator
 from latentbench.cli import app
 from latentbench.errors import UserError
-from latentbench.gen.sampling import load_generator
+from latentbench.gen.sampling import SamplingOptions, load_generator
 from latentbench.metrics.clip import write_clip_standin
 from latentbench.metrics.detectors import ObjectDetection, write_detector_standin
 from latentbench.metrics.geneval import GenevalRules, evaluate_entry
@@ -184,6 +184,7 @@ def test_official_metadata_scored_end_to_end(
     assert list(r["tasks"]) == list(ENTRIES) and r["num_images"] == 12
     assert r["overall"] == pytest.approx(np.mean([t["score"] for t in r["tasks"].values()]))
     assert r["judge"]["detector"]["weights"]["folder"] == models[detector]
+    assert r["judge"]["unreachable_classes"] == ([] if detector == "mask2former" else None)
     assert r["judge"]["colors"]["clip"]["weights"]["folder"] == models["clip"]
     assert r["rules"]["threshold"] == (0.3 if detector == "mask2former" else 0.1)
     assert 0 <= r["clipscore"] <= 100 and r["clipscore_variant"]["formula"].startswith("100")
@@ -242,6 +243,19 @@ def test_noise_indices_reproduce_a_full_call(t2i_run: Path) -> None:
     assert gen.variant(seed=3)["weights"] == "ema.safetensors"
 
 
+def test_sampling_overrides_reach_the_sampler_and_the_results(t2i_run: Path) -> None:
+    gen = load_generator(t2i_run, device="cpu")
+    prompts = ["a red circle", "two blue squares"]
+    base = gen.text_to_image(prompts)
+    for opts in (SamplingOptions(shift=3.0), SamplingOptions(sampler="heun")):
+        assert not torch.equal(gen.text_to_image(prompts, options=opts), base)
+    cfg = EvalGenConfig(prompts_per_task=1, samples_per_prompt=1, sample_shift=3.0, sampler="heun")
+    r = run_eval_gen(cfg, run_dir=t2i_run, out=t2i_run / "shifted").results
+    assert r["generator"]["sample_shift"] == 3.0 and r["generator"]["sampler"] == "heun"
+    with pytest.raises(UserError, match="'rk4' is not one of euler, heun"):
+        gen.text_to_image(prompts, options=SamplingOptions(sampler="rk4"))
+
+
 def test_eval_gen_run_dir_samples_n_per_prompt(t2i_run: Path, models: dict[str, str]) -> None:
     cfg = EvalGenConfig(samples_per_prompt=2, prompts_per_task=1, seed=5, batch_size=5)
     r = run_eval_gen(cfg, run_dir=t2i_run).results
@@ -298,6 +312,8 @@ def test_cli_eval_gen(
         (("eval-gen", "--suite", "geneval", "--images", str(tmp_path / "no")), "not found"),
         (("eval-gen", str(t2i_run), "--suite", "geneval"), "needs --metadata"),
         (("eval-gen", "--suite", "geneval"), "RUN_DIR or --images DIR is required"),
+        (("eval-gen", str(t2i_run), "--suite", "geneval-shapes", "--sample-shift", "0"), "> 0"),
+        (("eval-gen", str(t2i_run), "--suite", "geneval-shapes", "--sampler", "rk4"), "heun"),
     ]:
         assert run_cli(monkeypatch, *argv) == 2
         err = capsys.readouterr().err

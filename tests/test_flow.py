@@ -24,7 +24,10 @@ from latentbench.gen.flow import (
     ("channels", "patch", "expected"), [(16, 2, 2.0), (768, 1, 6.93), (96, 1, 2.45)]
 )
 def test_dimension_shift_matches_paper(channels, patch, expected):
-    assert dimension_shift(channels, patch) == pytest.approx(expected, abs=5e-3)
+    # the paper's values on its 16x16 token grid; the rule is sqrt(N C p^2 / 4096)
+    assert dimension_shift(channels, patch, tokens=256) == pytest.approx(expected, abs=5e-3)
+    # the same space on an 8x8 grid has a quarter of the dimensions: half the shift
+    assert dimension_shift(channels, patch, tokens=64) == pytest.approx(expected / 2, abs=3e-3)
 
 
 def test_shift_time_endpoints_and_direction():
@@ -94,4 +97,4 @@ def test_guidance_extrapolates_over_all_channels():
     x, t = torch.randn(2, 5, 3, 3), torch.rand(2)
     assert torch.equal(guided(cond, uncond, 4.0)(x, t), torch.full_like(x, 4.0))
     assert guided(cond, uncond, 1.0) is cond
-    assert math.isclose(dimension_shift(16, 1), 1.0)
+    assert math.isclose(dimension_shift(16, 1, 256), 1.0)

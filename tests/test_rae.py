@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from latentbench.data import collate_images
-from latentbench.spaces import build_space
+from latentbench.spaces import build_space, load_space
 from latentbench.train.loop import StepContext
 from latentbench.train.tokenizer import LossConfig, PerceptualKind, Recipe, TokenizerTask
 
@@ -42,20 +45,58 @@ def _batch(n=4):
     return collate_images(items)
 
 
-def test_latent_is_token_normalised_encoder_features():
+def test_latent_is_the_final_layernorm_without_its_affine():
     torch.manual_seed(0)
     space = build_space("rae", **TINY).eval()
+    assert not any(k.startswith("encoder.norm.") for k in space.state_dict())  # affine dropped
     x = _batch().images
     with torch.no_grad():
         z = space.encode(x)
-        f = space.encoder(x)
     assert space.spec.latent_shape == (32, 4, 4) and space.spec.stride == 4
     torch.testing.assert_close(z.mean(1), torch.zeros(4, 4, 4), atol=1e-5, rtol=0)
     torch.testing.assert_close(z.var(1, unbiased=False), torch.ones(4, 4, 4), atol=1e-3, rtol=0)
-    raw = build_space("rae", token_norm=False, **TINY)
-    raw.load_state_dict(space.state_dict())
+    torch.manual_seed(0)
+    raw = build_space("rae", token_norm=False, **TINY).eval()  # the encoder's own features
+    assert "encoder.norm.weight" in raw.state_dict()
     with torch.no_grad():
-        torch.testing.assert_close(raw.eval().encode(x), f)
+        torch.testing.assert_close(raw.encode(x), raw.encoder(x))
+
+
+def tiny_dinov2(path: Path):
+    """A random DINOv2 whose final LayerNorm has a real affine, as a trained one has."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    cfg = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        patch_size=4,
+        image_size=16,
+    )
+    model = Dinov2Model(cfg).eval()
+    with torch.no_grad():
+        model.layernorm.weight.uniform_(0.5, 2.0)
+        model.layernorm.bias.normal_()
+    model.save_pretrained(path)
+    return model
+
+
+def test_rae_latent_of_dinov2_is_its_last_hidden_state_standardised(tmp_path):
+    model = tiny_dinov2(tmp_path / "dino")
+    opts = {**TINY, "encoder": str(tmp_path / "dino"), "encoder_input_size": 16}
+    space = build_space("rae", **opts).eval()
+    x = _batch().images
+    with torch.no_grad():
+        z = space.encode(x)  # (B, D, 4, 4)
+        pixels = space.encoder.preprocess(x)
+        pre_norm = model(pixel_values=pixels, output_hidden_states=True).hidden_states[-1]
+        expected = F.layer_norm(pre_norm[:, 1:], (32,), eps=model.config.layer_norm_eps)
+    torch.testing.assert_close(z.flatten(2).transpose(1, 2), expected)  # no affine, no second LN
+    assert not any(k.startswith("encoder.model.layernorm.") for k in space.state_dict())
+    space.save(tmp_path / "rae")  # a saved RAE rebuilds the same latent offline
+    torch.testing.assert_close(load_space(tmp_path / "rae").eval().encode(x), z)
 
 
 def _step(name, recipe, tau=0.0):

@@ -140,6 +140,22 @@ def test_stage2_trains_everything_against_a_frozen_teacher():
     assert "semantic" not in out and grads["encoder"] and not grads["sem_dec"]
 
 
+def test_kl_is_weighted_against_the_pixel_loss_as_in_ldm():
+    # LDM: sum_pixels(|x - x'|) / B + kl_weight * sum_latent(KL) / B. With pixel losses as means
+    # over the 3HW pixel elements, the KL must enter as kl_weight * (per-image KL sum) / 3HW.
+    batch = collate_images([Blobs()[i] for i in range(4)])
+    cfg = LossConfig(kl_weight=1e-2, pixel_weight=0.0, **NO_PERCEPTUAL)
+    space = _space("pvae")
+    task = TokenizerTask(space, Recipe.PVAE, cfg)
+    out = task.loss(task.model, batch, _ctx())
+    with torch.no_grad():
+        mean, logvar = space.posterior(space.encoder(batch.images))  # (B, T, C), deterministic
+    per_image = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum((1, 2))  # (B,)
+    torch.testing.assert_close(out["kl"], per_image.mean())
+    pixels = 3 * 16 * 16  # the latent has 4 x 4 x 4 = 64 elements: the two normalisations differ
+    torch.testing.assert_close(out["loss"], 1e-2 * per_image.mean() / pixels)
+
+
 def test_gan_terms_reach_only_their_own_parameters():
     batch = collate_images([Blobs()[i] for i in range(4)])
     cfg = LossConfig(
@@ -227,10 +243,52 @@ def test_train_tokenizer_stage1_then_stage2_saves_loadable_spaces(tmp_path):
     assert not torch.equal(loaded.encoder.patch_embed.weight, before.encoder.patch_embed.weight)
     manifest = json.loads((tmp_path / "s2" / "manifest.json").read_text())
     assert manifest["config"]["recipe"] == "psvae" and manifest["config"]["loop"]["lr"] == 0.0005
+    origin = manifest["config"]["init_space"]  # stage 2 records the stage-1 space it started from
+    s1_meta = json.loads((tmp_path / "s1" / "space.json").read_text())
+    assert origin["fingerprint"] == s1_meta["fingerprint"] == before.fingerprint()
+    assert (origin["recipe"], origin["stage"], origin["encoder"]["kind"]) == ("svae", 1, "tiny-vit")
+    assert (s2["init_fingerprint"], s2["init_recipe"], s2["init_stage"]) == (
+        s1_meta["fingerprint"],
+        "svae",
+        1,
+    )
     with pytest.raises(UserError, match="already holds checkpoints"):
         train_tokenizer(job, tmp_path / "s1")
     with pytest.raises(UserError, match="no training recipe"):
         train_tokenizer(replace(job, space="svae", stage=2), tmp_path / "y")
+
+
+def test_stage2_refuses_an_init_that_is_not_stage1_of_the_same_encoder(
+    tmp_path, monkeypatch, capsys
+):
+    from latentbench.bench.tokenizer import train_tokenizer
+    from latentbench.cli import main
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text(PRESET.format(space=json.dumps(TINY)))
+    stage1 = dict(preset=str(preset), quiet=True)
+    train_tokenizer("semrec", "shapes:8", out=tmp_path / "s1", **stage1)
+    train_tokenizer("pvae", "shapes:8", out=tmp_path / "pvae", **stage1)
+    _space().save(tmp_path / "bare")  # a space folder, but no stage-1 run
+    other = tmp_path / "other.yaml"  # the same architecture on another encoder input size
+    other.write_text(
+        PRESET.format(space=json.dumps({**TINY, "encoder": {**TINY["encoder"], "input_size": 32}}))
+    )
+    cases = [
+        (tmp_path / "pvae", str(preset), "is a pvae stage-1 output (recipe pvae)"),
+        (tmp_path / "bare", str(preset), "not a train-tokenizer run folder"),
+        (tmp_path / "s1", str(other), "at 16 px; this preset's is tiny-vit at 32 px"),
+    ]
+    for init, preset_path, message in cases:
+        out = tmp_path / f"s2-{init.name}"
+        argv = ["train-tokenizer", "--space", "semrec", "--stage", "2", "--data", "shapes:8"]
+        argv += ["--preset", preset_path, "--init", str(init), "--out", str(out), "--quiet"]
+        monkeypatch.setattr("sys.argv", ["latentbench", *argv])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and message in err and err.strip().count("\n") == 0, err
+        assert not out.exists()  # nothing half-written
 
 
 def test_paper_preset_builds_from_a_local_stand_in(tmp_path):

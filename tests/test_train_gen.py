@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from latentbench.bench.generation import TrainGenConfig, load_config, train_generator
 from latentbench.cli import app
 from latentbench.errors import UserError
+from latentbench.gen.dit import EditLayout
+from latentbench.gen.sampling import load_generator
 from latentbench.spaces import build_space
 from latentbench.train.generator import GenerationEval, TaskKind
 
@@ -52,6 +54,14 @@ def test_cli_two_spaces_writes_curves_grids_and_summary(tmp_path):
         str(config),
         "--out",
         str(out),
+        "--sample-steps",
+        "3",
+        "--sampler",
+        "heun",
+        "--sample-shift",
+        "1.5",
+        "--guidance",
+        "2.5",
         "--quiet",
         "--json",
     ]
@@ -73,9 +83,14 @@ def test_cli_two_spaces_writes_curves_grids_and_summary(tmp_path):
     assert {"geneval/counting", "train/loss"} <= {r["name"] for r in rows}
     assert (out / "pix2" / "images" / "step_00000006.png").is_file()
     manifest = json.loads((out / "pixel" / "manifest.json").read_text())
+    flow = manifest["config"]["flow"]  # the sampling settings of the evaluations, as given
+    assert (flow["sample_steps"], flow["sampler"], flow["sample_shift"]) == (3, "heun", 1.5)
+    assert flow["guidance"] == 2.5 and summary["pixel"]["sample_shift"] == 1.5
+    assert summary["pixel"]["sampler"] == "heun" and summary["pixel"]["guidance"] == 2.5
+    # the dimension rule sqrt(N C p^2 / 4096) with N = 16 tokens of 3 channels x 4^2
     assert manifest["seed"] == 0 and manifest["config"]["shift"] == pytest.approx(
-        3**0.5
-    )  # sqrt(3 * 4^2 / 16)
+        (16 * 3 * 4**2 / 4096) ** 0.5
+    )
 
 
 @pytest.mark.parametrize("task", [TaskKind.CLASS, TaskKind.EDIT])
@@ -85,6 +100,25 @@ def test_class_and_edit_tasks_train_and_score(tmp_path, task):
     assert m["steps"] == 3 and m["train_loss"] > 0
     if task is TaskKind.EDIT:
         assert 0 <= m["edit/success"] <= 1 and m["edit/psnr_outside"] > 0
+
+
+@pytest.mark.parametrize("layout", list(EditLayout))
+def test_editors_of_both_layouts_train_and_sample(tmp_path, layout):
+    dit = {**TOY["dit"], "edit_layout": layout.value}
+    cfg = _cfg(task=TaskKind.EDIT, data="shapes-edits:14", steps=2, eval_every=2, dit=dit)
+    train_generator(cfg, tmp_path / "run")
+    gen = load_generator(tmp_path / "run", device="cpu")
+    assert gen.model.cfg.edit_layout is layout
+    sources = torch.rand(2, 3, 16, 16) * 2 - 1
+    edited = gen.edit(sources, ["make the circle red", "remove the star"])
+    assert edited.shape == (2, 3, 16, 16) and torch.isfinite(edited).all()
+    # a manifest written before the setting existed: those editors put the text first
+    path = tmp_path / "run" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["config"]["dit"]["edit_layout"]
+    path.write_text(json.dumps(manifest))
+    legacy = load_generator(tmp_path / "run", device="cpu").model.cfg.edit_layout
+    assert legacy is EditLayout.TEXT_SOURCE_NOISY
 
 
 def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
@@ -128,6 +162,27 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch)
     assert manifest["config"]["loop"]["steps"] == 10
     assert [h["resumed_from_step"] for h in manifest["history"]] == [4, 8]
     assert manifest["history"][1]["config"]["loop"]["steps"] == 8
+
+
+def test_sampling_settings_default_to_the_preset_and_the_paper_at_xl():
+    from latentbench.bench.generation import resolve
+
+    tiny = resolve(_cfg()).flow
+    assert tiny.sample_shift is None  # the training shift
+    xl = resolve(load_config(None, space="pixel", preset="xl")).flow
+    assert (xl.sample_steps, xl.sampler.value, xl.sample_shift, xl.guidance) == (
+        50,
+        "euler",
+        3.0,
+        6.5,
+    )
+    assert resolve(_cfg(preset="xl", sample_shift=2.0, guidance=1.0)).flow.sample_shift == 2.0
+    with pytest.raises(UserError, match="sample-shift must be > 0, got 0"):
+        resolve(_cfg(sample_shift=0.0))
+    with pytest.raises(UserError, match="sample-steps must be >= 1, got 0"):
+        resolve(_cfg(sample_steps=0))
+    with pytest.raises(UserError, match="'rk4' is not one of euler, heun"):
+        _cfg(sampler="rk4")
 
 
 def test_user_errors():

@@ -38,6 +38,7 @@ from latentbench.config import (
     Device,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     Probability,
     config,
@@ -46,6 +47,7 @@ from latentbench.config import (
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.data.images import UnreadableImage, open_image
 from latentbench.errors import UserError
+from latentbench.gen.flow import Sampler
 from latentbench.metrics.geneval import (
     Detection,
     GenevalRules,
@@ -85,9 +87,23 @@ class EvalGenConfig:
     checkpoint: str | None = None  # RUN_DIR: step, folder, "init" (untrained); default last
     sample_steps: PositiveInt | None = None  # RUN_DIR: overrides of the run's sampling settings
     guidance: NonNegativeFloat | None = None
+    sample_shift: PositiveFloat | None = None
+    sampler: Sampler | None = None
     batch_size: PositiveInt = 16
     device: Device = None
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # larger images are skipped, not decoded
+
+    def sampling(self) -> Any:
+        """The :class:`~latentbench.gen.sampling.SamplingOptions` of a RUN_DIR evaluation."""
+        from latentbench.gen.sampling import SamplingOptions
+
+        return SamplingOptions(
+            steps=self.sample_steps,
+            guidance=self.guidance,
+            shift=self.sample_shift,
+            sampler=self.sampler,
+            batch_size=self.batch_size,
+        )
 
 
 # -- reading prompts and images -------------------------------------------------------------
@@ -253,10 +269,15 @@ class NeuralJudge:
         self.vocabulary = list(dict.fromkeys(vocabulary))
         self.name = detector.name
         self.label = f"GenEval-style ({detector.name})"
+        closed = getattr(detector, "classes", None)  # a closed-set detector's names
         self.variant = {
             "detector": detector.variant,
             "colors": colors.variant if colors is not None else None,
             "vocabulary": len(self.vocabulary),
+            # suite classes the detector can never name: their prompts cannot pass
+            "unreachable_classes": [c for c in self.vocabulary if c not in closed]
+            if closed is not None
+            else None,
         }
 
     def detections(
@@ -466,11 +487,10 @@ def write_samples(
     """N samples per prompt in GenEval's layout; image k of prompt j is sample j*N + k of the
     generator call (noise seeded by (seed, j*N + k)), so a prompt's images do not depend on the
     batch size. Prompts are sampled in chunks of ``batch_size`` images."""
-    from latentbench.gen.sampling import SamplingOptions
     from latentbench.metrics.clip import to_pil
 
     n = cfg.samples_per_prompt
-    opts = SamplingOptions(steps=cfg.sample_steps, guidance=cfg.guidance, batch_size=cfg.batch_size)
+    opts = cfg.sampling()
     jobs = [(j, index, entry, k) for j, (index, entry) in enumerate(entries) for k in range(n)]
     for index, entry in entries:
         folder = images_dir / f"{index:05d}"
@@ -535,24 +555,24 @@ def _sample_run(
     progress: Callable[[int], Progress] | None,
 ) -> tuple[_Plan, Judge]:
     """Sample the suite from a trained generator into ``out/images`` (GenEval's layout)."""
-    from latentbench.gen.sampling import SamplingOptions, load_generator
+    from latentbench.gen.sampling import load_generator
 
     skipped = Skipped()
     entries = suite_entries(cfg, skipped)
     generator = load_generator(run_dir, checkpoint=cfg.checkpoint, device=cfg.device)
+    variant = generator.variant(cfg.sampling(), cfg.seed)  # fails early on bad sampling settings
     judge = judge_for([e for _, e in entries])  # fails early on a bad detector / CLIP
     out_dir = out or run_dir / "eval-gen" / GenSuite(cfg.suite).value
     tick = progress(len(entries) * cfg.samples_per_prompt) if progress else None
     with staged_dir(out_dir / "images") as tmp:  # replaces earlier samples only once complete
         write_samples(generator, entries, tmp, cfg, tick)
-    opts = SamplingOptions(steps=cfg.sample_steps, guidance=cfg.guidance)
     plan = _Plan(
         scan_folder(out_dir / "images", Skipped()),
         out_dir / "images",
         out_dir / "results.json",
         [e for _, e in entries],
         skipped,
-        generator.variant(opts, cfg.seed),
+        variant,
     )
     return plan, judge
 

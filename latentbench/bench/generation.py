@@ -81,6 +81,7 @@ class TrainPreset:
     guidance: float
     checkpoint_every: int
     reference_images: int
+    sample_shift: float | None = None  # None: the training shift
 
 
 TRAIN_PRESETS: dict[str, TrainPreset] = {
@@ -93,7 +94,10 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
     "large": TrainPreset(
         256, 200_000, 512, 1e-4, 1000, 0.9999, 10_000, 5000, 50, 4.0, 5000, 50_000
     ),
-    "xl": TrainPreset(256, 200_000, 730, 1e-4, 1000, 0.9999, 10_000, 5000, 50, 6.5, 5000, 50_000),
+    # the paper's recipe: batch 730, 50 Euler steps, sampling shift 3, guidance 6.5
+    "xl": TrainPreset(
+        256, 200_000, 730, 1e-4, 1000, 0.9999, 10_000, 5000, 50, 6.5, 5000, 50_000, 3.0
+    ),
 }
 
 
@@ -120,10 +124,13 @@ class TrainGenConfig:
     text_encoder_path: str | None = None
     max_text_len: PositiveInt = 32
     flip: bool = False
-    shift: PositiveFloat | None = None  # None: sqrt(C p^2 / 16)
-    guidance: NonNegativeFloat | None = None
-    sample_steps: PositiveInt | None = None
+    shift: PositiveFloat | None = (
+        None  # None: sqrt(N C p^2 / 4096), N tokens (flow.dimension_shift)
+    )
+    guidance: NonNegativeFloat | None = None  # None: the preset's (xl: 6.5, the paper's)
+    sample_steps: PositiveInt | None = None  # None: the preset's (tiny: 25, else 50)
     sampler: Sampler = Sampler.EULER
+    sample_shift: PositiveFloat | None = None  # None: the preset's (xl: 3, the paper's), else shift
     cond_dropout: Probability = 0.1
     mixed_precision: MixedPrecision = MixedPrecision.NO  # bf16 on GPUs (and avx512_bf16 CPUs)
     compile: bool = False
@@ -170,6 +177,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
         checkpoint_every=pick(cfg.checkpoint_every, tp.checkpoint_every),
         guidance=pick(cfg.guidance, tp.guidance),
         sample_steps=pick(cfg.sample_steps, tp.sample_steps),
+        sample_shift=pick(cfg.sample_shift, tp.sample_shift),
         reference_images=pick(cfg.reference_images, tp.reference_images),
     )
     for name in ("steps", "batch_size", "eval_every", "eval_samples", "checkpoint_every"):
@@ -192,6 +200,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
         shift=cfg.shift,
         sample_steps=tp.sample_steps,
         sampler=Sampler(cfg.sampler),
+        sample_shift=tp.sample_shift,
         guidance=tp.guidance,
         cond_dropout=cfg.cond_dropout,
     )
@@ -386,7 +395,11 @@ def train_generator(
     dit_cfg = preset(cfg.preset, **{"seed": cfg.seed, **cfg.dit})
     cspec = cond_spec(cfg, cache, text)
     model = DiT(dit_cfg, spec.channels, spec.latent_size, cspec)
-    shift = cfg.shift if cfg.shift is not None else dimension_shift(spec.channels, model.patch)
+    shift = (
+        cfg.shift
+        if cfg.shift is not None
+        else dimension_shift(spec.channels, model.patch, model.num_tokens)
+    )
     task = GeneratorTask(model, stats, r.flow, shift, cfg.task, text)
 
     config = {
@@ -477,6 +490,10 @@ def train_generator(
             "tokens": model.num_tokens,
             "patch": model.patch,
             "shift": shift,
+            "sample_steps": r.flow.sample_steps,
+            "sampler": r.flow.sampler.value,
+            "sample_shift": r.flow.sample_shift or shift,
+            "guidance": r.flow.guidance,
             "latent_channels": spec.channels,
             "latent_size": spec.latent_size,
             "fd_extractor": getattr(extractor, "variant", None),

@@ -8,11 +8,18 @@ Presets are YAML files (``configs/spaces/tiny.yaml``, ``configs/spaces/paper.yam
 with one section per family: ``semrec`` (semrec, svae, pvae, semrec-mlp) and ``rae`` (rae,
 rae-hd), each holding ``space`` (build options), ``loss``, ``loop``, ``stats_images`` and
 optional ``stage2`` overrides, merged key by key.
+
+Stage 2 (PS-VAE) starts from stage 1 (S-VAE): ``--init`` must be a ``train-tokenizer`` output
+trained with the ``svae`` recipe at stage 1 on the encoder the stage-2 preset names (so its
+encoder is still the original, which becomes the frozen teacher). The stage-2 run records that
+space's fingerprint, space, recipe and stage (``init_space`` in its manifest, ``init_*`` in its
+metrics).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +31,9 @@ from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.errors import UserError
 from latentbench.runs import RunDir
 from latentbench.spaces import build_space, load_space
+from latentbench.spaces.backbones import resolve_backbone
 from latentbench.spaces.base import LatentSpace
+from latentbench.spaces.semrec import PAPER_ENCODER
 from latentbench.train.loop import TrainLoop, checkpoint_step
 from latentbench.train.tokenizer import (
     Recipe,
@@ -107,6 +116,48 @@ class TrainTokenizerConfig:
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # larger image files are skipped, not decoded
 
 
+def _encoder_identity(spec: Any, input_size: int | None = None) -> dict[str, Any]:
+    """What names an encoder (kind, name, input size, weights, ...), without its HF config."""
+    cfg = to_dict(resolve_backbone(spec, input_size))
+    cfg.pop("hf_config", None)
+    return cfg
+
+
+def stage1_origin(init: str | Path, cfg: TokenizerConfig, loaded: LatentSpace) -> dict[str, Any]:
+    """What stage 2 starts from (fingerprint, space, recipe, stage, encoder); a UserError unless
+    ``init`` is a stage-1 semrec output (recipe svae) of the encoder the preset ``cfg`` names."""
+    want = "stage 2 starts from a stage-1 semrec output (train-tokenizer --stage 1)"
+    try:
+        manifest = json.loads((Path(init) / "manifest.json").read_text())
+        rec = manifest["config"]
+        origin = {
+            "space": loaded.registry_name,
+            "recipe": rec["recipe"],
+            "stage": int(rec["stage"]),
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--init {init}: not a train-tokenizer run folder; {want}") from None
+    if manifest.get("command") != "train-tokenizer" or (origin["recipe"], origin["stage"]) != (
+        Recipe.SVAE.value,
+        1,
+    ):
+        raise UserError(
+            f"--init {init} is a {origin['space']} stage-{origin['stage']} output (recipe "
+            f"{origin['recipe']}); {want}"
+        )
+    encoder = _encoder_identity(loaded.config()["encoder"])
+    preset = _encoder_identity(
+        cfg.space.get("encoder", PAPER_ENCODER), cfg.space.get("encoder_input_size")
+    )
+    if encoder != preset:
+        raise UserError(
+            f"--init {init} was trained on encoder {encoder['name'] or encoder['kind']} at "
+            f"{encoder['input_size']} px; this preset's is {preset['name'] or preset['kind']} at "
+            f"{preset['input_size']} px (stage 2 fine-tunes the encoder stage 1 was trained on)"
+        )
+    return {**origin, "path": str(init), "fingerprint": loaded.fingerprint(), "encoder": encoder}
+
+
 def train_tokenizer(
     job: TrainTokenizerConfig,
     out: str | Path | None = None,
@@ -143,6 +194,10 @@ def train_tokenizer(
     _check_out(out, resume)
     torch.manual_seed(cfg.loop.seed)
     model_space = _initial_space(space, cfg, init)
+    origin = None
+    if recipe is Recipe.PSVAE:
+        origin = stage1_origin(init, cfg, model_space)  # type: ignore[arg-type]
+        record["init_space"] = origin
     model_space.registry_name = space
     dataset = open_images(
         data, model_space.spec.image_size, seed=cfg.loop.seed, max_pixels=max_pixels
@@ -165,6 +220,8 @@ def train_tokenizer(
     trained.fit_stats(_image_batches(stats_data, cfg.loop.batch_size), seed=cfg.loop.seed)
     metrics: dict[str, Any] = {f"train/{k}": v for k, v in last.items()}
     metrics.update(steps=loop.step, num_train_images=len(dataset))
+    if origin is not None:
+        metrics.update({f"init_{k}": origin[k] for k in ("fingerprint", "recipe", "stage")})
     if eval_data:
         batch = cfg.loop.batch_size
         metrics.update(evaluate(trained, eval_data, eval_images, batch, max_pixels=max_pixels))

@@ -6,10 +6,10 @@ seeded Gaussian). One MLP velocity model (3 hidden layers of ``width`` = 256, Si
 learns rectified flow (x_t = (1 - t) x_0 + t eps, target eps - x_0) in each space with the same
 seed, optimiser and steps; samples come from ``sample_steps`` Euler steps from t = 1 to 0.
 
-The tail metric (PAPER.md): the mean distance to the data manifold (a dense noiseless sampling of
-the strokes, embedded alike) of the 5% of samples farthest from it. Measured every ``eval_every``
-steps, with the same noise seed. C0 says the 8-D model converges slower and keeps more samples off
-the manifold: its tail distance stays above the 2-D model's.
+The tail metric (docs/method.md, C0): the mean distance to the data manifold (a dense noiseless
+sampling of the strokes, embedded alike) of the 5% of samples farthest from it. Measured every
+``eval_every`` steps, with the same noise seed. C0 says the 8-D model converges slower and keeps
+more samples off the manifold: its tail distance stays above the 2-D model's.
 """
 
 from __future__ import annotations

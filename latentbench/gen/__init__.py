@@ -2,7 +2,16 @@
 text conditioning (:mod:`.text`). Training lives in :mod:`latentbench.train.generator`, the
 ``train-gen`` runner in :mod:`latentbench.bench.generation`."""
 
-from latentbench.gen.dit import PRESETS, Condition, CondKind, CondSpec, DiT, DiTConfig, preset
+from latentbench.gen.dit import (
+    PRESETS,
+    Condition,
+    CondKind,
+    CondSpec,
+    DiT,
+    DiTConfig,
+    EditLayout,
+    preset,
+)
 from latentbench.gen.flow import FlowConfig, Sampler, dimension_shift, sample, shift_time
 
 __all__ = [
@@ -12,6 +21,7 @@ __all__ = [
     "Condition",
     "DiT",
     "DiTConfig",
+    "EditLayout",
     "FlowConfig",
     "Sampler",
     "dimension_shift",

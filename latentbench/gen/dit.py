@@ -1,19 +1,23 @@
 """The generator: one DiT-style transformer, identical for every latent space.
 
-Sequence layout (PAPER.md, Transfusion-style)::
+Sequence layout (docs/method.md, Transfusion-style)::
 
-    [condition tokens ; (clean source latent tokens) ; noisy latent tokens]
+    text to image:  [text tokens ; noisy latent tokens]
+    editing:        [clean source latent tokens ; instruction text tokens ; noisy latent tokens]
 
-- condition tokens: one class token, or L text tokens (learned embeddings of a word vocabulary,
-  or projected features of a frozen text encoder);
+- text tokens: L tokens (learned embeddings of a word vocabulary, or projected features of a
+  frozen text encoder);
 - source tokens (editing only): the clean source latents, patchified like the noisy ones, plus a
   learned "source" type embedding;
 - noisy tokens: the latents being denoised.
 
-Attention masks: text tokens attend causally to text (and never to latents); latent tokens (source
-and noisy) attend to every valid text token and to all latent tokens, so source and noisy latents
-see each other fully. A class label is not a token: as in DiT it enters through adaLN alone, so a
-class-conditional model attends over exactly the latent tokens, unmasked.
+Attention mask, one rule for every layout: a token attends to every valid token before it
+(causal), and latent tokens (source and noisy) also attend to every latent token. So text is
+causal and sees the source latents before it, while source and noisy latents see each other fully
+(the paper's editing layout). ``DiTConfig.edit_layout = text-source-noisy`` puts the text first
+instead (an ablation: the text then never sees the source). A class label is not a token: as in
+DiT it enters through adaLN alone, so a class-conditional model attends over exactly the latent
+tokens, unmasked.
 
 Timestep conditioning is adaLN-zero (DiT): every block gets shift/scale/gate from
 ``c = t_emb + pooled condition`` (the class embedding, or the masked mean of the text tokens).
@@ -32,14 +36,28 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentbench.config import NonNegativeInt, PositiveFloat, PositiveInt, config
+from latentbench.config import (
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    config,
+    from_dict,
+    to_dict,
+)
 from latentbench.errors import UserError, unknown_choice
+
+
+class EditLayout(str, enum.Enum):
+    """Where the clean source latents of an editing model sit in the sequence."""
+
+    SOURCE_TEXT_NOISY = "source-text-noisy"  # the paper's: [source ; text ; noisy]
+    TEXT_SOURCE_NOISY = "text-source-noisy"  # ablation: [text ; source ; noisy]
 
 
 class CondKind(str, enum.Enum):
@@ -61,6 +79,7 @@ class DiTConfig:
     ddt_depth: PositiveInt = 2
     ddt_heads: PositiveInt | None = None  # None: ddt_width // 64
     seed: NonNegativeInt = 0  # initialisation seed (shared parts are identical across spaces)
+    edit_layout: EditLayout = EditLayout.SOURCE_TEXT_NOISY  # editing sequence (module docstring)
 
 
 PRESETS: dict[str, DiTConfig] = {
@@ -80,7 +99,7 @@ def preset(name: str, **overrides: object) -> DiTConfig:
     for key in overrides:
         if key not in valid:
             raise UserError(f"DiT has no setting {key!r}; valid: {', '.join(valid)}")
-    return replace(PRESETS[name.lower()], **overrides)  # type: ignore[arg-type]
+    return from_dict(DiTConfig, {**to_dict(PRESETS[name.lower()]), **overrides}, "dit")
 
 
 @config
@@ -334,17 +353,22 @@ class DiT(nn.Module):
         return tok, cond.mask, pooled
 
     @staticmethod
-    def attention_mask(text_mask: Tensor, num_latents: int) -> Tensor:
-        """(B, L) valid-text mask -> (B, 1, L+M, L+M) bool: text causal, latents full."""
+    def attention_mask(text_mask: Tensor, num_latents: int, num_leading: int = 0) -> Tensor:
+        """(B, L) valid-text mask -> (B, 1, T, T) bool over the sequence
+        [``num_leading`` latents ; L text ; ``num_latents`` latents], T = num_leading + L +
+        num_latents: a query sees every valid key before it, and latents see all latents."""
         b, n_text = text_mask.shape
-        n = n_text + num_latents
+        n = num_leading + n_text + num_latents
         dev = text_mask.device
         idx = torch.arange(n, device=dev)
-        is_text = idx < n_text  # (T,)
-        key_ok = torch.cat([text_mask, torch.ones(b, num_latents, dtype=torch.bool, device=dev)], 1)
+        is_latent = (idx < num_leading) | (idx >= num_leading + n_text)  # (T,)
+
+        def ones(k: int) -> Tensor:
+            return torch.ones(b, k, dtype=torch.bool, device=dev)
+
+        key_ok = torch.cat([ones(num_leading), text_mask, ones(num_latents)], 1)  # (B, T)
         causal = idx[None, :] <= idx[:, None]  # (T, T) key <= query
-        # text queries: causal over text keys only; latent queries: every key
-        allowed = torch.where(is_text[:, None], causal & is_text[None, :], True)  # (T, T)
+        allowed = causal | (is_latent[:, None] & is_latent[None, :])  # (T, T)
         allowed = allowed[None] & key_ok[:, None, :]  # (B, T, T)
         allowed |= torch.eye(n, dtype=torch.bool, device=dev)[None]  # never an empty row
         return allowed[:, None]
@@ -357,18 +381,26 @@ class DiT(nn.Module):
                 f"expected (B, {self.channels}, {self.latent_size}, ..), got {x.shape}"
             )
         patches = self.patchify(x)  # (B, N, P)
-        tokens = self.x_embed(patches) + self.pos  # (B, N, D)
-        n_lat = tokens.shape[1]
+        noisy = self.x_embed(patches) + self.pos  # (B, N, D)
+        n_lat = noisy.shape[1]
+        lead: list[Tensor] = []  # latents before the text
+        trail = [noisy]  # latents after the text
         if self.cond_spec.edit:
             if cond.source is None:
                 raise ValueError("editing DiT needs cond.source")
             src = self.src_embed(self.patchify(cond.source)) + self.pos + self.src_type  # (B,N,D)
-            tokens = torch.cat([src, tokens], dim=1)  # (B, 2N, D)
+            if EditLayout(self.cfg.edit_layout) is EditLayout.SOURCE_TEXT_NOISY:
+                lead = [src]
+            else:
+                trail = [src, noisy]
         ctok, text_mask, pooled = self._condition_tokens(cond)  # (B, L, D)
-        seq = tokens if ctok is None else torch.cat([ctok, tokens], dim=1)  # (B, [L] + [N] + N, D)
+        text = [] if ctok is None else [ctok]
+        seq = torch.cat([*lead, *text, *trail], dim=1)  # (B, T, D)
         mask = None
         if text_mask is not None:
-            mask = self.attention_mask(text_mask, tokens.shape[1])  # (B, 1, T, T)
+            n_lead = sum(t.shape[1] for t in lead)
+            n_trail = sum(t.shape[1] for t in trail)
+            mask = self.attention_mask(text_mask, n_trail, n_lead)  # (B, 1, T, T)
         c = F.silu(self.t_embed(timestep_features(t).to(seq.dtype)) + self.pool(pooled))  # (B, D)
         for blk in self.blocks:
             seq = blk(seq, c, mask)

@@ -4,8 +4,11 @@
   the velocity ``eps - x0`` (so ``dx/dt = v`` and sampling integrates from t = 1 to t = 0).
 - Training times: logit-normal ``t = sigmoid(m + s n)``, ``n ~ N(0, 1)`` (defaults m = 0,
   s = 1, as in SD3), then shifted ``t' = a t / (1 + (a - 1) t)``.
-- Shift ``a = sqrt(C p^2 / 16)`` (PAPER.md: C latent channels, p patch size) unless overridden;
-  a > 1 moves probability mass towards noise, which high-dimensional tokens need.
+- Shift ``a = sqrt(N C p^2 / 4096)`` unless overridden (docs/method.md): the dimension rule, with
+  N latent tokens of C channels and patch p, i.e. ``sqrt(D / 4096)`` for the D = N C p^2 numbers
+  of a latent. At the paper's 16x16 token grid (N = 256) it is the paper's ``sqrt(C p^2 / 16)``;
+  on an 8x8 grid it is half that. a > 1 moves probability mass towards noise, which
+  high-dimensional latents need.
 - Sampling: Euler or Heun over a uniform grid in t shifted by the sampling shift (default: the
   training shift; the paper samples with 3 at its scale), classifier-free guidance
   ``v = v_u + w (v_c - v_u)`` on all channels. Sampling stays on the space's normalised scale;
@@ -47,14 +50,18 @@ class FlowConfig:
     logit_std: PositiveFloat = 1.0
     sample_steps: PositiveInt = 50
     sampler: Sampler = Sampler.EULER
-    sample_shift: PositiveFloat | None = None  # None: same as the training shift
+    sample_shift: PositiveFloat | None = None  # None: same as the training shift (the paper: 3)
     guidance: NonNegativeFloat = 1.0  # 1.0: no guidance (the paper uses 6.5 at its scale)
     cond_dropout: Probability = 0.1  # probability of training on the null condition (enables CFG)
 
 
-def dimension_shift(channels: int, patch: int) -> float:
-    """``sqrt(C p^2 / 16)``: 16ch p2 -> 2, 768ch p1 -> 6.93, 96ch p1 -> 2.45."""
-    return math.sqrt(channels * patch**2 / 16)
+def dimension_shift(channels: int, patch: int, tokens: int) -> float:
+    """``sqrt(N C p^2 / 4096)`` for ``tokens`` = N latent tokens of ``channels`` x ``patch``^2.
+
+    At N = 256 (the paper's 16x16 grid): 16ch p2 -> 2, 768ch p1 -> 6.93, 96ch p1 -> 2.45; at
+    N = 64 (8x8) half of each.
+    """
+    return math.sqrt(tokens * channels * patch**2 / 4096)
 
 
 def shift_time(t: Tensor, shift: float) -> Tensor:

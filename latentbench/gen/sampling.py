@@ -10,40 +10,47 @@ rebuilds those pieces with the public classes of :mod:`latentbench.gen` and
 - :meth:`TrainedGenerator.text_to_image`: prompts -> images (B, 3, S, S) in [-1, 1];
 - :meth:`TrainedGenerator.edit`: source images + instructions -> edited images.
 
-Sampling settings default to the run's own (steps, guidance, shift); sample ``i`` of a call draws
-its noise from a generator seeded by ``(seed, i)`` (the harness's ``generate``), so results do not
-depend on the batch size.
+Sampling settings default to the run's own (steps, sampler, shift, guidance; ``SamplingOptions``
+overrides them); sample ``i`` of a call draws its noise from a generator seeded by ``(seed, i)``
+(the harness's ``generate``), so results do not depend on the batch size.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from latentbench.config import from_dict
+from latentbench.config import (
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    config,
+    from_dict,
+)
 from latentbench.errors import UserError
 from latentbench.files import load_safetensors, read_json_object
-from latentbench.gen.dit import CondSpec, DiT, DiTConfig
-from latentbench.gen.flow import FlowConfig
+from latentbench.gen.dit import CondSpec, DiT, DiTConfig, EditLayout
+from latentbench.gen.flow import FlowConfig, Sampler
 from latentbench.gen.text import build_text_encoder
 from latentbench.spaces.base import LatentSpace, LatentStats
 from latentbench.train.generator import EvalSet, GeneratorTask, TaskKind, decode, generate
 
 
-@dataclass(frozen=True)
+@config
 class SamplingOptions:
     """Overrides of the run's sampling settings (None: the run's value)."""
 
-    steps: int | None = None
-    guidance: float | None = None
-    shift: float | None = None
-    batch_size: int = 16
+    steps: PositiveInt | None = None
+    guidance: NonNegativeFloat | None = None
+    shift: PositiveFloat | None = None
+    sampler: Sampler | None = None
+    batch_size: PositiveInt = 16
 
 
 UNTRAINED = "init"  # checkpoint name meaning "the DiT's seeded initialisation, no weights"
@@ -117,13 +124,13 @@ class TrainedGenerator:
 
     def _flow(self, options: SamplingOptions) -> FlowConfig:
         flow = self.flow
-        if options.steps is not None:
-            flow = replace(flow, sample_steps=int(options.steps))
-        if options.guidance is not None:
-            flow = replace(flow, guidance=float(options.guidance))
-        if options.shift is not None:
-            flow = replace(flow, sample_shift=float(options.shift))
-        return flow
+        overrides = {
+            "sample_steps": options.steps,
+            "guidance": options.guidance,
+            "sample_shift": options.shift,
+            "sampler": options.sampler,
+        }
+        return replace(flow, **{k: v for k, v in overrides.items() if v is not None})
 
     def _run(
         self,
@@ -228,7 +235,9 @@ def load_generator(
         raise UserError(f"{run_dir}: no manifest.json (not a run folder)")
     try:
         config = json.loads((run_dir / "manifest.json").read_text())["config"]
-        dit_cfg = from_dict(DiTConfig, config["dit"], "manifest dit")
+        # runs written before DiTConfig.edit_layout existed put the text first
+        legacy = {"edit_layout": EditLayout.TEXT_SOURCE_NOISY.value}
+        dit_cfg = from_dict(DiTConfig, {**legacy, **config["dit"]}, "manifest dit")
         cspec = from_dict(CondSpec, config["cond"], "manifest cond")
         flow = from_dict(FlowConfig, config["flow"], "manifest flow")
         kind = TaskKind(config["train_gen"]["task"])

@@ -9,7 +9,9 @@ uses detectors that transformers ships, so results are labelled "GenEval-style (
   (score = class probability x mean mask probability, as mmdetection scores Mask2Former
   instances), with no score cut there: GenEval's rules apply the thresholds. Boxes are the
   tight boxes of the binary masks (as mmdetection derives them). Official GenEval thresholds
-  apply (0.3, counting 0.9).
+  apply (0.3, counting 0.9). Its COCO labels are renamed to GenEval's object names
+  (:data:`~latentbench.metrics.geneval.COCO_TO_GENEVAL`: "keyboard" -> "computer keyboard", ...),
+  as the official evaluation names a detection by GenEval's list at the class index.
 - ``owlv2``: :class:`Owlv2ForObjectDetection`, open vocabulary (default
   ``google/owlv2-base-patch16-ensemble``), queried with "a photo of a {class}" for the classes
   of the prompt suite. Its scores are not calibrated like Mask2Former's: default thresholds 0.1
@@ -36,7 +38,7 @@ from PIL import Image
 from latentbench.config import parse_choice
 from latentbench.hub import load_pretrained
 from latentbench.metrics.clip import _source
-from latentbench.metrics.geneval import Box, Detection, GenevalRules
+from latentbench.metrics.geneval import Box, Detection, GenevalRules, geneval_name
 
 
 class DetectorKind(str, Enum):
@@ -114,7 +116,8 @@ class Mask2FormerDetector:
         )
         self.device = _device(device)
         self.model = net.eval().requires_grad_(False).to(self.device)
-        self.labels = {int(k): str(v) for k, v in net.config.id2label.items()}
+        self.labels = {int(k): geneval_name(str(v)) for k, v in net.config.id2label.items()}
+        self.classes = sorted(set(self.labels.values()))  # what it can name (closed set)
         self.mask_threshold = mask_threshold
         self.name = f"mask2former:{short_name(model)}"
         self.variant = {

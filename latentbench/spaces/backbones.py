@@ -199,6 +199,20 @@ class Backbone(nn.Module):
         """The encoder's own transformer blocks ((B, T, D) -> (B, T, D)), or None for a CNN."""
         return None
 
+    def final_layernorm(self) -> nn.LayerNorm | None:
+        """The LayerNorm that ends the encoder (its features' last operation), or None (a CNN)."""
+        return None
+
+    def drop_final_affine(self) -> bool:
+        """Remove the affine of the final LayerNorm, as RAE does: the features become every token
+        standardised over its channels. False when the encoder has no final LayerNorm."""
+        norm = self.final_layernorm()
+        if norm is None:
+            return False
+        norm.elementwise_affine = False
+        norm.weight, norm.bias = None, None  # type: ignore[assignment]
+        return True
+
     def resolved_config(self) -> BackboneConfig:
         return self.config
 
@@ -236,6 +250,9 @@ class TinyViT(Backbone):
 
     def transformer_blocks(self) -> list[nn.Module]:
         return list(self.blocks)
+
+    def final_layernorm(self) -> nn.LayerNorm:
+        return self.norm
 
 
 # -- transformers ----------------------------------------------------------------------------------
@@ -318,6 +335,11 @@ class HFBackbone(Backbone):
         else:
             layers = self.model.encoder.layer
         return [HFBlock(layer) for layer in layers]
+
+    def final_layernorm(self) -> nn.LayerNorm:
+        if self.is_siglip:
+            return getattr(self.model, "vision_model", self.model).post_layernorm
+        return self.model.layernorm
 
 
 # -- timm ------------------------------------------------------------------------------------------

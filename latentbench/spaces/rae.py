@@ -1,17 +1,19 @@
 """``rae`` and ``rae-hd``: a representation encoder's own features as the latent (RAE).
 
-``rae``: the encoder is frozen; the latent is its feature grid, each token standardised over its
-channels (LayerNorm without affine: RAE's "normalised features"; 768 x 16 x 16 for DINOv2-B at
-224 px); a ViT decoder maps it to pixels (trained with L1 + perceptual (+ GAN) and RAE's noise
-augmentation of the decoder input, see :mod:`latentbench.train.tokenizer`).
+``rae``: the encoder is frozen; the latent is its feature grid with the affine of the encoder's
+final LayerNorm removed, as RAE does (its code sets that norm's weight and bias to None), so every
+token is its last hidden state standardised over the channels (768 x 16 x 16 for DINOv2-B at
+224 px). An encoder without a final LayerNorm (a CNN) gets its features standardised per token
+the same way. A ViT decoder maps the latent to pixels (trained with L1 + perceptual (+ GAN) and
+RAE's noise augmentation of the decoder input, see :mod:`latentbench.train.tokenizer`).
 
 ``rae-hd`` (the paper's control): the same architecture, but training fine-tunes the encoder in its
 full width with the pixel loss plus a feature-consistency loss to a frozen copy of it.
 
 Open choices (config fields): the decoder is a ViT-B (768 wide, 12 blocks; RAE's paper uses larger
-ones) with patch = image stride; ``token_norm`` switches the standardisation off. The encoder always
-runs in eval mode. ``pretrained=False`` with no ``encoder`` gives a test-size model (tiny ViT
-encoder, 2-block 64-wide decoder).
+ones) with patch = image stride; ``token_norm=False`` keeps the encoder's features as they are
+(final LayerNorm with its affine). The encoder always runs in eval mode. ``pretrained=False`` with
+no ``encoder`` gives a test-size model (tiny ViT encoder, 2-block 64-wide decoder).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class RAEConfig:
     encoder: str | dict[str, Any] = PAPER_ENCODER
     image_size: PositiveInt = 256
     encoder_input_size: PositiveInt | None = None
-    token_norm: bool = True  # standardise each token over channels (no affine)
+    token_norm: bool = True  # RAE: the final LayerNorm without its affine (module docstring)
     decoder_dim: PositiveInt = 768
     decoder_depth: PositiveInt = 12
     decoder_heads: NonNegativeInt = 0  # 0: 64-wide heads
@@ -64,6 +66,8 @@ class RAESpace(LatentSpace):
             encoder=self.encoder.config.to_dict(),
             encoder_input_size=self.encoder.config.input_size,
         )
+        # RAE's latent: the encoder's own final LayerNorm, minus its affine
+        self.encoder_standardises = config.token_norm and self.encoder.drop_final_affine()
         self.grid = self.encoder.grid
         patch = config.image_size // self.grid
         if patch * self.grid != config.image_size:
@@ -93,7 +97,7 @@ class RAESpace(LatentSpace):
 
     def latent_from_features(self, features: Tensor) -> Tensor:
         """(B, D, h, w) encoder features -> (B, D, h, w) latent."""
-        if not self.cfg.token_norm:
+        if not self.cfg.token_norm or self.encoder_standardises:
             return features
         return F.layer_norm(features.transpose(1, -1), features.shape[1:2]).transpose(1, -1)
 

@@ -1,4 +1,4 @@
-"""``semrec``: the semantic-pixel tokenizer of PAPER.md (S-VAE, then PS-VAE), and its controls.
+"""``semrec``: the semantic-pixel tokenizer (S-VAE, then PS-VAE; docs/method.md), and its controls.
 
 Architecture (shapes at paper scale, DINOv2-B with registers, 224 px in, 256 px out)::
 

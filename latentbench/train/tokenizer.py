@@ -13,11 +13,19 @@ steps an optimizer. Recipes (:class:`Recipe`):
 - ``rae-hd``: encoder and decoder train; L_P + feature consistency (l2 + cosine) to a frozen copy.
 
 L_P = l1 * |x - x'| + perceptual + adaptive-weight hinge GAN (PatchGAN, from ``gan_start``).
-Total = semantic_weight * L_s + kl_weight * KL + pixel_weight * L_P (+ the discriminator's loss).
+Total = semantic_weight * L_s + kl_weight * KL / (3 H W) + pixel_weight * L_P (+ the
+discriminator's loss).
+
+KL normalisation, as LDM's (``LPIPSWithDiscriminator``): LDM sums |x - x'| + LPIPS over the 3HW
+pixel elements of each image and the KL over the latent elements of each image, averages both over
+the batch and weights the KL by ``kl_weight`` (1e-6). latentbench's pixel losses are means over
+the pixel elements, i.e. LDM's sums divided by 3HW; so ``KL`` here is LDM's per-image sum (logged
+as ``kl``, in nats per image) and enters divided by 3HW too. The balance of KL and L1 is then
+LDM's at the same ``kl_weight``, whatever the latent and image shapes.
 
 Choices the paper leaves open (config fields, defaults here): semantic:pixel = 0.1:1 (the paper's
-second reading); l2:cosine = 1:1; KL weight 1e-6 (LDM's) on the mean over latent elements; GAN
-weight 0.5 (LDM) from step 50k at paper scale. Perceptual: ``lpips-vgg`` (LDM's choice) where its
+second reading); l2:cosine = 1:1; KL weight 1e-6 (LDM's, normalised as above); GAN weight 0.5
+(LDM) from step 50k at paper scale. Perceptual: ``lpips-vgg`` (LDM's choice) where its
 VGG weights can be downloaded; offline the default is ``effnet-lite0``, an LPIPS-style distance on
 the real ImageNet features of EfficientNet-Lite0 (channel-normalised, squared difference, spatial
 mean, 4 levels of stride 2..16, no learned heads): LPIPS with its real linear heads on a random
@@ -70,7 +78,7 @@ class LossConfig:
     pixel_weight: NonNegativeFloat = 1.0
     l2_weight: NonNegativeFloat = 1.0
     cosine_weight: NonNegativeFloat = 1.0
-    kl_weight: NonNegativeFloat = 1e-6
+    kl_weight: NonNegativeFloat = 1e-6  # LDM's, on the per-image KL over 3HW (module docstring)
     l1_weight: NonNegativeFloat = 1.0
     perceptual: PerceptualKind = PerceptualKind.LPIPS_VGG
     perceptual_weight: NonNegativeFloat = 1.0
@@ -112,8 +120,10 @@ def recipe_for(space: str, stage: int) -> Recipe:
 
 # -- losses ----------------------------------------------------------------------------------------
 def kl_loss(mean: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, I)), averaged over every latent element."""
-    return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
+    """KL(N(mean, exp(logvar)) || N(0, I)) of (B, ...) posteriors: summed over each image's latent
+    elements, averaged over the batch (LDM's ``posteriors.kl()`` summed / B)."""
+    kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)
+    return kl.flatten(1).sum(1).mean()
 
 
 def feature_losses(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -240,8 +250,8 @@ class TokenizerTask:
         total = images.new_zeros(())
 
         if recipe in (Recipe.SVAE, Recipe.PSVAE, Recipe.PVAE):
-            terms["kl"] = kl_loss(out["mean"], out["logvar"])
-            total = total + cfg.kl_weight * terms["kl"]
+            terms["kl"] = kl_loss(out["mean"], out["logvar"])  # per image
+            total = total + cfg.kl_weight * terms["kl"] / images[0].numel()  # over 3HW
         if recipe in (Recipe.SVAE, Recipe.PSVAE):
             target = self._teacher_features(images, out["features"])
             terms["sem_l2"], terms["sem_cos"] = feature_losses(out["rec_features"], target)
