@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,15 +39,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from latentbench.errors import UserError
-from latentbench.runs import atomic_write_json
+from latentbench.runs import atomic_write_json, cache_root, staged_dir
 from latentbench.spaces.base import LatentSpace, LatentStats
 
 PREPROCESS_VERSION = "2"  # bump when the way images reach encode(), or their captions, change
 META = "meta.json"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LATENTBENCH_CACHE") or Path.home() / ".cache" / "latentbench")
 
 
 @dataclass(frozen=True)
@@ -209,15 +202,10 @@ def build_cache(
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):
         if not (final / META).is_file():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-            try:
+            with staged_dir(final) as tmp:
                 _encode_into(
                     tmp, key, space, dataset, flip, batch_size, shard_size, num_workers, quiet
                 )
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(tmp, final)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
     cache = LatentCache(final)
     if set_stats and space.stats is None:
         space.stats = cache.stats

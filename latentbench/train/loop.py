@@ -21,9 +21,7 @@ import contextlib
 import copy
 import enum
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from latentbench.errors import UserError
-from latentbench.runs import RunDir, atomic_write_json
+from latentbench.runs import RunDir, atomic_write_json, staged_dir
 
 
 class MixedPrecision(str, enum.Enum):
@@ -328,9 +326,7 @@ class TrainLoop:
         if not self.is_main:
             return None
         final = self.checkpoint_dir / f"step_{self.step:08d}"
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=self.checkpoint_dir))
-        try:
+        with staged_dir(final) as tmp:
             save_file(_cpu_state(self.unwrapped), str(tmp / "model.safetensors"))
             if self.ema is not None:
                 save_file(_cpu_state(self.ema.model), str(tmp / "ema.safetensors"))
@@ -342,10 +338,6 @@ class TrainLoop:
                 tmp / "optimizer.pt",
             )
             atomic_write_json(tmp / "state.json", {"step": self.step, "seed": self.config.seed})
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         for old in self.checkpoints()[: -self.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         return final
