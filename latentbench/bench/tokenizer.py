@@ -20,7 +20,7 @@ import torch
 
 from latentbench.config import from_dict, load_yaml, to_dict
 from latentbench.errors import UserError
-from latentbench.runs import RunDir
+from latentbench.runs import OutputKind, RunDir, claim_output, existing_paths
 from latentbench.spaces import build_space, load_space
 from latentbench.spaces.base import LatentSpace
 from latentbench.train.loop import TrainLoop, checkpoint_step
@@ -103,8 +103,11 @@ def train_tokenizer(
     quiet: bool = False,
     eval_data: str | None = None,
     eval_images: int = 1000,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train ``space`` on ``data`` and save it (with stats) into ``out``. Returns metrics.json."""
+    """Train ``space`` on ``data`` and save it (with stats) into ``out``. Returns metrics.json.
+
+    ``out`` must be new, empty or a train-tokenizer run folder, unless ``overwrite``."""
     from latentbench.data import collate_images, open_images
 
     recipe = recipe_for(space, stage)
@@ -114,6 +117,13 @@ def train_tokenizer(
     if steps is not None:
         cfg.loop.steps = steps
     out = Path(out or f"runs/tokenizers/{space}-stage{stage}")
+    claim_output(
+        out,
+        OutputKind.TRAIN_TOKENIZER,
+        inputs=existing_paths(init),
+        data=existing_paths(data, eval_data),
+        overwrite=overwrite,
+    )
     record = {
         "space": space,
         "recipe": recipe.value,
