@@ -353,7 +353,7 @@ def claim_output(
         if target == source or target in source.parents:
             verb = "is" if target == source else "holds"
             raise UserError(f"output {path} {verb} the input {given}; pick another folder")
-        if inside_too and source in target.parents and Path(given).is_dir():
+        if inside_too and source in target.parents and source.is_dir():
             raise UserError(f"output {path} is inside the data folder {given}; pick another")
     if kind.replaces:
         for name, folder in (("the working folder", Path.cwd()), ("your home", Path.home())):
@@ -431,7 +431,7 @@ def _owner_alive(pid: int, leftover: Path) -> bool:
         written = leftover.lstat().st_mtime
     except (psutil.NoSuchProcess, FileNotFoundError):
         return False
-    except psutil.Error:  # not ours to inspect: leave it
+    except (psutil.Error, OSError):  # not ours to inspect: leave it
         return True
     return started <= written + 1.0  # 1 s for the clocks' resolution
 
