@@ -47,6 +47,12 @@ def max_pixels_or_default(value: int | None) -> int:
     return DEFAULT_MAX_PIXELS if value is None else value
 
 
+Overwrite = Annotated[
+    bool,
+    typer.Option(help="Replace (or write into) --out even when it is not this command's output."),
+]
+
+
 def print_json(obj: object) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -166,6 +172,7 @@ def recon_cmd(
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     ] = None,
     out: Annotated[Path, typer.Option(help="Run folder to write.")] = Path("runs/recon"),
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -192,7 +199,13 @@ def recon_cmd(
         save_images=save_images,
         diagnostics=diagnostics,
     )
-    results = run_recon(cfg, out, quiet=quiet, echo=lambda m: console.print(m, highlight=False))
+    results = run_recon(
+        cfg,
+        out,
+        quiet=quiet,
+        echo=lambda m: console.print(m, highlight=False),
+        overwrite=overwrite,
+    )
     if as_json:
         print_json(results)
         return
@@ -239,15 +252,20 @@ def data_export_cmd(
     limit: Annotated[int | None, typer.Option(help="Export the first N images.")] = None,
     strict: Annotated[bool, typer.Option(help="An unreadable image is an error.")] = False,
     max_pixels: MaxPixelsFlag = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write a dataset's images as PNG files (e.g. the scikit-image photos for the README)."""
     from latentbench.data import open_images
     from latentbench.data.images import export_images
+    from latentbench.runs import OutputKind, claim_output, existing_paths, staged_dir
 
+    kind = OutputKind.EXPORT
+    claim_output(out, kind, data=existing_paths(data), overwrite=overwrite)
     dataset = open_images(
         data, image_size, limit=limit, strict=strict, max_pixels=max_pixels_or_default(max_pixels)
     )
-    written, skipped = export_images(dataset, out)
+    with staged_dir(out, kind) as tmp:
+        written, skipped = export_images(dataset, tmp)
     for key, reason in skipped:
         console.print(f"skipped {key}: {reason}", highlight=False)
     console.print(f"wrote {written} images to {out} ({len(skipped)} skipped)", highlight=False)
@@ -266,7 +284,7 @@ def data_shapes_cmd(
     prompts_per_task: Annotated[int, typer.Option(help="GenEval prompts per task.")] = 100,
     samples: Annotated[int, typer.Option(help="With --geneval: images per prompt.")] = 4,
     edits: Annotated[int | None, typer.Option(help="Number of edits (default: --n).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """The Shapes world: images + captions.jsonl + edits.jsonl + GenEval metadata, or (--geneval)
@@ -275,12 +293,14 @@ def data_shapes_cmd(
 
     from latentbench.bench.geneval import write_oracle_layout
     from latentbench.data.shapes import write_dataset
-    from latentbench.runs import staged_dir
+    from latentbench.runs import OutputKind, claim_output, staged_dir
 
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise UserError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
+    claim_output(out, OutputKind.SHAPES, overwrite=overwrite)
     total = prompts_per_task * 6 * samples if geneval else n + (n if edits is None else edits)
-    with tqdm(total=total, disable=quiet, unit="img") as bar, staged_dir(out) as tmp:
+    with (
+        tqdm(total=total, disable=quiet, unit="img") as bar,
+        staged_dir(out, OutputKind.SHAPES) as tmp,
+    ):
         if geneval:
             count = write_oracle_layout(
                 tmp,
@@ -326,6 +346,7 @@ def train_tokenizer_cmd(
     ] = None,
     eval_images: Annotated[int, typer.Option(help="Held-out images to use.")] = 1000,
     max_pixels: MaxPixelsFlag = None,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -345,7 +366,7 @@ def train_tokenizer_cmd(
         eval_images=eval_images,
         max_pixels=max_pixels_or_default(max_pixels),
     )
-    metrics = train_tokenizer(job, out, resume=resume, quiet=quiet)
+    metrics = train_tokenizer(job, out, resume=resume, quiet=quiet, overwrite=overwrite)
     if as_json:
         print_json(metrics)
         return
@@ -362,6 +383,7 @@ def toy_manifold_cmd(
     ),
     steps: Annotated[int, typer.Option(help="Training steps per model.")] = 3000,
     seed: Annotated[int, typer.Option()] = 0,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -369,7 +391,7 @@ def toy_manifold_cmd(
     from latentbench.bench.toy_manifold import ToyConfig, run_toy_manifold
 
     cfg = from_flags(ToyConfig, "toy-manifold", steps=steps, seed=seed)
-    result = run_toy_manifold(cfg, out, quiet=quiet)
+    result = run_toy_manifold(cfg, out, quiet=quiet, overwrite=overwrite)
     if as_json:
         print_json(result)
         return
@@ -428,6 +450,7 @@ def train_gen_cmd(
         "runs/gen"
     ),
     resume: Annotated[bool, typer.Option(help="Continue each space from its checkpoint.")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -463,6 +486,7 @@ def train_gen_cmd(
         resume=resume,
         quiet=quiet,
         echo=lambda m: console.print(m, highlight=False),
+        overwrite=overwrite,
     )
     if as_json:
         print_json(results)
@@ -551,6 +575,7 @@ def eval_gen_cmd(
             ".json file or folder (default DIR/results.json)."
         ),
     ] = None,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -587,7 +612,9 @@ def eval_gen_cmd(
     )
     bars = _Bars(quiet)
     try:
-        res = run_eval_gen(cfg, run_dir=run_dir, images=images, out=out, progress=bars)
+        res = run_eval_gen(
+            cfg, run_dir=run_dir, images=images, out=out, progress=bars, overwrite=overwrite
+        )
     finally:
         bars.close()
     if as_json:
@@ -639,6 +666,7 @@ def eval_edit_cmd(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     max_pixels: MaxPixelsFlag = None,
     out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -668,7 +696,9 @@ def eval_edit_cmd(
     )
     bars = _Bars(quiet)
     try:
-        res = run_eval_edit(cfg, run_dir=run_dir, images=images, out=out, progress=bars)
+        res = run_eval_edit(
+            cfg, run_dir=run_dir, images=images, out=out, progress=bars, overwrite=overwrite
+        )
     finally:
         bars.close()
     if as_json:
@@ -691,11 +721,14 @@ def report_cmd(
     ],
     out: Annotated[Path, typer.Option(help="Report folder to write (replaced when complete).")],
     title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Compare runs: index.html (self-contained), README.md, metrics.csv, figures/."""
     from latentbench.report import write_report
 
-    summary = write_report(run_dirs, out, title=title)
+    summary = write_report(run_dirs, out, title=title, overwrite=overwrite)
+    for skipped in summary.skipped:
+        console.print(f"not read: {skipped}", highlight=False, soft_wrap=True, markup=False)
     console.print(
         f"report of {summary.runs} run(s): {summary.tables} table(s), {summary.figures} "
         f"figure(s), {summary.metrics} numbers -> {out / 'index.html'}",
@@ -707,6 +740,10 @@ def report_cmd(
 @app.command("run")
 def run_cmd(
     experiment: Annotated[Path, typer.Argument(help="configs/experiments/NAME.yaml")],
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Write the out: and report: folders even when they hold other files."),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Run a whole experiment file; steps already done are skipped, killed ones resume."""
@@ -716,6 +753,7 @@ def run_cmd(
         experiment,
         quiet=quiet,
         echo=lambda m: console.print(m, highlight=False, soft_wrap=True, markup=False),
+        overwrite=overwrite,
     )
     console.print(f"report: {report / 'index.html'}", highlight=False, soft_wrap=True)
 

@@ -27,7 +27,13 @@ from latentbench.bench.recon import ReconConfig
 from latentbench.bench.tokenizer import TrainTokenizerConfig
 from latentbench.config import NonNegativeInt, config, from_dict, load_yaml, to_dict
 from latentbench.errors import UserError
-from latentbench.runs import atomic_write_json
+from latentbench.runs import (
+    OutputKind,
+    atomic_write_json,
+    claim_output,
+    existing_paths,
+    mark_output,
+)
 
 DONE = ".done.json"
 
@@ -120,9 +126,12 @@ def _mark_done(folder: Path, key: str, seconds: float) -> None:
 class ExperimentRunner:
     """Runs the steps of an :class:`Experiment`; ``echo`` prints progress lines."""
 
-    def __init__(self, exp: Experiment, quiet: bool, echo: Callable[[str], None]) -> None:
-        self.exp, self.quiet, self.echo = exp, quiet, echo
+    def __init__(
+        self, exp: Experiment, quiet: bool, echo: Callable[[str], None], overwrite: bool = False
+    ) -> None:
+        self.exp, self.quiet, self.echo, self.overwrite = exp, quiet, echo, overwrite
         self.out = Path(exp.out or f"runs/{exp.name}")
+        self.report = Path(exp.report or f"reports/{exp.name}")
         self.tokenizer_dirs: dict[str, Path] = {}
         self.notes: list[str] = []
         self.unavailable: set[str] = set()
@@ -168,10 +177,24 @@ class ExperimentRunner:
             return json.loads((target / "space.json").read_text()).get("fingerprint", name)
         return name
 
+    def claim(self) -> None:
+        """Check ``out`` and ``report`` before any step (the report must not hold the runs)."""
+        exp, recon = self.exp, self.exp.recon
+        specs = [exp.data, *(g.data for g in exp.generation), recon.data if recon else None]
+        specs += [s for t in exp.tokenizers for s in (t.data, t.eval_data)]
+        spaces = [n for g in exp.generation for n in g.spaces] + (recon.spaces if recon else [])
+        spaces += [t.init for t in exp.tokenizers]
+        inputs, data = existing_paths(*spaces), existing_paths(*specs)
+        kind = OutputKind.EXPERIMENT
+        claim_output(self.out, kind, inputs=inputs, data=data, overwrite=self.overwrite, cache=True)
+        inputs.append(self.out)
+        claim_output(self.report, OutputKind.REPORT, inputs=inputs, overwrite=self.overwrite)
+
     # -- steps -----------------------------------------------------------------------------------
     def run(self) -> Path:
         start = time.perf_counter()
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.claim()
+        mark_output(self.out, OutputKind.EXPERIMENT)
         for step in self.exp.tokenizers:
             self.tokenizer(step)
         run_dirs: list[Path] = []
@@ -180,11 +203,13 @@ class ExperimentRunner:
         for step in self.exp.generation:
             run_dirs.append(self.generation(step))
         run_dirs += [self.tokenizer_dirs[t.name] for t in self.exp.tokenizers]
-        report = Path(self.exp.report or f"reports/{self.exp.name}")
+        report = self.report
         self.echo(f"[report] {report}")
         from latentbench.report import write_report
 
-        write_report(run_dirs, report, title=f"latentbench: {self.exp.name}")
+        write_report(
+            run_dirs, report, title=f"latentbench: {self.exp.name}", overwrite=self.overwrite
+        )
         atomic_write_json(
             self.out / "experiment.json",
             {
@@ -280,7 +305,12 @@ def _image_size(cfg: Any) -> int:
 
 
 def run_experiment(
-    path: str | Path, quiet: bool = False, echo: Callable[[str], None] = print
+    path: str | Path,
+    quiet: bool = False,
+    echo: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> Path:
-    """Run (or continue) the experiment file ``path``; returns the report folder."""
-    return ExperimentRunner(load_experiment(path), quiet, echo).run()
+    """Run (or continue) the experiment file ``path``; returns the report folder. Its ``out``
+    and ``report`` folders must be new, empty or this command's earlier output, unless
+    ``overwrite``."""
+    return ExperimentRunner(load_experiment(path), quiet, echo, overwrite).run()

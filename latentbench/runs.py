@@ -1,27 +1,41 @@
-"""Run folders: manifest (command, config, seed, git, versions, device), metrics, atomic writes.
+"""Run folders: manifest (command, config, seed, git, versions, device), metrics, atomic writes;
+claiming an output folder before any work.
 
 A run folder holds ``manifest.json``, ``metrics.json`` (final scalars), ``metrics.jsonl`` (time
 series: step, name, value), ``per_image.csv``, ``images/`` and ``checkpoints/``. Every file is
 written to a temporary name and renamed, so a killed process never leaves a half-written file.
+
+Output folders: every command that writes a folder first calls :func:`claim_output`, before any
+work. It refuses (one line, :class:`~latentbench.errors.UserError`) a folder that holds anything
+but an earlier output of the same command (``--overwrite`` allows that), a folder that is an
+input of the command or holds one, and a folder or cache it cannot write to. An output's marker
+is ``.latentbench.json`` (``{"kind": COMMAND}``) or, for run folders, ``manifest.json``'s
+``command``. Folders are built under ``.NAME.<pid>-XXXX.partial`` (:func:`staged_dir`); such
+leftovers of killed processes are removed when the same output is written again. Files and
+folders get the modes a plain ``open`` / ``mkdir`` would (0o666 / 0o777 less the umask).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import enum
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from latentbench.errors import UserError
 
 TRACKED_PACKAGES = (
     "latentbench",
@@ -39,6 +53,31 @@ TRACKED_PACKAGES = (
 )
 
 
+# -- modes --------------------------------------------------------------------------------------
+def umask() -> int:
+    """The process umask (read without changing it where /proc tells it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share(path: Path) -> Path:
+    """Give ``path`` (a folder: and everything in it) the mode a plain ``open`` / ``mkdir``
+    would: 0o666 (file) or 0o777 (folder) less the umask. Temporary files and folders are
+    private (0o600 / 0o700), and so are some libraries' files (safetensors); every atomic write
+    and staged folder passes through here before it takes its final name. Links are left as
+    they are."""
+    mask = umask()
+    for p in [path, *(path.rglob("*") if path.is_dir() else ())]:
+        if not p.is_symlink():
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
@@ -47,10 +86,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(0o644)  # mkstemp makes 0600; results are meant to be shared
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        os.replace(share(tmp_path), path)
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -221,24 +259,207 @@ class RunDir:
         return rows
 
 
+# -- output folders -------------------------------------------------------------------------------
+MARKER = ".latentbench.json"
+PARTIAL, OLD = ".partial", ".old"
+
+
+class OutputKind(str, enum.Enum):
+    """What wrote an output folder: the command (its marker's ``kind``)."""
+
+    RECON = "recon"
+    TRAIN_GEN = "train-gen"
+    TRAIN_TOKENIZER = "train-tokenizer"
+    TOY_MANIFOLD = "toy-manifold"
+    EVAL_GEN = "eval-gen"
+    EVAL_EDIT = "eval-edit"
+    REPORT = "report"
+    SHAPES = "data shapes"
+    EXPORT = "data export"
+    EXPERIMENT = "run"
+
+    @property
+    def replaces(self) -> bool:
+        """Whether the command replaces the folder whole (else it writes into it)."""
+        return self in _REPLACED
+
+
+_REPLACED = {
+    OutputKind.RECON,
+    OutputKind.TOY_MANIFOLD,
+    OutputKind.REPORT,
+    OutputKind.SHAPES,
+    OutputKind.EXPORT,
+}
+
+
+def cache_root() -> Path:
+    """``$LATENTBENCH_CACHE``, default ``~/.cache/latentbench``."""
+    return Path(os.environ.get("LATENTBENCH_CACHE") or Path.home() / ".cache" / "latentbench")
+
+
+def output_kind(folder: str | Path) -> str | None:
+    """The command that wrote ``folder``: its marker's kind, else its manifest's command."""
+    for name, key in ((MARKER, "kind"), ("manifest.json", "command")):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads((Path(folder) / name).read_text())
+            if isinstance(data, dict) and isinstance(data.get(key), str):
+                return data[key]
+    return None
+
+
+def mark_output(folder: str | Path, kind: OutputKind) -> Path:
+    """Create ``folder`` (if needed) with its marker; for commands that write into a folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if output_kind(folder) != kind.value:
+        atomic_write_json(folder / MARKER, {"kind": kind.value})
+    return folder
+
+
+def existing_paths(*values: object) -> list[Path]:
+    """The values that name an existing file or folder: the inputs among data SPECs, spaces,
+    weights, model options (a built-in name such as ``shapes:8`` names none)."""
+    found = []
+    for v in values:
+        if isinstance(v, (str, Path)) and str(v) and Path(v).expanduser().exists():
+            found.append(Path(v).expanduser())
+    return found
+
+
+def claim_output(
+    path: str | Path,
+    kind: OutputKind,
+    *,
+    inputs: Iterable[str | Path] = (),
+    data: Iterable[str | Path] = (),
+    overwrite: bool = False,
+    cache: bool = False,
+) -> Path:
+    """Check, before any work, that command ``kind`` may write the folder ``path``; return it.
+
+    UserError (one line) when ``path`` is a file; when it is or holds one of ``inputs`` or
+    ``data`` (or lies inside a ``data`` folder, whose files it would become); when the command
+    replaces it whole and it is or holds the working folder or the home folder; when it exists,
+    is not empty and is not an earlier output of ``kind`` (unless ``overwrite``); when it, its
+    parent or (``cache``) the cache folder is not writable. Nothing is created.
+    """
+    path = Path(path).expanduser()
+    target = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output {path} is a file, not a folder")
+    for given, inside_too in [(p, False) for p in inputs] + [(p, True) for p in data]:
+        source = Path(given).expanduser().resolve()
+        if target == source or target in source.parents:
+            verb = "is" if target == source else "holds"
+            raise UserError(f"output {path} {verb} the input {given}; pick another folder")
+        if inside_too and source in target.parents and source.is_dir():
+            raise UserError(f"output {path} is inside the data folder {given}; pick another")
+    if kind.replaces:
+        for name, folder in (("the working folder", Path.cwd()), ("your home", Path.home())):
+            if target == folder.resolve() or target in folder.resolve().parents:
+                verb = "is" if target == folder.resolve() else "holds"
+                raise UserError(f"output {path} {verb} {name}; {kind.value} replaces it whole")
+    if path.is_dir() and not overwrite:
+        found = output_kind(path)
+        if found != kind.value and any(p.name != MARKER for p in path.iterdir()):
+            what = f"a {found} output" if found else "files latentbench did not write"
+            action = "replace it" if kind.replaces else "write into it anyway"
+            raise UserError(
+                f"output {path} holds {what}, not a {kind.value} output; pass --overwrite to "
+                f"{action}, or pick another folder"
+            )
+    _check_writable(path, "output")
+    if kind.replaces:  # the new folder is built beside it
+        _check_writable(path.parent, "output")
+    if cache:
+        _check_writable(cache_root(), "cache folder", " (set $LATENTBENCH_CACHE)")
+    return path
+
+
+def _check_writable(path: Path, what: str, hint: str = "") -> None:
+    """UserError when ``path`` (or, if it does not exist yet, its nearest existing parent) is not
+    a folder this process may write in. A folder without any write bit counts as read-only even
+    for root, as for ``rm``."""
+    probe = path.expanduser().absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{what} {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK) or not probe.stat().st_mode & 0o222:
+        where = "" if probe == path.expanduser().absolute() else f" ({probe} is read-only)"
+        raise UserError(f"{what} {path} is not writable{where}{hint}")
+
+
+_STAGED_TAG = re.compile(r"^(\d+)(-\w+)?$")
+
+
+def remove_stale(path: str | Path) -> list[Path]:
+    """Remove the ``.NAME.<pid>-XXXX.partial`` / ``.old`` folders beside ``path`` whose process is
+    gone or started after the folder was last written (its pid was reused); returns them. The
+    leftovers of a live process are never touched."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for sib in path.parent.iterdir():
+        if not sib.name.startswith(f".{path.name}.") or not sib.name.endswith((PARTIAL, OLD)):
+            continue
+        stem = sib.name.removesuffix(PARTIAL).removesuffix(OLD)
+        head, _, tag = stem.rpartition(".")
+        legacy = sib.name == f".{path.name}{OLD}"  # written before the pid was in the name
+        match = _STAGED_TAG.match(tag) if head == f".{path.name}" else None
+        if legacy or (match and not _owner_alive(int(match.group(1)), sib)):
+            _remove(sib)
+            removed.append(sib)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    """Delete a leftover folder (or a link or file in its place; never a link's target)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _owner_alive(pid: int, leftover: Path) -> bool:
+    import psutil
+
+    try:
+        started = psutil.Process(pid).create_time()
+        written = leftover.lstat().st_mtime
+    except (psutil.NoSuchProcess, FileNotFoundError):
+        return False
+    except (psutil.Error, OSError):  # not ours to inspect: leave it
+        return True
+    return started <= written + 1.0  # 1 s for the clocks' resolution
+
+
 @contextlib.contextmanager
-def staged_dir(path: str | Path) -> Iterator[Path]:
+def staged_dir(path: str | Path, kind: OutputKind | None = None) -> Iterator[Path]:
     """Build a folder under a temporary name and move it into place only on success.
 
     A failed or interrupted command leaves nothing at ``path``; an existing folder at
-    ``path`` is replaced only once the new one is complete.
+    ``path`` is replaced only once the new one is complete. Call :func:`claim_output` first
+    for a command's output. ``kind`` writes the output's marker.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    remove_stale(path)
+    prefix = f".{path.name}.{os.getpid()}-"
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=PARTIAL, dir=path.parent))
     try:
+        if kind is not None:
+            atomic_write_json(tmp / MARKER, {"kind": kind.value})
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+        share(tmp)
+        if path.exists() or path.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=prefix, suffix=OLD, dir=path.parent))
+            old.rmdir()  # a unique free name
             os.replace(path, old)
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         else:
             os.replace(tmp, path)
     finally:

@@ -243,6 +243,7 @@ def test_strict_cli_exits_2_naming_the_file(
     bad_folder: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch, capsys
 ) -> None:
     from latentbench.cli import main
+    from latentbench.runs import MARKER
 
     out = tmp_path_factory.mktemp("out")
     argv = ["latentbench", "data", "export", "--data", str(bad_folder), "--out", str(out)]
@@ -253,7 +254,7 @@ def test_strict_cli_exits_2_naming_the_file(
     monkeypatch.setattr(sys, "argv", argv)
     main()
     assert "wrote 2 images" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["a_good.png", "e_good.png"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "a_good.png", "e_good.png"]
 
 
 def test_empty_folder_and_bad_path_are_one_line_errors(tmp_path: Path) -> None:

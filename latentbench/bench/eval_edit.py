@@ -47,7 +47,15 @@ from latentbench.config import (
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.data.images import UnreadableImage, open_image
 from latentbench.errors import UserError
-from latentbench.runs import atomic_write_json, atomic_write_text, staged_dir
+from latentbench.runs import (
+    OutputKind,
+    atomic_write_json,
+    atomic_write_text,
+    claim_output,
+    existing_paths,
+    mark_output,
+    staged_dir,
+)
 
 Progress = Callable[[int], None]
 CAPTION_KEYS = ("target_caption", "output_caption", "caption")
@@ -281,12 +289,20 @@ class _Edits:
     payload: list[Any] = field(default_factory=list)  # Shapes Edit records, or the rows
 
 
+def _edits_name(cfg: EvalEditConfig) -> str:
+    """The edit set's name: the file's stem, or the built-in Shapes edits' count and seed."""
+    if cfg.edits:
+        return Path(cfg.edits).stem
+    return f"shapes-edits-{cfg.limit or cfg.num_edits}-seed{cfg.seed}"
+
+
 def _edit_rows(cfg: EvalEditConfig, generator: Any, skipped: Skipped) -> _Edits:
     """The rows of ``--edits``, or the built-in Shapes edits at the generator's size."""
     if cfg.edits:
         rows = read_edits(cfg.edits, skipped)[: cfg.limit or None]
-        base, name = Path(cfg.edits).parent, Path(cfg.edits).stem
-        return _Edits(edit_kind(rows), base, name, dict(rows), cfg.max_pixels)
+        return _Edits(
+            edit_kind(rows), Path(cfg.edits).parent, _edits_name(cfg), dict(rows), cfg.max_pixels
+        )
     if generator is None:
         raise UserError("--images needs --edits FILE (the edits the images answer)")
     from latentbench.data.shapes import ShapesEditsDataset
@@ -296,7 +312,7 @@ def _edit_rows(cfg: EvalEditConfig, generator: Any, skipped: Skipped) -> _Edits:
         raise UserError(f"--num-edits must be >= 1, got {n}")
     data = ShapesEditsDataset(n, generator.image_size, seed=cfg.seed)
     rows = {i: {"instruction": data.edit(i).instruction, "_edit": data.edit(i)} for i in range(n)}
-    return _Edits(EditKind.SHAPES, Path("."), f"shapes-edits-{n}-seed{cfg.seed}", rows)
+    return _Edits(EditKind.SHAPES, Path("."), _edits_name(cfg), rows)
 
 
 def _read_sources(edits: _Edits, image_size: int | None, skipped: Skipped) -> None:
@@ -373,14 +389,24 @@ def run_eval_edit(
     images: str | Path | None = None,
     out: str | Path | None = None,
     progress: Callable[[int], Progress] | None = None,
+    overwrite: bool = False,
 ) -> EvalEditResult:
     """Edit with ``run_dir``'s generator (or read ``images``), score, write results.
 
     ``out``: folder for ``results.json``, ``per_edit.jsonl`` and (RUN_DIR) ``images/``;
-    default ``RUN_DIR/eval-edit/<edits name>`` or ``DIR/eval-edit``.
+    default ``RUN_DIR/eval-edit/<edits name>`` or ``DIR/eval-edit``; it must be new, empty or an
+    earlier eval-edit output, unless ``overwrite``.
     """
     if (run_dir is None) == (images is None):
         raise UserError("give either RUN_DIR (edit with a trained generator) or --images DIR")
+    if out:
+        out_dir = Path(out)
+    elif run_dir is not None:
+        out_dir = Path(run_dir) / "eval-edit" / _edits_name(cfg)
+    else:
+        out_dir = Path(images) / "eval-edit"  # type: ignore[arg-type]
+    inputs = [p for p in (run_dir, images) if p is not None] + existing_paths(cfg.edits)
+    claim_output(out_dir, OutputKind.EVAL_EDIT, inputs=inputs, overwrite=overwrite)
     skipped = Skipped()
     generator = None
     if run_dir is not None:
@@ -389,13 +415,7 @@ def run_eval_edit(
         generator = load_generator(run_dir, checkpoint=cfg.checkpoint, device=cfg.device)
     edits = _edit_rows(cfg, generator, skipped)
     _read_sources(edits, generator.image_size if generator else None, skipped)
-    if out:
-        out_dir = Path(out)
-    elif run_dir is not None:
-        out_dir = Path(run_dir) / "eval-edit" / edits.name
-    else:
-        out_dir = Path(images) / "eval-edit"  # type: ignore[arg-type]
-
+    mark_output(out_dir, OutputKind.EVAL_EDIT)
     if generator is not None:
         tick = progress(len(edits.keys)) if progress else None
         made = generate_edits(generator, edits.sources, edits.instructions, cfg, tick)  # type: ignore[arg-type]

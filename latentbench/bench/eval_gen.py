@@ -57,7 +57,15 @@ from latentbench.metrics.geneval import (
     summarise,
     validate_entry,
 )
-from latentbench.runs import atomic_write_json, atomic_write_text, staged_dir
+from latentbench.runs import (
+    OutputKind,
+    atomic_write_json,
+    atomic_write_text,
+    claim_output,
+    existing_paths,
+    mark_output,
+    staged_dir,
+)
 
 Progress = Callable[[int], None]
 _SAMPLE_SUFFIX = ".png"
@@ -553,17 +561,21 @@ def _sample_run(
     out: Path | None,
     judge_for: Callable[[list[dict[str, Any]]], Judge],
     progress: Callable[[int], Progress] | None,
+    overwrite: bool = False,
 ) -> tuple[_Plan, Judge]:
     """Sample the suite from a trained generator into ``out/images`` (GenEval's layout)."""
     from latentbench.gen.sampling import load_generator
 
+    out_dir = out or run_dir / "eval-gen" / GenSuite(cfg.suite).value
+    inputs = [run_dir, *existing_paths(cfg.metadata)]
+    claim_output(out_dir, OutputKind.EVAL_GEN, inputs=inputs, overwrite=overwrite)
     skipped = Skipped()
     entries = suite_entries(cfg, skipped)
     generator = load_generator(run_dir, checkpoint=cfg.checkpoint, device=cfg.device)
     variant = generator.variant(cfg.sampling(), cfg.seed)  # fails early on bad sampling settings
     judge = judge_for([e for _, e in entries])  # fails early on a bad detector / CLIP
-    out_dir = out or run_dir / "eval-gen" / GenSuite(cfg.suite).value
     tick = progress(len(entries) * cfg.samples_per_prompt) if progress else None
+    mark_output(out_dir, OutputKind.EVAL_GEN)
     with staged_dir(out_dir / "images") as tmp:  # replaces earlier samples only once complete
         write_samples(generator, entries, tmp, cfg, tick)
     plan = _Plan(
@@ -577,11 +589,17 @@ def _sample_run(
     return plan, judge
 
 
-def _read_images(cfg: EvalGenConfig, images: Path, out: Path | None) -> _Plan:
+def _read_images(cfg: EvalGenConfig, images: Path, out: Path | None, overwrite: bool) -> _Plan:
     """Prompt folders of images made elsewhere; results beside them unless ``out`` says."""
+    target = out or images
+    own_folder = target.suffix != ".json" and target.resolve() != images.resolve()
+    if own_folder:
+        inputs = [images, *existing_paths(cfg.metadata)]
+        claim_output(target, OutputKind.EVAL_GEN, inputs=inputs, overwrite=overwrite)
     skipped = Skipped()
     prompts = scan_folder(images, skipped)[: cfg.limit or None]
-    target = out or images
+    if own_folder:
+        mark_output(target, OutputKind.EVAL_GEN)
     path = target if target.suffix == ".json" else target / "results.json"
     return _Plan(prompts, images, path, [p.entry for p in prompts], skipped)
 
@@ -594,12 +612,14 @@ def run_eval_gen(
     out: str | Path | None = None,
     progress: Callable[[int], Progress] | None = None,
     judge: Judge | None = None,
+    overwrite: bool = False,
 ) -> EvalGenResult:
     """Sample ``run_dir``'s generator (or take ``images``), score, write results.
 
     ``out``: RUN_DIR mode: a folder (default ``RUN_DIR/eval-gen/<suite>``) that gets
     ``images/``, ``results.json`` and ``per_prompt.csv``; images mode: a ``.json`` file or a
-    folder (default: the images folder). ``progress(total)`` returns a per-item callback;
+    folder (default: the images folder). An output folder must be new, empty or an earlier
+    eval-gen output, unless ``overwrite``. ``progress(total)`` returns a per-item callback;
     ``judge`` replaces the suite's judge (tests, custom detectors).
     """
     if (run_dir is None) == (images is None):
@@ -618,9 +638,9 @@ def run_eval_gen(
         return build_judge(cfg, entries, clip)
 
     if run_dir is not None:
-        plan, used = _sample_run(cfg, Path(run_dir), out_path, judge_for, progress)
+        plan, used = _sample_run(cfg, Path(run_dir), out_path, judge_for, progress, overwrite)
     else:
-        plan = _read_images(cfg, Path(images), out_path)  # type: ignore[arg-type]
+        plan = _read_images(cfg, Path(images), out_path, overwrite)  # type: ignore[arg-type]
         used = judge_for(plan.entries)
     if suite is GenSuite.GENEVAL and cfg.clipscore and clip is None:
         clip = build_clip(cfg)

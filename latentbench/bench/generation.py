@@ -16,7 +16,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,14 @@ from latentbench.gen.text import (
     WordTokenizer,
     build_text_encoder,
 )
-from latentbench.runs import RunDir, atomic_write_json
+from latentbench.runs import (
+    OutputKind,
+    RunDir,
+    atomic_write_json,
+    claim_output,
+    existing_paths,
+    mark_output,
+)
 from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
 from latentbench.train.generator import (
     EvalSet,
@@ -365,16 +372,18 @@ def train_generator(
     space: LatentSpace | None = None,
     dataset: Dataset | None = None,
     extractor: Any | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train the generator of ``cfg`` on one space; returns the final metrics.
 
     ``space``, ``dataset`` and ``extractor`` may be given directly (tests, notebooks); by
-    default they are built from ``cfg``.
+    default they are built from ``cfg``. ``run_path`` must be new, empty or a train-gen run
+    folder, unless ``overwrite``.
     """
+    run_path = _claim(run_path, cfg, overwrite)
     state = process_state()
     device = state.device
     r = resolve(cfg)
-    run_path = Path(run_path)
     ckpt_step = checkpoint_step(run_path)
     if not resume and ckpt_step is not None:
         raise UserError(f"{run_path} already holds a run: pass --resume, or another --out")
@@ -520,6 +529,15 @@ class _EvalTimer:
             self.seconds_in_fit += time.perf_counter() - t0
 
 
+def _claim(
+    out: str | Path, cfg: TrainGenConfig, overwrite: bool, spaces: Sequence[str] = ()
+) -> Path:
+    inputs = existing_paths(cfg.space, *spaces, cfg.text_encoder_path, *cfg.space_options.values())
+    data = existing_paths(cfg.data)
+    kind = OutputKind.TRAIN_GEN
+    return claim_output(out, kind, inputs=inputs, data=data, overwrite=overwrite, cache=True)
+
+
 # -- many spaces ------------------------------------------------------------------------------
 def resolve_space_names(spaces: list[str]) -> list[str]:
     return ready_space_names() if spaces == [ALL] else spaces
@@ -533,10 +551,12 @@ def train_generators(
     resume: bool = False,
     quiet: bool = True,
     echo: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """One run folder per space under ``out``; ``all`` skips spaces that cannot be built here
-    (with a note). Writes ``out/metrics.json`` with each space's final metrics."""
-    out = Path(out)
+    (with a note). Writes ``out/metrics.json`` with each space's final metrics. ``out`` must be
+    new, empty or an earlier train-gen ``out``, unless ``overwrite``."""
+    out = _claim(out, base, overwrite, spaces)
     names = resolve_space_names(spaces)
     image_size = resolve(base).train.image_size
     results: dict[str, Any] = {}
@@ -558,8 +578,16 @@ def train_generators(
             continue
         cfg = replace(base, space=name)
         label = space_label(name)
+        if process_state().is_main_process:
+            mark_output(out, OutputKind.TRAIN_GEN)
         results[label] = train_generator(
-            cfg, out / label, resume=resume, quiet=quiet, echo=echo, space=space
+            cfg,
+            out / label,
+            resume=resume,
+            quiet=quiet,
+            echo=echo,
+            space=space,
+            overwrite=overwrite,
         )
     if not results:
         raise UserError("no space could be trained: " + "; ".join(notes))

@@ -42,7 +42,16 @@ from latentbench.metrics.pixel import (
     ssim,
     to_uint8,
 )
-from latentbench.runs import RunDir, atomic_path, atomic_write_json, manifest, staged_dir
+from latentbench.runs import (
+    OutputKind,
+    RunDir,
+    atomic_path,
+    atomic_write_json,
+    claim_output,
+    existing_paths,
+    manifest,
+    staged_dir,
+)
 from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
 
 ALL = "all"
@@ -290,8 +299,21 @@ def run_recon(
     out: str | Path,
     quiet: bool = True,
     echo: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Run the benchmark and write the run folder ``out``; returns metrics per space."""
+    """Run the benchmark and write the run folder ``out``; returns metrics per space.
+
+    ``out`` is replaced when complete; it must be new, empty or an earlier recon run, unless
+    ``overwrite`` (:func:`latentbench.runs.claim_output`)."""
+    inputs = existing_paths(*cfg.spaces, cfg.weights, *cfg.space_options.values())
+    claim_output(
+        out,
+        OutputKind.RECON,
+        inputs=inputs,
+        data=existing_paths(cfg.data),
+        overwrite=overwrite,
+        cache=True,
+    )
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(cfg.seed)
     recon = Recon(cfg, device, quiet)
@@ -299,7 +321,7 @@ def run_recon(
     for note in notes:
         echo(note)
     recon.reference_stats()
-    with staged_dir(out) as tmp:
+    with staged_dir(out, OutputKind.RECON) as tmp:
         results: dict[str, SpaceResult] = {}
         for label, space in spaces.items():
             image_dir = tmp / "images" / "recon" / label if cfg.save_images else None

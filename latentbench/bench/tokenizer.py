@@ -29,7 +29,7 @@ from pydantic import Field
 from latentbench.config import PositiveInt, config, from_dict, load_yaml, to_dict
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.errors import UserError
-from latentbench.runs import RunDir
+from latentbench.runs import OutputKind, RunDir, claim_output, existing_paths
 from latentbench.spaces import build_space, load_space
 from latentbench.spaces.backbones import resolve_backbone
 from latentbench.spaces.base import LatentSpace
@@ -164,10 +164,12 @@ def train_tokenizer(
     *,
     resume: bool = False,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``job.space`` on ``job.data`` and save it (with stats) into ``out``.
 
-    Returns the metrics written to metrics.json.
+    ``out`` must be new, empty or a train-tokenizer run folder, unless ``overwrite``. Returns the
+    metrics written to metrics.json.
     """
     from latentbench.data import collate_images, open_images
 
@@ -181,6 +183,13 @@ def train_tokenizer(
     if steps is not None:
         cfg.loop.steps = steps
     out = Path(out or f"runs/tokenizers/{space}-stage{stage}")
+    claim_output(
+        out,
+        OutputKind.TRAIN_TOKENIZER,
+        inputs=existing_paths(init),
+        data=existing_paths(data, eval_data),
+        overwrite=overwrite,
+    )
     record = {
         "space": space,
         "recipe": recipe.value,

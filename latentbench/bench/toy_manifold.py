@@ -32,7 +32,7 @@ from latentbench.config import (
     Probability,
     config,
 )
-from latentbench.runs import RunDir, atomic_path
+from latentbench.runs import OutputKind, RunDir, atomic_path, claim_output, staged_dir
 
 
 @config
@@ -209,14 +209,19 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def run_toy_manifold(cfg: ToyConfig, out: str | Path, quiet: bool = False) -> dict[str, Any]:
-    """``latentbench toy-manifold``: metrics.json, metrics.jsonl and tail.png in ``out``."""
-    run = RunDir.create(out, "toy-manifold", asdict(cfg), seed=cfg.seed)
+def run_toy_manifold(
+    cfg: ToyConfig, out: str | Path, quiet: bool = False, overwrite: bool = False
+) -> dict[str, Any]:
+    """``latentbench toy-manifold``: metrics.json, metrics.jsonl and tail.png in ``out``
+    (replaced when complete: new, empty or an earlier toy-manifold run, unless ``overwrite``)."""
+    claim_output(out, OutputKind.TOY_MANIFOLD, overwrite=overwrite)
     result = run_toy(cfg, quiet=quiet)
-    for k in result["_samples"]:
-        for step, value in zip(result["steps"], result[f"tail_{k}"]):
-            run.log(step, f"tail_{k}", value)
-    plot(result, run.path / "tail.png")
     public = {k: v for k, v in result.items() if not k.startswith("_")}
-    run.write_metrics(public)
+    with staged_dir(out, OutputKind.TOY_MANIFOLD) as tmp:
+        run = RunDir.create(tmp, "toy-manifold", asdict(cfg), seed=cfg.seed)
+        for k in result["_samples"]:
+            for step, value in zip(result["steps"], result[f"tail_{k}"]):
+                run.log(step, f"tail_{k}", value)
+        plot(result, run.path / "tail.png")
+        run.write_metrics(public)
     return public

@@ -28,9 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,7 +42,7 @@ from tqdm.auto import tqdm
 
 from latentbench.errors import UserError
 from latentbench.files import first_line, note, read_json_object
-from latentbench.runs import atomic_write_json
+from latentbench.runs import atomic_write_json, cache_root, staged_dir
 from latentbench.spaces.base import LatentSpace, LatentStats
 
 PREPROCESS_VERSION = "2"  # bump when the way images reach encode(), or their captions, change
@@ -60,10 +57,6 @@ META_FIELDS: dict[str, type | tuple[type, ...]] = {
     "captions": list,
     "stats": dict,
 }
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LATENTBENCH_CACHE") or Path.home() / ".cache" / "latentbench")
 
 
 @dataclass(frozen=True)
@@ -229,15 +222,10 @@ def build_cache(
         if final.exists() and problem is not None:
             note(f"latent cache {final} is damaged ({problem}); rebuilding it")
         if problem is not None:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-            try:
+            with staged_dir(final) as tmp:
                 _encode_into(
                     tmp, key, space, dataset, flip, batch_size, shard_size, num_workers, quiet
                 )
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(tmp, final)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
     cache = LatentCache(final)
     if set_stats and space.stats is None:
         space.stats = cache.stats

@@ -9,7 +9,9 @@
   the runs' reconstruction / sample / edit grids (so the folder stands alone when committed).
 
 The folder is built under a temporary name and moved into place when complete
-(:func:`latentbench.runs.staged_dir`): a failed report leaves nothing half-written.
+(:func:`latentbench.runs.staged_dir`): a failed report leaves nothing half-written. It replaces
+``out`` only when that is an earlier report (or empty), unless ``overwrite``. Only regular files
+inside each run folder are read: a link that leads out of it is skipped, and said so.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from latentbench.errors import UserError
 from latentbench.report import plots
 from latentbench.report.load import BOOKKEEPING, ImageRole, Run, RunKind, load_runs
 from latentbench.report.plots import FigureRef, slug
@@ -35,7 +36,7 @@ from latentbench.report.tables import (
     write_curves_csv,
     write_metrics_csv,
 )
-from latentbench.runs import atomic_write_text, staged_dir
+from latentbench.runs import OutputKind, atomic_write_text, claim_output, staged_dir
 
 __all__ = ["Report", "ReportSummary", "write_report"]
 
@@ -77,22 +78,27 @@ class ReportSummary:
     tables: int
     figures: int
     metrics: int
+    skipped: list[str] = field(default_factory=list)  # files not read (links out of a run...)
 
 
 def write_report(
-    run_dirs: Sequence[str | Path], out: str | Path, *, title: str | None = None
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    title: str | None = None,
+    overwrite: bool = False,
 ) -> ReportSummary:
     """Read ``run_dirs`` (run folders, or folders of run folders) and write the report ``out``.
 
     ``title`` defaults to "latentbench report: <folder name of out>". UserError when a path is
-    not a run folder; nothing is written then.
+    not a run folder, or when ``out`` holds a run or anything but an earlier report (unless
+    ``overwrite``); nothing is written then.
     """
     out = Path(out)
     runs = load_runs(run_dirs)
-    for run in runs:  # the report replaces ``out`` whole: it must not hold a run
-        if out.resolve() == run.path.resolve() or out.resolve() in run.path.resolve().parents:
-            raise UserError(f"--out {out} would replace the run folder {run.path}; pick another")
-    with staged_dir(out) as tmp:
+    inputs = [*run_dirs, *(r.path for r in runs)]
+    claim_output(out, OutputKind.REPORT, inputs=inputs, overwrite=overwrite)
+    with staged_dir(out, OutputKind.REPORT) as tmp:
         report = build_report(runs, out, tmp, title or f"latentbench report: {out.name}")
         from latentbench.report.html import render_html
 
@@ -101,7 +107,8 @@ def write_report(
         n_metrics = write_metrics_csv(runs, tmp / "metrics.csv")
         write_curves_csv(runs, tmp / "curves.csv")
         n_figures = len(list((tmp / FIGURES).glob("*.png")))
-    return ReportSummary(out, len(runs), len(report.tables), n_figures, n_metrics)
+    skipped = [f"{r.name}: {s}" for r in runs for s in r.skipped]
+    return ReportSummary(out, len(runs), len(report.tables), n_figures, n_metrics, skipped)
 
 
 def build_report(runs: list[Run], out: Path, root: Path, title: str) -> Report:
@@ -184,11 +191,11 @@ def copy_images(runs: Sequence[Run], role: ImageRole, figures: Path) -> list[Fig
         if run.kind is RunKind.GENEVAL:
             continue
         for img in run.images:
-            if img.role is not role or not img.path.is_file():
+            if img.role is not role:
                 continue
             rel = img.path.relative_to(run.path).as_posix()
             dest = figures / f"{slug(run.name)}__{slug(rel)}"
-            shutil.copyfile(img.path, dest)
+            shutil.copyfile(img.path.resolve(), dest)  # a regular file inside the run
             title = f"{img.space or run.name}: {rel}"
             refs.append(FigureRef(dest, title, img.caption))
     return refs
@@ -220,13 +227,13 @@ def render_markdown(report: Report, root: Path) -> str:
                 f"*{md_text(ref.title)}*: {md_text(ref.caption)}",
                 "",
             ]
-    lines += ["## Runs", "", "| run | command | git | time |", "|---|---|---|---|"]
+    lines += ["## Runs", "", "| run | command | git | time | notes |", "|---|---|---|---|---|"]
     for r in report.runs:
         m = r.manifest
         link = f"[{md_text(r.name)}]({href(r.path, report.out)})"
         lines.append(
             f"| {link} | {md_text(r.command)} | {md_text(m.get('git') or '')} | "
-            f"{md_text(m.get('time') or '')} |"
+            f"{md_text(m.get('time') or '')} | {md_text('; '.join(r.notes))} |"
         )
     return "\n".join(lines) + "\n"
 

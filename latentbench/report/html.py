@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from latentbench.report.load import PromptResult, Run
+from latentbench.report.load import PromptResult, Run, items, obj
 from latentbench.report.tables import BEST_MARK, Direction, Table, fmt, href
 
 if TYPE_CHECKING:
@@ -139,12 +139,12 @@ def runs_html(runs: Sequence[Run], out: Path) -> str:
     rows = []
     for r in runs:
         m = r.manifest
-        device = m.get("device") or {}
+        device = obj(m.get("device"))
         where = ", ".join(
             str(x)
             for x in (
                 device.get("platform"),
-                ", ".join(device.get("gpus") or []) or ("cpu" if device else None),
+                ", ".join(map(str, items(device.get("gpus")))) or ("cpu" if device else None),
             )
             if x
         )

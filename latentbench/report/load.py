@@ -9,6 +9,10 @@ does not know is read generically: any scalars of ``metrics.json`` (nested dicts
 ``images/`` and beside the manifest. A GenEval ``results.json`` (``eval-gen``) is a run on its own
 when its folder has no manifest, and adds its scores to a run folder that holds one.
 
+Only regular files inside the run folder are read (links are followed only while they stay
+inside it); anything else is listed in ``Run.skipped`` and in the run's notes. A manifest field
+of the wrong type is read as absent.
+
 Metric variants: a curve point's variant is its extra keys in ``metrics.jsonl`` (e.g.
 ``extractor``, ``num_samples``); a final scalar takes ``manifest["metric_variants"][name]`` when
 the run records one (recon), else the variant of the last curve point of the same name.
@@ -116,6 +120,17 @@ class Run:
     vectors: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (space, key)
     prompts: list[PromptResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files not read, with the reason
+
+    def readable(self, path: Path) -> bool:
+        """Whether ``path`` is a regular file inside the run folder, links resolved. One that
+        exists but is not (a link out of the folder, a device, a folder) goes to ``skipped``."""
+        if not path.exists() and not path.is_symlink():
+            return False
+        reason = _outside(path, self.path)
+        if reason:
+            self.skipped.append(f"{path.relative_to(self.path).as_posix()} ({reason})")
+        return not reason
 
     @property
     def command(self) -> str:
@@ -145,6 +160,24 @@ def _number(value: object) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def obj(value: object) -> dict[str, Any]:
+    """A JSON object field, or {} when the file holds something else there."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: object) -> list[Any]:
+    """A JSON array field, or [] when the file holds something else there."""
+    return value if isinstance(value, list) else []
+
+
+def _outside(path: Path, root: Path) -> str:
+    """'' when ``path`` is a regular file inside ``root`` once links are resolved, else why not."""
+    real = path.resolve()
+    if real != root.resolve() and root.resolve() not in real.parents:
+        return "a link out of the run folder"
+    return "" if real.is_file() else "not a regular file"
 
 
 def _read_json(path: Path) -> Any:
@@ -210,7 +243,7 @@ def is_run_dir(path: Path) -> bool:
 
 
 def _is_geneval_results(path: Path) -> bool:
-    if not path.is_file():
+    if not path.is_file() or _outside(path, path.parent):
         return False
     try:
         data = json.loads(path.read_text())
@@ -267,10 +300,14 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     name = name or path.name
     if not (path / MANIFEST).is_file():
         if _is_geneval_results(path / GENEVAL_RESULTS):
+            if reason := _outside(path / GENEVAL_RESULTS, path):
+                raise UserError(f"{path / GENEVAL_RESULTS}: {reason}; not read")
             run = Run(name, path, RunKind.GENEVAL, {"command": RunKind.GENEVAL.value})
             _read_geneval(run, path / GENEVAL_RESULTS, space=name)
             return run
         raise UserError(f"{path} is not a run folder (no {MANIFEST})")
+    if reason := _outside(path / MANIFEST, path):
+        raise UserError(f"{path / MANIFEST}: {reason}; not read")
     manifest = _read_json(path / MANIFEST)
     if not isinstance(manifest, dict):
         raise UserError(f"{path / MANIFEST}: not a manifest (a JSON object)")
@@ -278,16 +315,19 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     READERS.get(run.kind, _read_generic)(run)
     if not (path / METRICS).is_file():
         _scalars_from_curves(run)
-    if _is_geneval_results(path / GENEVAL_RESULTS):
+    if _is_geneval_results(path / GENEVAL_RESULTS) and run.readable(path / GENEVAL_RESULTS):
         spaces = {s.space for s in run.scalars} or {name}
         _read_geneval(run, path / GENEVAL_RESULTS, space=sorted(spaces)[0])
+    if run.skipped:
+        shown = ", ".join(run.skipped[:5]) + (", ..." if len(run.skipped) > 5 else "")
+        run.notes.append(f"{len(run.skipped)} file(s) not read: {shown}")
     return run
 
 
 def _curve_points(run: Run, space_of=None) -> None:
     """metrics.jsonl -> Points; extra keys of a row are its variant."""
     source = run.path / CURVES
-    for row in _read_jsonl(source):
+    for row in _read_jsonl(source) if run.readable(source) else []:
         value, metric = _number(row.get("value")), row.get("name")
         if value is None or not isinstance(metric, str) or not isinstance(row.get("step"), int):
             continue
@@ -348,7 +388,7 @@ def _generic_images(run: Run, space: str, skip: Iterable[Path] = ()) -> None:
     skip = set(skip)
     found = sorted(run.path.glob("*.png")) + _pngs(run.path / "images", MAX_GENERIC_IMAGES)
     for p in found[:MAX_GENERIC_IMAGES]:
-        if p in skip:
+        if p in skip or not run.readable(p):
             continue
         rel = p.relative_to(run.path).as_posix()
         role = ImageRole.EDITS if "edit" in rel.lower() else ImageRole.OTHER
@@ -357,22 +397,22 @@ def _generic_images(run: Run, space: str, skip: Iterable[Path] = ()) -> None:
 
 # -- the kinds ----------------------------------------------------------------------------------
 def _read_recon(run: Run) -> None:
-    spaces = list(run.manifest.get("spaces") or {})
-    _add_metrics(run, _read_metrics(run), spaces, run.manifest.get("metric_variants") or {})
+    spaces = [str(s) for s in obj(run.manifest.get("spaces"))]
+    _add_metrics(run, _read_metrics(run), spaces, obj(run.manifest.get("metric_variants")))
     grid = run.path / "images" / "grid.png"
-    if grid.is_file():
+    if run.readable(grid):
         shown = spaces or sorted({s.space for s in run.scalars})
         caption = f"{run.name}: rows are the originals, then " + ", ".join(shown)
         run.images.append(ImageRef(run.name, "", grid, ImageRole.RECON, caption))
-    run.notes += [str(n) for n in run.manifest.get("skipped_spaces") or []]
-    skipped = run.manifest.get("skipped_files") or []
+    run.notes += [str(n) for n in items(run.manifest.get("skipped_spaces"))]
+    skipped = items(run.manifest.get("skipped_files"))
     if skipped:
         run.notes.append(f"{len(skipped)} unreadable image file(s) skipped")
 
 
 def _train_gen_space(run: Run) -> str:
-    config = run.manifest.get("config") or {}
-    name = (config.get("space") or {}).get("name") or (config.get("train_gen") or {}).get("space")
+    config = obj(run.manifest.get("config"))
+    name = obj(config.get("space")).get("name") or obj(config.get("train_gen")).get("space")
     return space_label(name) if name else run.name
 
 
@@ -389,8 +429,8 @@ def _read_train_gen(run: Run) -> None:
             run.scalars[i] = Scalar(
                 s.run, s.space, s.metric, s.value, format_variant(variants[s.metric]), s.source
             )
-    task = str(((run.manifest.get("config") or {}).get("train_gen") or {}).get("task", ""))
-    steps = sorted((run.path / "images").glob("step_*.png"))
+    task = str(obj(obj(run.manifest.get("config")).get("train_gen")).get("task", ""))
+    steps = [p for p in sorted((run.path / "images").glob("step_*.png")) if run.readable(p)]
     if steps:
         last = steps[-1]
         step = int(re.sub(r"\D", "", last.stem) or 0)
@@ -398,7 +438,7 @@ def _read_train_gen(run: Run) -> None:
         role = ImageRole.EDITS if edit else ImageRole.SAMPLES
         what = "edited samples" if edit else "samples"
         run.images.append(ImageRef(run.name, space, last, role, f"{space}: {what} at step {step}"))
-    _generic_images(run, space, skip=list((run.path / "images").glob("step_*.png")))
+    _generic_images(run, space, skip=(run.path / "images").glob("step_*.png"))
 
 
 def _read_tokenizer(run: Run) -> None:
@@ -427,14 +467,15 @@ def _read_toy(run: Run) -> None:
 
 def _read_generic(run: Run) -> None:
     _curve_points(run)
-    _add_metrics(run, _read_metrics(run), [], run.manifest.get("metric_variants") or {})
+    _add_metrics(run, _read_metrics(run), [], obj(run.manifest.get("metric_variants")))
     _generic_images(run, "")
 
 
 def _read_metrics(run: Run) -> dict[str, Any]:
     path = run.path / METRICS
-    if not path.is_file():
-        run.notes.append(f"no {METRICS} (an unfinished run?)")
+    if not run.readable(path):
+        if not path.exists() and not path.is_symlink():
+            run.notes.append(f"no {METRICS} (an unfinished run?)")
         return {}
     data = _read_json(path)
     return data if isinstance(data, dict) else {}
@@ -456,11 +497,11 @@ def _read_geneval(run: Run, path: Path, space: str) -> None:
             run.scalars.append(Scalar(run.name, space, metric, number, variant, path))
 
     add("geneval", data.get("overall"))
-    for tag, task in (data.get("tasks") or {}).items():
-        add(f"geneval/{tag}", (task or {}).get("score"))
+    for tag, task in obj(data.get("tasks")).items():
+        add(f"geneval/{tag}", obj(task).get("score"))
     add("prompt_accuracy", data.get("prompt_accuracy"))
     add("num_images", data.get("num_images"))
-    for row in data.get("per_image") or []:
+    for row in items(data.get("per_image")):
         if isinstance(row, dict):
             run.prompts.append(
                 PromptResult(

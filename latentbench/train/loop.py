@@ -20,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import enum
-import os
 import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -53,7 +51,7 @@ from latentbench.files import (
     safetensors_problem,
     torch_load,
 )
-from latentbench.runs import RunDir, atomic_write_json
+from latentbench.runs import RunDir, atomic_write_json, staged_dir
 
 
 class MixedPrecision(str, enum.Enum):
@@ -395,9 +393,7 @@ class TrainLoop:
         if not self.is_main:
             return None
         final = self.checkpoint_dir / f"step_{self.step:08d}"
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=self.checkpoint_dir))
-        try:
+        with staged_dir(final) as tmp:
             save_file(_cpu_state(self.unwrapped), str(tmp / "model.safetensors"))
             if self.ema is not None:
                 save_file(_cpu_state(self.ema.model), str(tmp / "ema.safetensors"))
@@ -409,10 +405,6 @@ class TrainLoop:
                 tmp / "optimizer.pt",
             )
             atomic_write_json(tmp / "state.json", {"step": self.step, "seed": self.config.seed})
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         for old in self.checkpoints()[: -self.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         return final
