@@ -133,9 +133,9 @@ def mean_interval(
     """The mean of per-unit values (per-image PSNR, ...) with its interval.
 
     - n >= :data:`MIN_BOOTSTRAP_N`: expanded BCa bootstrap (:func:`bootstrap_mean_bounds`),
-      deterministic for a seed; ~1 s at n = 50,000.
+      deterministic for a seed; a few seconds at n = 50,000.
     - 2 <= n < :data:`MIN_BOOTSTRAP_N`: Student t (:func:`t_interval`); with so few values the
-      bootstrap interval cannot reach beyond the sample's range and covers far too rarely.
+      bootstrap interval cannot reach beyond the sample's range and covers too rarely.
     - n = 1: unbounded. All values equal: the zero-width interval [v, v].
     """
     x = _finite_1d(values, "mean_interval")
@@ -200,7 +200,7 @@ def _stratified_bounds(
     """Expanded BCa bounds of the mean of group means; each group (R, n_g) -> bounds (R,), (R,).
 
     BCa (Efron 1987) corrects the percentile interval for bias (z0) and skewness (the
-    acceleration, from the empirical influence of each value: (x - m_g) / (G n_g)). The normal
+    acceleration, from the empirical influence of each value, (x - m_g) / n_g). The normal
     quantile z is replaced by sqrt(n / (n - 1)) t_{n-1} (Hesterberg's expansion; n = the smallest
     group), which undoes the bootstrap's 1/n variance and z-for-t narrowness at small n.
     """
@@ -221,9 +221,12 @@ def _stratified_bounds(
         z = math.sqrt(n / (n - 1)) * stats.t.ppf((1 + level) / 2, n - 1)
     boot.sort(1)
     bounds = []
-    for zq in (-z, z):
+    for zq, limit in ((-z, 0.0), (z, 1.0)):
         shifted = z0 + zq
-        q = ndtr(z0 + shifted / (1 - accel * shifted))  # (R,) quantile levels
+        denom = 1 - accel * shifted  # (R,); <= 0: past the pole of BCa's map (strong skew with
+        # a large expanded z, e.g. a group of 2), where the level has gone to its limit
+        safe = np.where(denom > 0, denom, 1.0)
+        q = np.where(denom > 0, ndtr(z0 + shifted / safe), limit)  # (R,) quantile levels
         bounds.append(_row_quantiles(boot, q))
     low, high = bounds
     flat = np.ptp(np.concatenate(groups, 1), axis=1) == 0  # all values equal: [v, v]
@@ -355,7 +358,7 @@ def probe_heldout_warning(n: int, minimum: int = MIN_PROBE_HELDOUT) -> str | Non
 
 
 # -- Frechet distances ----------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: no element-wise ==
 class Moments:
     """Count, sum (D,) and sum of outer products (D, D) of feature rows, in float64: what
     ``metrics.fid.FeatureStats`` keeps (``Moments(s.n, s.sum.numpy(), s.outer.numpy())``)."""

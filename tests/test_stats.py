@@ -44,6 +44,8 @@ def draw(dist: str, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, floa
         return rng.normal(2.0, 3.0, size=shape), 2.0
     if dist == "exponential":
         return rng.exponential(size=shape), 1.0
+    if dist == "lognormal":
+        return rng.lognormal(0.0, 1.0, size=shape), math.exp(0.5)
     raise ValueError(dist)
 
 
@@ -193,6 +195,9 @@ def test_stratified_mean_interval_covers_the_mean_of_group_means() -> None:
 def test_stratified_mean_interval_edges() -> None:
     single = S.stratified_mean_interval({"a": [0.5], "b": [1.0]})
     assert single.value == 0.75 and single.low == -math.inf
+    for outlier in (100.0, -100.0):  # a group of 2 (expanded z ~ 18) and a strong skew
+        skewed = S.stratified_mean_interval({"a": [0.0, 1.0], "b": [0.0] * 9 + [outlier]})
+        assert skewed.low < skewed.value < skewed.high
     with pytest.raises(ValueError):
         S.stratified_mean_interval({})
     with pytest.raises(ValueError):
@@ -358,3 +363,71 @@ def test_best_index_marks_only_a_separated_best() -> None:
     assert S.best_index([nan, iv(10, 1), iv(4, 1)], higher_is_better=True) == 1
     unbounded = S.mean_interval([1.0])
     assert S.best_index([iv(10, 1), unbounded], higher_is_better=True) is None
+
+
+# -- coverage grid (slow): the tables of docs/statistics.md ---------------------------------------
+# `pytest -m slow -s tests/test_stats.py` prints every cell. Each cell must reach its floor: the
+# nominal 0.95 less Monte Carlo noise, lower where the docs say a method undercovers.
+def assert_cell(hits: np.ndarray, floor: float, what: str, ceiling: float = 0.995) -> None:
+    coverage = float(np.mean(hits))
+    print(f"\nGRID {what}: {coverage:.3f} ({len(hits)} intervals, floor {floor})")
+    assert floor <= coverage <= ceiling, f"{what}: coverage {coverage:.3f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [10, 30, 100, 1000])
+@pytest.mark.parametrize(
+    ("dist", "floors"),
+    [
+        ("normal", (0.93, 0.93, 0.93, 0.93)),
+        ("exponential", (0.89, 0.92, 0.92, 0.92)),
+        ("lognormal", (0.85, 0.88, 0.89, 0.92)),  # heavy right tail: every method undercovers
+    ],
+)
+def test_grid_mean(dist: str, floors: tuple[float, ...], n: int) -> None:
+    x, mean = draw(dist, (2000 if n < 1000 else 1000, n), seed=100 + n)
+    low, high = S.bootstrap_mean_bounds(x)
+    assert_cell(
+        (low <= mean) & (mean <= high), floors[[10, 30, 100, 1000].index(n)], f"mean {dist} n={n}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prompts", [10, 30, 90])
+def test_grid_stratified(prompts: int) -> None:
+    task_means = [0.95, 0.8, 0.6, 0.4, 0.2, 0.1]
+    groups = [clustered_draw(m, prompts, 2000, seed=50 + i) / 4 for i, m in enumerate(task_means)]
+    low, high = S.bootstrap_mean_bounds(*groups)
+    truth = float(np.mean(task_means))
+    assert_cell((low <= truth) & (truth <= high), 0.93, f"stratified 6 tasks x {prompts} prompts")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prompts", [10, 30, 100])
+@pytest.mark.parametrize("m", [0.05, 0.2, 0.5, 0.9])
+def test_grid_clustered_proportion(m: float, prompts: int) -> None:
+    k = clustered_draw(m, prompts, 1000, seed=60)
+    hits = [S.clustered_proportion_interval(row, [4] * prompts).contains(m) for row in k]
+    naive = np.mean([S.proportion_interval(int(r.sum()), 4 * prompts).contains(m) for r in k])
+    assert_cell(np.array(hits), 0.90, f"clustered p={m} {prompts} prompts x 4 (naive {naive:.3f})")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("dims", "n"), [(8, 100), (16, 200), (16, 1000), (32, 64), (32, 16)])
+def test_grid_fd(dims: int, n: int) -> None:
+    pair = GaussianPair(dims)
+    fds = [pair.fd(*S.Moments.of(pair.generate(n, 10_000 + i)).mean_cov()) for i in range(2000)]
+    target = float(np.median(fds))
+    hits = [S.fd_interval(pair.generate(n, i), pair.fd).contains(target) for i in range(500)]
+    ceiling = 0.995 if n >= 2 * dims else 1.0  # fewer samples than ~2 D: conservative (docs)
+    assert_cell(np.array(hits), 0.92, f"FD D={dims} N={n}", ceiling)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("n", [5, 10, 30, 100])
+def test_grid_spearman(n: int, rho: float) -> None:
+    truth = 6 / math.pi * math.asin(rho / 2)
+    xy = np.random.default_rng(70 + n).multivariate_normal([0, 0], [[1, rho], [rho, 1]], (2000, n))
+    hits = [S.spearman_interval(s[:, 0], s[:, 1]).contains(truth) for s in xy]
+    assert_cell(np.array(hits), 0.93, f"Spearman n={n} rho={rho}", 0.995 if n >= 10 else 1.0)
