@@ -28,7 +28,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
 C = TypeVar("C")
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")]

@@ -127,7 +127,7 @@ def test_strict_export_writes_nothing(bad_folder: Path, tmp_path: Path, cli, cap
     assert cli("data", "export", "--data", str(bad_folder), "--out", str(out)) == 0
     err = capsys.readouterr().err
     assert "wrote 1 images" in err and "(2 skipped)" in err and "b_truncated.jpg" in err
-    assert [p.name for p in out.iterdir()] == ["a_good.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".latentbench.json", "a_good.png"]
 
 
 def test_strict_open_names_the_first_ten_and_counts_the_rest(tmp_path: Path) -> None:
@@ -226,8 +226,9 @@ def test_allowed_images_over_pillows_warning_limit_read_silently(
 
 @pytest.mark.parametrize("value", ["0", "-5", "200000000"])
 def test_bad_max_pixels_is_one_line_error(value: str, tmp_path: Path, cli, capsys) -> None:
-    save_rgb(tmp_path / "a.png", 8)
-    code = cli("data", "export", "--data", str(tmp_path), "--out",
+    (tmp_path / "data").mkdir()
+    save_rgb(tmp_path / "data" / "a.png", 8)
+    code = cli("data", "export", "--data", str(tmp_path / "data"), "--out",
                    str(tmp_path / "x"), "--max-pixels", value)  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--max-pixels" in err and value in err

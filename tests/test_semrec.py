@@ -261,14 +261,14 @@ def test_train_tokenizer_stage1_then_stage2_saves_loadable_spaces(tmp_path):
 def test_stage2_refuses_an_init_that_is_not_stage1_of_the_same_encoder(
     tmp_path, monkeypatch, capsys
 ):
-    from latentbench.bench.tokenizer import train_tokenizer
+    from latentbench.bench.tokenizer import TrainTokenizerConfig, train_tokenizer
     from latentbench.cli import main
 
     preset = tmp_path / "p.yaml"
     preset.write_text(PRESET.format(space=json.dumps(TINY)))
-    stage1 = dict(preset=str(preset), quiet=True)
-    train_tokenizer("semrec", "shapes:8", out=tmp_path / "s1", **stage1)
-    train_tokenizer("pvae", "shapes:8", out=tmp_path / "pvae", **stage1)
+    stage1 = TrainTokenizerConfig(space="semrec", data="shapes:8", preset=str(preset))
+    train_tokenizer(stage1, tmp_path / "s1", quiet=True)
+    train_tokenizer(replace(stage1, space="pvae"), tmp_path / "pvae", quiet=True)
     _space().save(tmp_path / "bare")  # a space folder, but no stage-1 run
     other = tmp_path / "other.yaml"  # the same architecture on another encoder input size
     other.write_text(

@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from latentbench.errors import UserError
+from latentbench.runs import OutputKind, mark_output
 
 CUSTOM_CODE = """
 from pathlib import Path
@@ -364,7 +365,7 @@ def test_cli_resume_after_damage(
     cache (rebuilt, said), and at last no intact checkpoint (exit 2, one line)."""
     from latentbench.data.cache import cache_root
 
-    out = tmp_path / "runs"
+    out = mark_output(tmp_path / "runs", OutputKind.TRAIN_GEN)  # as train-gen --out leaves it
     shutil.copytree(toy_run, out / "pixel")
     last = out / "pixel" / "checkpoints" / "step_00000008"
     expected = load_file(last / "ema.safetensors")
