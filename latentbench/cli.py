@@ -109,9 +109,15 @@ def recon_cmd(
     batch_size: Annotated[int, typer.Option()] = 8,
     fd: Annotated[
         str,
-        typer.Option(help="Feature extractors for Frechet distances; 'inception' is rFID; 'none'."),
-    ] = "inception",
-    lpips: Annotated[str, typer.Option(help="LPIPS nets: alex, vgg, or none.")] = "alex",
+        typer.Option(
+            help="Feature extractors for Frechet distances; 'inception' is rFID; 'none'; "
+            "auto: inception where its weights are found, else efficientnet-lite0."
+        ),
+    ] = "auto",
+    lpips: Annotated[
+        str,
+        typer.Option(help="LPIPS nets: alex, vgg, none; auto: alex where its weights are found."),
+    ] = "auto",
     lpips_random_backbone: Annotated[
         bool, typer.Option(help="Offline demo: LPIPS heads on a random backbone (named as such).")
     ] = False,
@@ -146,10 +152,9 @@ def recon_cmd(
 ) -> None:
     """Reconstruct images with each space; PSNR, SSIM, LPIPS, rFID / FD, throughput."""
     from latentbench.bench.recon import ReconConfig, run_recon
-    from latentbench.config import _coerce
-    from latentbench.metrics.pixel import LPIPSNet
+    from latentbench.metrics.pixel import lpips_choice
 
-    nets = [_coerce(n, LPIPSNet, "--lpips") for n in _names_or_none(lpips)]
+    nets = [lpips_choice(n, "--lpips") for n in _names_or_none(lpips)]
     cfg = ReconConfig(
         spaces=split_names(space),
         data=data,

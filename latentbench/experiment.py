@@ -48,8 +48,8 @@ class ReconStep:
     image_size: int = 64
     num_images: int | None = None
     batch_size: int = 16
-    fd: list[str] = field(default_factory=lambda: ["inception"])
-    lpips: list[str] = field(default_factory=lambda: ["alex"])
+    fd: list[str] = field(default_factory=lambda: ["auto"])  # recon --fd: auto, inception, ...
+    lpips: list[str] = field(default_factory=lambda: ["auto"])  # recon --lpips: auto, alex, vgg
     lpips_random_backbone: bool = False
     diagnostics: int = 32
     seed: int | None = None  # default: experiment seed + 1, i.e. Shapes images not trained on
@@ -226,8 +226,7 @@ class ExperimentRunner:
 
     def recon(self, step: ReconStep) -> Path:
         from latentbench.bench.recon import ReconConfig, run_recon
-        from latentbench.config import parse_choice
-        from latentbench.metrics.pixel import LPIPSNet
+        from latentbench.metrics.pixel import lpips_choice
 
         folder = self.out / "recon"
         names = self.available(step.spaces, step.image_size)
@@ -246,7 +245,7 @@ class ExperimentRunner:
             num_images=step.num_images,
             batch_size=step.batch_size,
             fd=step.fd,
-            lpips=[parse_choice(LPIPSNet, n, "recon.lpips") for n in step.lpips],
+            lpips=[lpips_choice(n, "recon.lpips") for n in step.lpips],
             lpips_random_backbone=step.lpips_random_backbone,
             diagnostics=step.diagnostics,
             seed=seed,

@@ -54,8 +54,6 @@ from latentbench.train.loop import (
 
 ALL = "all"
 AUTO = "auto"
-INCEPTION = "inception"
-FALLBACK_EXTRACTOR = "efficientnet-lite0"
 
 
 @dataclass(frozen=True)
@@ -271,18 +269,16 @@ def make_eval_set(r: Resolved, space: LatentSpace, cache: LatentCache, num_class
 
 
 def make_extractor(name: str, echo: Callable[[str], None]) -> tuple[Any | None, str]:
-    """(extractor, name); ``auto`` falls back from Inception to EfficientNet-Lite0 with a note."""
+    """(extractor, name); ``auto`` falls back from Inception to EfficientNet-Lite0 with a note
+    (:func:`~latentbench.metrics.features.build_fd_extractor`, as ``recon --fd auto``)."""
     if name == "none":
         return None, "none"
-    from latentbench.metrics.features import build_extractor
+    from latentbench.metrics.features import build_fd_extractor
 
-    if name == AUTO:
-        try:
-            return build_extractor(INCEPTION), INCEPTION
-        except UserError as e:
-            echo(f"note: FD with {FALLBACK_EXTRACTOR} features ({INCEPTION} unavailable: {e})")
-            return build_extractor(FALLBACK_EXTRACTOR), FALLBACK_EXTRACTOR
-    return build_extractor(name), name
+    extractor, auto = build_fd_extractor(name)
+    if auto is not None:
+        echo(f"note: {auto.note()}")
+    return extractor, auto.chosen if auto else name
 
 
 def reference_stats(

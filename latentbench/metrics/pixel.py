@@ -11,7 +11,9 @@ caller can quantise once and pass the same uint8 batch to every metric.
   :data:`SSIM_VARIANT` (Wang et al. 2004: 11-tap Gaussian window, sigma 1.5, population
   covariance), including skimage's border crop.
 - :class:`LPIPSMetric` wraps the ``lpips`` package (real linear heads shipped with it); the
-  AlexNet / VGG16 backbone weights are torchvision's ImageNet files.
+  AlexNet / VGG16 backbone weights are torchvision's ImageNet files. :func:`build_lpips` with
+  ``auto`` (the default of ``recon --lpips``) uses the AlexNet LPIPS where its backbone is found
+  or downloads, else no LPIPS (a random backbone only when asked for: its values are not LPIPS).
 
 Every metric exposes a ``variant`` dict that the runner writes next to its value.
 """
@@ -21,12 +23,12 @@ from __future__ import annotations
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from latentbench.errors import UserError, unknown_choice
+from latentbench.errors import UserError, did_you_mean, unknown_choice
 
 MAX_PSNR_DB = 100.0
 """PSNR of identical images is +inf (as in skimage); it is capped here so means stay finite."""
@@ -216,7 +218,6 @@ class LPIPSMetric(nn.Module):
             _TORCHVISION_URL + file_name,
             weights,
             what=f"the LPIPS {self.net.value} backbone",
-            option="weights",
             allow_missing=allow_random_backbone,
         )
         # pnet_rand=True: lpips builds the backbone without downloading; the heads are real.
@@ -256,3 +257,43 @@ def _lpips_backbone_state(net: nn.Module, path: Path) -> dict[str, Tensor]:
         return {key: state["features." + key.split(".", 1)[1]] for key in net.state_dict()}
     except (KeyError, TypeError, AttributeError):
         raise UserError(f"{path} is not a torchvision state dict for this LPIPS backbone") from None
+
+
+AUTO = "auto"
+LPIPSChoice = LPIPSNet | Literal["auto"]
+
+
+def lpips_choice(value: LPIPSNet | str, where: str = "lpips") -> LPIPSChoice:
+    """``auto`` or an :class:`LPIPSNet`; anything else is a UserError naming the valid ones."""
+    if value == AUTO:
+        return AUTO
+    try:
+        return LPIPSNet(value)
+    except ValueError:
+        valid = [*(m.value for m in LPIPSNet), AUTO]
+        raise UserError(
+            f"{where}: {value!r} is not one of {', '.join(valid)}{did_you_mean(str(value), valid)}"
+        ) from None
+
+
+def build_lpips(
+    choice: LPIPSChoice, *, random_backbone: bool = False
+) -> tuple[LPIPSMetric | None, Any]:
+    """The LPIPS metric of ``choice`` and, for ``auto``, its
+    :class:`~latentbench.metrics.features.AutoChoice` (else None).
+
+    ``auto``: LPIPS-AlexNet where the backbone file is found or downloads; else, with
+    ``random_backbone``, the heads on a random backbone (named ``-randbackbone``), otherwise no
+    LPIPS at all (None): a random-backbone number is not LPIPS and should not appear in a table
+    unless asked for. An explicit net that cannot load stays an error.
+    """
+    from latentbench.metrics.features import first_available
+
+    if choice != AUTO:
+        return LPIPSMetric(choice, allow_random_backbone=random_backbone), None
+    fallback: tuple[str, Any] = (
+        ("alex-randbackbone", lambda: LPIPSMetric(LPIPSNet.ALEX, allow_random_backbone=True))
+        if random_backbone
+        else ("none", lambda: None)
+    )
+    return first_available("lpips", [("alex", lambda: LPIPSMetric(LPIPSNet.ALEX)), fallback])
