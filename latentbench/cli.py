@@ -287,7 +287,7 @@ def train_tokenizer_cmd(
     space: Annotated[str, typer.Option(help="semrec, svae, pvae, semrec-mlp, rae or rae-hd.")],
     data: Annotated[str, typer.Option(help="Training data SPEC: folder, shapes[:N], ...")],
     preset: Annotated[
-        str, typer.Option(help="tiny, paper, or a YAML file (configs/spaces/).")
+        str, typer.Option(help="tiny, quickstart, paper (shipped), or a .yaml file.")
     ] = "tiny",
     stage: Annotated[int, typer.Option(help="semrec: 1 = S-VAE, 2 = PS-VAE (needs --init).")] = 1,
     init: Annotated[
@@ -363,7 +363,8 @@ def train_gen_cmd(
     ] = None,
     preset: Annotated[str | None, typer.Option(help="tiny, small, base, large, xl.")] = None,
     config: Annotated[
-        Path | None, typer.Option(help="YAML of train-gen settings (configs/gen/); flags win.")
+        str | None,
+        typer.Option(help="train-gen settings: tiny ... xl (shipped) or a .yaml file; flags win."),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Override the preset's steps.")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps.")] = None,
@@ -650,7 +651,9 @@ def report_cmd(
 
 @app.command("run")
 def run_cmd(
-    experiment: Annotated[Path, typer.Argument(help="configs/experiments/NAME.yaml")],
+    experiment: Annotated[
+        str, typer.Argument(help="A shipped experiment (quickstart, smoke, ...) or a .yaml file.")
+    ],
     quiet: Quiet = False,
 ) -> None:
     """Run a whole experiment file; steps already done are skipped, killed ones resume."""

@@ -8,6 +8,12 @@ others from their checkpoints, so a killed run continues where it stopped.
 
 Spaces that cannot be built here (weights missing offline) are skipped with a note, unless the
 experiment sets ``skip_unavailable: false``.
+
+Paths in the file (data folders and captions files, ``preset: X.yaml``, ``init``, saved-space
+folders, ``out``, ``report``) are relative to the file's folder, so ``latentbench run FILE`` works
+from any folder; names (``tiny``, ``shapes:600``, registered spaces, tokenizer steps) stay names.
+Without ``out`` / ``report`` the outputs go to ``runs/<name>`` / ``reports/<name>`` under the
+current folder (a shipped experiment's folder is inside the installed package).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from latentbench.config import from_dict, load_yaml, to_dict
+from latentbench.configs import ConfigKind, config_path, is_yaml_path
+from latentbench.data import DataKind
 from latentbench.errors import UserError
 from latentbench.runs import atomic_write_json
 
@@ -80,8 +88,11 @@ class Experiment:
 
 
 def load_experiment(path: str | Path) -> Experiment:
+    """The experiment file ``path`` (or a shipped experiment's name), its paths made absolute."""
+    path = config_path(ConfigKind.EXPERIMENTS, path)
     raw = load_yaml(path)
     where = str(path)
+    _resolve_paths(raw, path.absolute().parent)
     lists = {"tokenizers": TokenizerStep, "generation": GenerationStep}
     for key, cls in lists.items():
         items = raw.get(key) or []
@@ -97,6 +108,53 @@ def load_experiment(path: str | Path) -> Experiment:
     if len(set(names)) != len(names):
         raise UserError(f"{where}: tokenizer names must be unique, got {names}")
     return exp
+
+
+# Data SPECs that are names, not paths (``shapes-edits`` is train-gen's edit data).
+DATA_NAMES = {k.value for k in DataKind if k not in (DataKind.FOLDER, DataKind.CAPTIONS)}
+DATA_NAMES.add("shapes-edits")
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the paths of a raw experiment dict relative to ``base`` (in place); names stay."""
+
+    def sections(key: str) -> list[dict[str, Any]]:
+        value = raw.get(key)
+        items = value if isinstance(value, list) else [value]
+        return [item for item in items if isinstance(item, dict)]
+
+    tokenizers = sections("tokenizers")
+    tokenizer_names = {step.get("name") for step in tokenizers}
+
+    def path(value: str) -> str:
+        return str(base / Path(value).expanduser())
+
+    def data(value: str) -> str:
+        return value if value.partition(":")[0].strip() in DATA_NAMES else path(value)
+
+    def space(value: str) -> str:
+        """A saved-space folder is written as a path (``./svae``, ``runs/x/svae``)."""
+        is_path = "/" in value or value.startswith((".", "~"))
+        return path(value) if is_path and value not in tokenizer_names else value
+
+    def update(section: dict[str, Any], key: str, how: Callable[[str], str]) -> None:
+        value = section.get(key)
+        if isinstance(value, str):
+            section[key] = how(value)
+        elif isinstance(value, list):
+            section[key] = [how(v) if isinstance(v, str) else v for v in value]
+
+    for key in ("out", "report"):
+        update(raw, key, path)
+    update(raw, "data", data)
+    for step in tokenizers:
+        update(step, "data", data)
+        update(step, "eval_data", data)
+        update(step, "preset", lambda v: path(v) if is_yaml_path(v) else v)
+        update(step, "init", lambda v: v if v in tokenizer_names else path(v))
+    for step in sections("recon") + sections("generation"):
+        update(step, "data", data)
+        update(step, "spaces", space)
 
 
 def _key(*parts: Any) -> str:

@@ -131,12 +131,17 @@ class Resolved:
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> TrainGenConfig:
-    """A YAML file of :class:`TrainGenConfig` fields (unknown keys are errors), then the
-    non-None ``overrides`` (command-line flags)."""
+    """A YAML file of :class:`TrainGenConfig` fields (a path, or a shipped config's name such as
+    ``tiny``; unknown keys are errors), then the non-None ``overrides`` (command-line flags)."""
     from latentbench.config import from_dict, load_yaml
+    from latentbench.configs import ConfigKind, config_path
 
-    data = load_yaml(path) if path else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    data = load_yaml(config_path(ConfigKind.GEN, path)) if path else {}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}  # e.g. space_options: flags win key by key
+        elif value is not None:
+            data[key] = value
     data.setdefault("space", "pixel")
     return from_dict(TrainGenConfig, data, where=str(path) if path else "train-gen")
 

@@ -4,10 +4,11 @@ The output folder is both a run folder (manifest.json, metrics.jsonl, metrics.js
 checkpoints/) and a saved space (space.json + space.safetensors with fitted stats), so
 ``build_space(DIR)`` and ``latentbench recon --space DIR`` load it.
 
-Presets are YAML files (``configs/spaces/tiny.yaml``, ``configs/spaces/paper.yaml``, or any path)
-with one section per family: ``semrec`` (semrec, svae, pvae, semrec-mlp) and ``rae`` (rae,
-rae-hd), each holding ``space`` (build options), ``loss``, ``loop``, ``stats_images`` and
-optional ``stage2`` overrides, merged key by key.
+Presets are YAML files (the shipped ``tiny``, ``quickstart`` and ``paper`` in
+``latentbench/configs/spaces/``, found by name, or any ``.yaml`` path) with one section per
+family: ``semrec`` (semrec, svae, pvae, semrec-mlp) and ``rae`` (rae, rae-hd), each holding
+``space`` (build options), ``loss``, ``loop``, ``stats_images`` and optional ``stage2``
+overrides, merged key by key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from latentbench.config import from_dict, load_yaml, to_dict
+from latentbench.configs import ConfigKind, config_path
 from latentbench.errors import UserError
 from latentbench.runs import RunDir
 from latentbench.spaces import build_space, load_space
@@ -32,7 +34,6 @@ from latentbench.train.tokenizer import (
     recipe_for,
 )
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "spaces"
 FAMILIES = {
     "semrec": "semrec",
     "svae": "semrec",
@@ -54,10 +55,7 @@ def load_preset(space: str, preset: str, stage: int) -> TokenizerConfig:
     """The :class:`TokenizerConfig` for ``space`` at ``stage`` from preset name or YAML path."""
     if space not in FAMILIES:
         raise UserError(f"train-tokenizer trains {', '.join(FAMILIES)}; got {space!r}")
-    path = Path(preset) if preset.endswith((".yaml", ".yml")) else CONFIG_DIR / f"{preset}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise UserError(f"preset {preset!r} not found; valid: {', '.join(names)} or a YAML path")
+    path = config_path(ConfigKind.SPACES, preset)
     family = FAMILIES[space]
     section = load_yaml(path).get(family)
     if not isinstance(section, dict):
