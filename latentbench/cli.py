@@ -390,6 +390,12 @@ def train_gen_cmd(
     ] = None,
     compile: Annotated[bool | None, typer.Option(help="torch.compile the DiT.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option", "-o", help="KEY=VALUE for every space that takes it, e.g. -o model=DIR."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="One run folder per space under it.")] = Path(
         "runs/gen"
     ),
@@ -416,6 +422,7 @@ def train_gen_cmd(
         mixed_precision=mixed_precision,
         compile=compile,
         seed=seed,
+        space_options=parse_options(option) if option else None,
     )
     results = train_generators(
         split_names(space),

@@ -192,7 +192,9 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
 
 # -- building blocks --------------------------------------------------------------------------
 def make_space(name: str, image_size: int, options: dict[str, Any] | None = None) -> LatentSpace:
-    opts = dict(options or {})
+    """Build ``name`` with the ``options`` it takes (as recon's ``-o``: the others are for other
+    spaces)."""
+    opts = {k: v for k, v in (options or {}).items() if space_accepts(name, k)}
     if space_accepts(name, "image_size"):
         opts.setdefault("image_size", image_size)
     return build_space(name, **opts)
@@ -504,6 +506,9 @@ def train_generators(
     (with a note). Writes ``out/metrics.json`` with each space's final metrics."""
     out = Path(out)
     names = resolve_space_names(spaces)
+    unused = [k for k in base.space_options if not any(space_accepts(n, k) for n in names)]
+    if unused:
+        raise UserError(f"no space here takes the option(s) {', '.join(sorted(unused))}")
     image_size = resolve(base).train.image_size
     results: dict[str, Any] = {}
     notes: list[str] = []
