@@ -23,12 +23,15 @@ from __future__ import annotations
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from latentbench.errors import UserError, did_you_mean, unknown_choice
+
+if TYPE_CHECKING:
+    from latentbench.metrics.features import AutoChoice
 
 MAX_PSNR_DB = 100.0
 """PSNR of identical images is +inf (as in skimage); it is capped here so means stay finite."""
@@ -278,9 +281,8 @@ def lpips_choice(value: LPIPSNet | str, where: str = "lpips") -> LPIPSChoice:
 
 def build_lpips(
     choice: LPIPSChoice, *, random_backbone: bool = False
-) -> tuple[LPIPSMetric | None, Any]:
-    """The LPIPS metric of ``choice`` and, for ``auto``, its
-    :class:`~latentbench.metrics.features.AutoChoice` (else None).
+) -> tuple[LPIPSMetric | None, AutoChoice | None]:
+    """The LPIPS metric of ``choice`` and, for ``auto``, what it became (else None).
 
     ``auto``: LPIPS-AlexNet where the backbone file is found or downloads; else, with
     ``random_backbone``, the heads on a random backbone (named ``-randbackbone``), otherwise no
