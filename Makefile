@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Tested torch build; override e.g. TORCH="torch==2.6.0 torchvision==0.21.0".
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+EXPERIMENT ?= quickstart
 # Real weights that ship beside a checkout here (TAEF2); elsewhere they download or are skipped.
 ifneq ($(wildcard ../shared/weights),)
 export LATENTBENCH_WEIGHTS ?= $(abspath ../shared/weights)
@@ -33,9 +34,10 @@ test: lint
 test-slow: venv
 	$(VENV)/bin/pytest -q -m slow
 
+# A shipped experiment's name (latentbench/configs/experiments/) or a path to an experiment file.
+# CI runs exactly this target with EXPERIMENT=smoke.
 demo: venv
-	$(VENV)/bin/latentbench recon --space pixel,taef2 --data skimage --image-size 256 \
-		--fid efficientnet-lite0 --lpips-random-backbone --out $(DEMO_OUT)
+	$(VENV)/bin/latentbench run $(EXPERIMENT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

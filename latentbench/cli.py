@@ -139,9 +139,15 @@ def recon_cmd(
     batch_size: Annotated[int, typer.Option()] = 8,
     fd: Annotated[
         str,
-        typer.Option(help="Feature extractors for Frechet distances; 'inception' is rFID; 'none'."),
-    ] = "inception",
-    lpips: Annotated[str, typer.Option(help="LPIPS nets: alex, vgg, or none.")] = "alex",
+        typer.Option(
+            help="Feature extractors for Frechet distances; 'inception' is rFID; 'none'; "
+            "auto: inception where its weights are found, else efficientnet-lite0."
+        ),
+    ] = "auto",
+    lpips: Annotated[
+        str,
+        typer.Option(help="LPIPS nets: alex, vgg, none; auto: alex where its weights are found."),
+    ] = "auto",
     lpips_random_backbone: Annotated[
         bool, typer.Option(help="Offline demo: LPIPS heads on a random backbone (named as such).")
     ] = False,
@@ -330,7 +336,7 @@ def train_tokenizer_cmd(
     space: Annotated[str, typer.Option(help="semrec, svae, pvae, semrec-mlp, rae or rae-hd.")],
     data: Annotated[str, typer.Option(help="Training data SPEC: folder, shapes[:N], ...")],
     preset: Annotated[
-        str, typer.Option(help="tiny, paper, or a YAML file (configs/spaces/).")
+        str, typer.Option(help="tiny, quickstart, paper (shipped), or a .yaml file.")
     ] = "tiny",
     stage: Annotated[int, typer.Option(help="semrec: 1 = S-VAE, 2 = PS-VAE (needs --init).")] = 1,
     init: Annotated[
@@ -411,7 +417,8 @@ def train_gen_cmd(
     ] = None,
     preset: Annotated[str | None, typer.Option(help="tiny, small, base, large, xl.")] = None,
     config: Annotated[
-        Path | None, typer.Option(help="YAML of train-gen settings (configs/gen/); flags win.")
+        str | None,
+        typer.Option(help="train-gen settings: tiny ... xl (shipped) or a .yaml file; flags win."),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Override the preset's steps.")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps.")] = None,
@@ -446,6 +453,12 @@ def train_gen_cmd(
     compile: Annotated[bool | None, typer.Option(help="torch.compile the DiT.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     max_pixels: MaxPixelsFlag = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option", "-o", help="KEY=VALUE for every space that takes it, e.g. -o model=DIR."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="One run folder per space under it.")] = Path(
         "runs/gen"
     ),
@@ -478,6 +491,7 @@ def train_gen_cmd(
         compile=compile,
         seed=seed,
         max_pixels=max_pixels,
+        space_options=parse_options(option) if option else None,
     )
     results = train_generators(
         split_names(space),
@@ -739,7 +753,9 @@ def report_cmd(
 
 @app.command("run")
 def run_cmd(
-    experiment: Annotated[Path, typer.Argument(help="configs/experiments/NAME.yaml")],
+    experiment: Annotated[
+        str, typer.Argument(help="A shipped experiment (quickstart, smoke, ...) or a .yaml file.")
+    ],
     overwrite: Annotated[
         bool,
         typer.Option(help="Write the out: and report: folders even when they hold other files."),

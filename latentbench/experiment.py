@@ -8,6 +8,12 @@ others from their checkpoints, so a killed run continues where it stopped.
 
 Spaces that cannot be built here (weights missing offline) are skipped with a note, unless the
 experiment sets ``skip_unavailable: false``.
+
+Paths in the file (data folders and captions files, ``preset: X.yaml``, ``init``, saved-space
+folders, ``out``, ``report``) are relative to the file's folder, so ``latentbench run FILE`` works
+from any folder; names (``tiny``, ``shapes:600``, registered spaces, tokenizer steps) stay names.
+Without ``out`` / ``report`` the outputs go to ``runs/<name>`` / ``reports/<name>`` under the
+current folder (a shipped experiment's folder is inside the installed package).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from latentbench.bench.generation import TrainGenConfig
 from latentbench.bench.recon import ReconConfig
 from latentbench.bench.tokenizer import TrainTokenizerConfig
 from latentbench.config import NonNegativeInt, config, from_dict, load_yaml, to_dict
+from latentbench.configs import ConfigKind, config_path, is_yaml_path
+from latentbench.data import DataKind
 from latentbench.errors import UserError
 from latentbench.runs import (
     OutputKind,
@@ -89,9 +97,12 @@ class Experiment:
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """Read and validate an experiment file; every problem is one line naming the key."""
+    """Read and validate an experiment file (or a shipped experiment's name), its paths made
+    absolute; every problem is one line naming the key."""
+    path = config_path(ConfigKind.EXPERIMENTS, path)
     raw = load_yaml(path)
     raw.setdefault("name", Path(path).stem)
+    _resolve_paths(raw, path.absolute().parent)
     exp = from_dict(Experiment, raw, str(path))
     names = [t.name for t in exp.tokenizers]
     if len(set(names)) != len(names):
@@ -102,6 +113,53 @@ def load_experiment(path: str | Path) -> Experiment:
 def _settings(step: Any, cls: type) -> dict[str, Any]:
     """The fields of command config ``cls`` that ``step`` (a subclass instance) holds."""
     return {f.name: getattr(step, f.name) for f in fields(cls)}
+
+
+# Data SPECs that are names, not paths (``shapes-edits`` is train-gen's edit data).
+DATA_NAMES = {k.value for k in DataKind if k not in (DataKind.FOLDER, DataKind.CAPTIONS)}
+DATA_NAMES.add("shapes-edits")
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the paths of a raw experiment dict relative to ``base`` (in place); names stay."""
+
+    def sections(key: str) -> list[dict[str, Any]]:
+        value = raw.get(key)
+        items = value if isinstance(value, list) else [value]
+        return [item for item in items if isinstance(item, dict)]
+
+    tokenizers = sections("tokenizers")
+    tokenizer_names = {step.get("name") for step in tokenizers}
+
+    def path(value: str) -> str:
+        return str(base / Path(value).expanduser())
+
+    def data(value: str) -> str:
+        return value if value.partition(":")[0].strip() in DATA_NAMES else path(value)
+
+    def space(value: str) -> str:
+        """A saved-space folder is written as a path (``./svae``, ``runs/x/svae``)."""
+        is_path = "/" in value or value.startswith((".", "~"))
+        return path(value) if is_path and value not in tokenizer_names else value
+
+    def update(section: dict[str, Any], key: str, how: Callable[[str], str]) -> None:
+        value = section.get(key)
+        if isinstance(value, str):
+            section[key] = how(value)
+        elif isinstance(value, list):
+            section[key] = [how(v) if isinstance(v, str) else v for v in value]
+
+    for key in ("out", "report"):
+        update(raw, key, path)
+    update(raw, "data", data)
+    for step in tokenizers:
+        update(step, "data", data)
+        update(step, "eval_data", data)
+        update(step, "preset", lambda v: path(v) if is_yaml_path(v) else v)
+        update(step, "init", lambda v: v if v in tokenizer_names else path(v))
+    for step in sections("recon") + sections("generation"):
+        update(step, "data", data)
+        update(step, "spaces", space)
 
 
 def _key(*parts: Any) -> str:

@@ -154,7 +154,6 @@ def fetch_weights(
     path: str | Path | None,
     *,
     what: str,
-    option: str,
     allow_missing: bool = False,
 ) -> WeightsFile | None:
     """Find ``file_name`` locally (see :func:`find_local_weights`, then torch's hub cache), else
@@ -176,8 +175,8 @@ def fetch_weights(
         except (OSError, RuntimeError) as e:
             raise UserError(
                 f"cannot get {what} weights {file_name} from {url} ({first_line(e)}); download "
-                f"that file and pass {option}=PATH, or put it in the folder named by "
-                f"${WEIGHTS_ENV}"
+                f"that file into the folder named by ${WEIGHTS_ENV} (as "
+                f"${WEIGHTS_ENV}/{file_name}) or into torch's cache ({cached})"
             ) from None
         found = cached
     return WeightsFile.of(found) if found is not None else None

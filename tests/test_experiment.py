@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -66,11 +67,82 @@ def test_bad_experiment_files_are_user_errors(tmp_path):
 
 
 def test_shipped_experiments_parse():
-    from pathlib import Path
+    from latentbench.configs import ConfigKind, shipped_configs
 
-    files = sorted(
-        (Path(__file__).resolve().parent.parent / "configs" / "experiments").glob("*.yaml")
+    names = shipped_configs(ConfigKind.EXPERIMENTS)
+    assert {"quickstart", "smoke"} <= set(names)
+    for name, path in names.items():
+        assert load_experiment(name) == load_experiment(path)
+
+
+def test_paths_are_relative_to_the_file_and_names_stay_names(tmp_path):
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    path = folder / "x.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "data": "photos",
+                "out": "out",
+                "report": "/abs/report",
+                "tokenizers": [
+                    {"name": "a", "space": "semrec", "preset": "p.yaml", "data": "caps.jsonl"},
+                    {"name": "b", "space": "semrec", "stage": 2, "init": "a", "preset": "tiny"},
+                    {"name": "c", "space": "rae", "init": "saved/a", "eval_data": "shapes:10"},
+                ],
+                "recon": {"spaces": ["pixel", "a", "./saved/b", "~/s"], "data": "hf:org/x:val"},
+                "generation": [{"spaces": ["b"], "data": "shapes-edits:8", "task": "edit"}],
+            }
+        )
     )
-    assert files
-    for f in files:
-        load_experiment(f)
+    exp = load_experiment(path)
+    assert exp.name == "x" and exp.data == str(folder / "photos")
+    assert exp.out == str(folder / "out") and exp.report == "/abs/report"
+    a, b, c = exp.tokenizers
+    assert (a.preset, a.data) == (str(folder / "p.yaml"), str(folder / "caps.jsonl"))
+    assert (b.init, b.preset) == ("a", "tiny")  # a step's name and a shipped preset's
+    assert (c.init, c.eval_data) == (str(folder / "saved/a"), "shapes:10")
+    home = str(Path("~/s").expanduser())
+    assert exp.recon.spaces == ["pixel", "a", str(folder / "saved/b"), home]
+    assert exp.recon.data == "hf:org/x:val"
+    assert exp.generation[0].data == "shapes-edits:8"
+
+
+def test_run_an_absolute_file_from_another_folder(tmp_path, monkeypatch):
+    """`latentbench run /abs/x.yaml` from elsewhere: its relative paths are the file's."""
+    from test_semrec import PRESET, TINY
+    from typer.testing import CliRunner
+
+    from latentbench.cli import app
+    from latentbench.data import open_images
+    from latentbench.data.images import export_images
+
+    folder = tmp_path / "exp"
+    export_images(open_images("shapes:8", 16), folder / "photos")
+    (folder / "p.yaml").write_text(PRESET.format(space=json.dumps(TINY)))
+    (folder / "x.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": "photos",
+                "out": "out",
+                "report": "report",
+                "tokenizers": [{"name": "tok", "space": "semrec", "preset": "p.yaml"}],
+                "recon": {
+                    "spaces": ["pixel", "tok"],
+                    "image_size": 16,
+                    "fd": [],
+                    "lpips": [],
+                    "diagnostics": 0,
+                },
+            }
+        )
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = CliRunner().invoke(app, ["run", str(folder / "x.yaml"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert (folder / "report" / "index.html").is_file()
+    metrics = json.loads((folder / "out" / "recon" / "metrics.json").read_text())
+    assert set(metrics) == {"pixel", "tok"} and metrics["pixel"]["num_images"] == 8
+    assert list(elsewhere.iterdir()) == []  # nothing written where it was started

@@ -82,7 +82,7 @@ def test_weights_lookup_order(
     """Explicit file or folder, then $LATENTBENCH_WEIGHTS, then torch's hub cache."""
 
     def find(path: object = None) -> Path:
-        found = fetch_weights(INCEPTION_FILE, "unused://", path, what="test", option="weights")
+        found = fetch_weights(INCEPTION_FILE, "unused://", path, what="test")
         assert found is not None
         return found.path
 
@@ -101,8 +101,10 @@ def test_inception_missing_weights_is_one_clear_line(no_weights: Path) -> None:
     with pytest.raises(UserError) as err:
         build_extractor("inception")
     message = str(err.value)
-    assert INCEPTION_FILE in message and "LATENTBENCH_WEIGHTS" in message and "\n" not in message
-    assert "weights=PATH" in message
+    assert INCEPTION_FILE in message and "\n" not in message
+    # the ways that exist: $LATENTBENCH_WEIGHTS/<file> or torch's cache; no option recon lacks
+    assert f"$LATENTBENCH_WEIGHTS/{INCEPTION_FILE}" in message and "hub/checkpoints" in message
+    assert "weights=PATH" not in message
 
 
 def test_inception_refuses_pickled_code(tmp_path: Path) -> None:

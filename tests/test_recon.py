@@ -200,3 +200,63 @@ def test_taef2_on_photos_agrees_with_scikit_image(tmp_path):
         text=True,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# -- auto: the real metric where its weights are, else the offline variant, said so ---------------
+def test_recon_defaults_are_auto_and_fall_back_offline(no_weights, tmp_path):
+    from typer.testing import CliRunner
+
+    from latentbench.cli import app
+
+    out = tmp_path / "auto"
+    args = ["recon", "--space", "pixel", "--data", "shapes:2", "--image-size", "32"]
+    res = CliRunner().invoke(app, [*args, "--diagnostics", "0", "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "note: fd auto -> efficientnet-lite0 (inception unavailable:" in res.output
+    assert "note: lpips auto -> none (alex unavailable:" in res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "fd_efficientnet-lite0" in metrics and "rfid" not in metrics
+    assert not [k for k in metrics if k.startswith("lpips")]  # no LPIPS rather than a fake one
+    assert metrics["auto"]["fd"]["chosen"] == "efficientnet-lite0"
+    assert "weights-inception" in metrics["auto"]["fd"]["reason"]
+    assert metrics["auto"]["lpips"]["chosen"] == "none"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["auto_choices"] == metrics["auto"]
+
+
+def test_recon_explicit_metrics_still_fail_offline(folder, no_weights, tmp_path):
+    from latentbench.errors import UserError
+
+    with pytest.raises(UserError, match="weights-inception-2015-12-05"):
+        run_recon(_config(folder, ["pixel"], fd=["inception"]), tmp_path / "a")
+    with pytest.raises(UserError, match="alexnet-owt"):
+        run_recon(_config(folder, ["pixel"], fd=[], lpips=["alex"]), tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_recon_auto_uses_the_real_metrics_where_their_weights_are(
+    no_weights, inception_weights, tmp_path, monkeypatch
+):
+    from test_metrics_pixel import random_alexnet_file
+
+    weights = tmp_path / "weights"
+    random_alexnet_file(weights)
+    (weights / inception_weights.name).symlink_to(inception_weights)
+    monkeypatch.setenv("LATENTBENCH_WEIGHTS", str(weights))
+    lines: list[str] = []
+    two = dict(spaces=["pixel"], data="shapes:2", image_size=32, batch_size=2, diagnostics=0)
+    cfg = ReconConfig(**two, fd=["auto"], lpips=["auto"])
+    metrics = run_recon(cfg, tmp_path / "run", echo=lines.append)["pixel"]
+    assert "rfid" in metrics and "lpips" in metrics
+    assert metrics["auto"] == {
+        "fd": {"chosen": "inception", "reason": ""},
+        "lpips": {"chosen": "alex", "reason": ""},
+    }
+    assert "note: fd auto -> inception" in lines
+    # with --lpips-random-backbone and no backbone file, auto falls back to the named stand-in
+    (weights / "alexnet-owt-7be5be79.pth").unlink()
+    cfg = ReconConfig(**two, fd=[], lpips=["auto"], lpips_random_backbone=True)
+    metrics = run_recon(cfg, tmp_path / "rand")["pixel"]
+    assert "lpips_randbackbone" in metrics and metrics["auto"]["lpips"]["chosen"] == (
+        "alex-randbackbone"
+    )

@@ -220,3 +220,24 @@ def test_geneval_ceiling_is_one_for_a_lossless_space_and_low_for_a_broken_one():
     torch.manual_seed(0)
     broken = build_space("taesd", pretrained=False, image_size=64)  # random decoder
     assert geneval_ceiling(broken, entries, seed=0)["geneval_ceiling"] < 0.2
+
+
+def test_cli_space_options_reach_the_space_and_win_over_the_yaml(tmp_path):
+    config = tmp_path / "toy.yaml"
+    config.write_text(yaml.safe_dump({**TOY, "steps": 1, "space_options": {"patch": 4}}))
+    out = tmp_path / "runs"
+    args = ["train-gen", "--space", "pixel", "--config", str(config), "-o", "patch=2"]
+    res = CliRunner().invoke(app, [*args, "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "pixel" / "manifest.json").read_text())
+    assert manifest["config"]["train_gen"]["space_options"] == {"patch": 2}
+    assert manifest["config"]["space"]["spec"]["channels"] == 12  # 3 x 2 x 2
+    res = CliRunner().invoke(app, [*args[:-2], "-o", "bogus=1", "--out", str(tmp_path / "x")])
+    assert isinstance(res.exception, UserError)
+    assert "no space here takes the option(s) bogus" in str(res.exception)
+
+
+def test_shipped_train_gen_configs_load_by_name():
+    assert load_config("tiny").preset == "tiny"
+    with pytest.raises(UserError, match="train-gen config 'tinny' not found"):
+        load_config("tinny")

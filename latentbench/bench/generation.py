@@ -70,8 +70,6 @@ from latentbench.train.loop import (
 
 ALL = "all"
 AUTO = "auto"
-INCEPTION = "inception"
-FALLBACK_EXTRACTOR = "efficientnet-lite0"
 
 
 @dataclass(frozen=True)
@@ -157,13 +155,19 @@ class Resolved:
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> TrainGenConfig:
-    """A YAML file of :class:`TrainGenConfig` fields (unknown keys are errors), then the
-    non-None ``overrides`` (command-line flags)."""
+    """A YAML file of :class:`TrainGenConfig` fields (a path, or a shipped config's name such as
+    ``tiny``; unknown keys are errors), then the non-None ``overrides`` (command-line flags)."""
     from latentbench.config import from_dict, load_yaml
+    from latentbench.configs import ConfigKind, config_path
 
     flags = {k: v for k, v in overrides.items() if v is not None}
     from_dict(TrainGenConfig, {"space": "pixel", **flags}, "train-gen", flags=flags)
-    data = {**(load_yaml(path) if path else {}), **flags}
+    data = load_yaml(config_path(ConfigKind.GEN, path)) if path else {}
+    for key, value in flags.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}  # e.g. space_options: flags win key by key
+        else:
+            data[key] = value
     data.setdefault("space", "pixel")
     return from_dict(TrainGenConfig, data, where=str(path) if path else "train-gen")
 
@@ -216,7 +220,9 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
 
 # -- building blocks --------------------------------------------------------------------------
 def make_space(name: str, image_size: int, options: dict[str, Any] | None = None) -> LatentSpace:
-    opts = dict(options or {})
+    """Build ``name`` with the ``options`` it takes (as recon's ``-o``: the others are for other
+    spaces)."""
+    opts = {k: v for k, v in (options or {}).items() if space_accepts(name, k)}
     if space_accepts(name, "image_size"):
         opts.setdefault("image_size", image_size)
     return build_space(name, **opts)
@@ -305,18 +311,16 @@ def make_eval_set(r: Resolved, space: LatentSpace, cache: LatentCache, num_class
 
 
 def make_extractor(name: str, echo: Callable[[str], None]) -> tuple[Any | None, str]:
-    """(extractor, name); ``auto`` falls back from Inception to EfficientNet-Lite0 with a note."""
+    """(extractor, name); ``auto`` falls back from Inception to EfficientNet-Lite0 with a note
+    (:func:`~latentbench.metrics.features.build_fd_extractor`, as ``recon --fd auto``)."""
     if name == "none":
         return None, "none"
-    from latentbench.metrics.features import build_extractor
+    from latentbench.metrics.features import build_fd_extractor
 
-    if name == AUTO:
-        try:
-            return build_extractor(INCEPTION), INCEPTION
-        except UserError as e:
-            echo(f"note: FD with {FALLBACK_EXTRACTOR} features ({INCEPTION} unavailable: {e})")
-            return build_extractor(FALLBACK_EXTRACTOR), FALLBACK_EXTRACTOR
-    return build_extractor(name), name
+    extractor, auto = build_fd_extractor(name)
+    if auto is not None:
+        echo(f"note: {auto.note()}")
+    return extractor, auto.chosen if auto else name
 
 
 def reference_stats(
@@ -558,6 +562,9 @@ def train_generators(
     new, empty or an earlier train-gen ``out``, unless ``overwrite``."""
     out = _claim(out, base, overwrite, spaces)
     names = resolve_space_names(spaces)
+    unused = [k for k in base.space_options if not any(space_accepts(n, k) for n in names)]
+    if unused:
+        raise UserError(f"no space here takes the option(s) {', '.join(sorted(unused))}")
     image_size = resolve(base).train.image_size
     results: dict[str, Any] = {}
     notes: list[str] = []

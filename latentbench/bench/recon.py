@@ -5,6 +5,11 @@ PSNR / SSIM / LPIPS per image, running feature statistics of the reconstructions
 distance, encode/decode throughput, latent statistics. The statistics of the source images are
 computed once per (dataset, preprocessing, extractor) and cached, so K spaces cost K+1 feature
 passes. The run folder is built under a temporary name and appears only when complete.
+
+``fd`` and ``lpips`` default to ``auto``: the real rFID / LPIPS where their weights are found (or
+download), else the offline variants (see :func:`~latentbench.metrics.features.build_fd_extractor`
+and :func:`~latentbench.metrics.pixel.build_lpips`); what ``auto`` became is printed and written
+to metrics.json (``auto``) and the manifest (``auto_choices``).
 """
 
 from __future__ import annotations
@@ -31,13 +36,15 @@ from latentbench.data import (
     open_images,
 )
 from latentbench.errors import UserError
-from latentbench.metrics.features import build_extractor
+from latentbench.metrics.features import AUTO, AutoChoice, FeatureExtractor, build_fd_extractor
 from latentbench.metrics.fid import FeatureStats, cached_reference_stats
 from latentbench.metrics.pixel import (
     PSNR_VARIANT,
     SSIM_VARIANT,
+    LPIPSChoice,
     LPIPSMetric,
     LPIPSNet,
+    build_lpips,
     psnr,
     ssim,
     to_uint8,
@@ -74,8 +81,8 @@ class ReconConfig:
     image_size: Annotated[PositiveInt, AfterValidator(_at_least_ssim_window)] = 256
     num_images: PositiveInt | None = None
     batch_size: PositiveInt = 8
-    fd: list[str] = field(default_factory=lambda: [INCEPTION])  # feature extractors for FD
-    lpips: list[LPIPSNet] = field(default_factory=lambda: [LPIPSNet.ALEX])
+    fd: list[str] = field(default_factory=lambda: [AUTO])  # feature extractors for FD; auto
+    lpips: list[LPIPSChoice] = field(default_factory=lambda: [LPIPSChoice.AUTO])  # alex, vgg, auto
     lpips_random_backbone: bool = False  # offline demos/tests only; recorded in the metric name
     weights: str | None = None  # passed to spaces that take a `weights` option
     space_options: dict[str, Any] = field(default_factory=dict)  # to every space that takes them
@@ -165,13 +172,19 @@ class Recon:
             max_pixels=cfg.max_pixels,
             quiet=quiet,
         )
-        self.lpips = {
-            lpips_key(net, cfg.lpips_random_backbone): LPIPSMetric(
-                net, allow_random_backbone=cfg.lpips_random_backbone
-            ).to(device)
-            for net in cfg.lpips
-        }
-        self.extractors = {name: build_extractor(name).to(device) for name in cfg.fd}
+        self.auto: list[AutoChoice] = []  # what each `auto` option became
+        self.lpips: dict[str, LPIPSMetric] = {}
+        for choice in cfg.lpips:
+            metric, auto = build_lpips(choice, random_backbone=cfg.lpips_random_backbone)
+            self.auto += [auto] if auto else []
+            if metric is not None:
+                random = metric.variant["name"].endswith("-randbackbone")
+                self.lpips[lpips_key(metric.net, random)] = metric.to(device)
+        self.extractors: dict[str, FeatureExtractor] = {}
+        for name in cfg.fd:
+            extractor, auto = build_fd_extractor(name)
+            self.auto += [auto] if auto else []
+            self.extractors[auto.chosen if auto else name] = extractor.to(device)
         self.reference: dict[str, FeatureStats] = {}
 
     def batches(self, desc: str) -> Iterable[Any]:
@@ -317,6 +330,9 @@ def run_recon(
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(cfg.seed)
     recon = Recon(cfg, device, quiet)
+    for choice in recon.auto:
+        echo(f"note: {choice.note()}")
+    auto = {c.option: c.to_dict() for c in recon.auto}
     spaces, notes = resolve_spaces(cfg, device)
     for note in notes:
         echo(note)
@@ -326,6 +342,8 @@ def run_recon(
         for label, space in spaces.items():
             image_dir = tmp / "images" / "recon" / label if cfg.save_images else None
             results[label] = recon.run_space(space, image_dir)
+            if auto:
+                results[label].metrics["auto"] = auto
             space.to("cpu")
         if cfg.save_images:
             for batch in iter_batches(recon.dataset, cfg.batch_size):
@@ -340,6 +358,7 @@ def run_recon(
         info = manifest("recon", config, cfg.seed)
         info.update(
             metric_variants=recon.variants(),
+            auto_choices=auto,
             spaces={k: _space_info(s) for k, s in spaces.items()},
             skipped_spaces=notes,
             skipped_files=[{"key": k, "error": e} for k, e in skipped],

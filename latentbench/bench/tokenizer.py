@@ -4,10 +4,11 @@ The output folder is both a run folder (manifest.json, metrics.jsonl, metrics.js
 checkpoints/) and a saved space (space.json + space.safetensors with fitted stats), so
 ``build_space(DIR)`` and ``latentbench recon --space DIR`` load it.
 
-Presets are YAML files (``configs/spaces/tiny.yaml``, ``configs/spaces/paper.yaml``, or any path)
-with one section per family: ``semrec`` (semrec, svae, pvae, semrec-mlp) and ``rae`` (rae,
-rae-hd), each holding ``space`` (build options), ``loss``, ``loop``, ``stats_images`` and
-optional ``stage2`` overrides, merged key by key.
+Presets are YAML files (the shipped ``tiny``, ``quickstart`` and ``paper`` in
+``latentbench/configs/spaces/``, found by name, or any ``.yaml`` path) with one section per
+family: ``semrec`` (semrec, svae, pvae, semrec-mlp) and ``rae`` (rae, rae-hd), each holding
+``space`` (build options), ``loss``, ``loop``, ``stats_images`` and optional ``stage2``
+overrides, merged key by key.
 
 Stage 2 (PS-VAE) starts from stage 1 (S-VAE): ``--init`` must be a ``train-tokenizer`` output
 trained with the ``svae`` recipe at stage 1 on the encoder the stage-2 preset names (so its
@@ -27,6 +28,7 @@ import torch
 from pydantic import Field
 
 from latentbench.config import PositiveInt, config, from_dict, load_yaml, to_dict
+from latentbench.configs import ConfigKind, config_path
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.errors import UserError
 from latentbench.runs import OutputKind, RunDir, claim_output, existing_paths
@@ -43,7 +45,6 @@ from latentbench.train.tokenizer import (
     recipe_for,
 )
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "spaces"
 FAMILIES = {
     "semrec": "semrec",
     "svae": "semrec",
@@ -65,10 +66,7 @@ def load_preset(space: str, preset: str, stage: int) -> TokenizerConfig:
     """The :class:`TokenizerConfig` for ``space`` at ``stage`` from preset name or YAML path."""
     if space not in FAMILIES:
         raise UserError(f"train-tokenizer trains {', '.join(FAMILIES)}; got {space!r}")
-    path = Path(preset) if preset.endswith((".yaml", ".yml")) else CONFIG_DIR / f"{preset}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise UserError(f"preset {preset!r} not found; valid: {', '.join(names)} or a YAML path")
+    path = config_path(ConfigKind.SPACES, preset)
     family = FAMILIES[space]
     section = load_yaml(path).get(family)
     if not isinstance(section, dict):

