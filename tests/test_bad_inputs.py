@@ -161,7 +161,7 @@ CASES: dict[str, tuple[Case, str]] = {
     ),
     "experiment unknown enum value": (
         lambda t: ["run", experiment(t, recon={**RECON_STEP, "lpips": ["alexx"]})],
-        "'alexx' is not one of alex, vgg (did you mean 'alex'?)",
+        "'alexx' is not one of alex, vgg, auto (did you mean 'alex'?)",
     ),
     "experiment skip_unavailable no": (
         lambda t: [

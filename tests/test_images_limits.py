@@ -99,7 +99,7 @@ def test_strict_recon_names_every_unreadable_file_before_any_work(
         raise AssertionError("recon started work before the strict check")
 
     monkeypatch.setattr(recon, "resolve_spaces", no_work)
-    monkeypatch.setattr(recon, "build_extractor", no_work)
+    monkeypatch.setattr(recon, "build_fd_extractor", no_work)
     out = tmp_path / "run"
     code = cli(
         "recon", "--space", "pixel", "--data", str(bad_folder), "--image-size",
