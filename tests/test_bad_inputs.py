@@ -24,6 +24,11 @@ RECON = ["recon", *CHEAP, "--image-size", "16", "--diagnostics", "0"]
 COMPLETE = ("metrics.json", ".done.json", "manifest.json", "index.html", "space.json")
 
 
+def finished_files(root: Path) -> set[Path]:
+    """Files that make a folder look like a finished run, report or space."""
+    return {p for name in COMPLETE for p in root.rglob(name)}
+
+
 def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``latentbench ARGV`` run through ``main()``."""
     monkeypatch.setattr(sys, "argv", ["latentbench", *argv])
@@ -175,6 +180,104 @@ CASES: dict[str, tuple[Case, str]] = {
 }
 
 
+def saved_space(tmp: Path, damage: str) -> str:
+    """A saved pixel space with one file damaged as ``damage`` says."""
+    from latentbench.spaces import build_space
+
+    folder = build_space("pixel", image_size=16, patch=2).save(tmp / "space")
+    name, how = damage.split(":")
+    path = folder / name
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"\0x" * 40,
+                      "array": b"[1, 2]"}[how])  # fmt: skip
+    return str(folder)
+
+
+def read_only(tmp: Path) -> str:
+    folder = tmp / "ro"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("a user's file")
+    folder.chmod(0o555)
+    return str(folder)
+
+
+def run_folder_with(tmp: Path, manifest: str) -> str:
+    folder = tmp / "run"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(manifest)
+    return str(folder)
+
+
+def pickled_weights(tmp: Path, monkeypatch_env: dict[str, str]) -> None:
+    from latentbench.metrics.features import EFFICIENTNET_LITE0_FILE
+
+    weights = tmp / "weights"
+    weights.mkdir()
+    torch.save({"w": torch.zeros(2), "not a tensor": Path("x")}, weights / EFFICIENTNET_LITE0_FILE)
+    monkeypatch_env["LATENTBENCH_WEIGHTS"] = str(weights)
+
+
+def truncated_jpeg_folder(tmp: Path) -> str:
+    from PIL import Image
+
+    folder = tmp / "photos"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(folder / "good.png")
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(folder / "cut.jpg")
+    data = (folder / "cut.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "empty.png").write_bytes(b"")
+    return str(folder)
+
+
+ENV: dict[str, str] = {}  # set by a case's builder, applied by the test
+
+CASES.update(
+    {
+        **{
+            f"saved space {damage}": (
+                lambda t, d=damage: ["recon", *RECON[1:], "--space", saved_space(t, d)],
+                damage.split(":")[0],
+            )
+            for damage in (
+                "space.json:truncated",
+                "space.json:empty",
+                "space.json:array",
+                "space.safetensors:truncated",
+                "space.safetensors:garbage",
+            )
+        },
+        "read-only output folder": (
+            lambda t: [*RECON, "--out", read_only(t), "--overwrite"],
+            "is not writable",
+        ),
+        "report of a truncated manifest": (
+            lambda t: ["report", run_folder_with(t, '{"command": "re'), "--out", str(t / "rep")],
+            "manifest.json",
+        ),
+        "report of a non-object manifest": (
+            lambda t: ["report", run_folder_with(t, "[1, 2]"), "--out", str(t / "rep")],
+            "manifest.json",
+        ),
+        "pickled weights": (
+            lambda t: (
+                pickled_weights(t, ENV),
+                [*RECON[:-4], "--image-size", "32", "--fd", "efficientnet-lite0"],
+            )[1],
+            "pickled Python objects",
+        ),
+        "strict with a truncated JPEG": (
+            lambda t: [
+                *("recon", "--space", "pixel", "--data", truncated_jpeg_folder(t)),
+                *("--image-size", "16", "--strict", "--out", str(t / "out")),
+            ],
+            "2 unreadable images",
+        ),
+        "max-pixels 0": (lambda t: [*RECON, "--max-pixels", "0"], "--max-pixels"),
+    }
+)
+
+
 def _cfg(tmp: Path) -> str:
     path = tmp / "gen.yaml"
     path.write_text('lr: "abc"\n')
@@ -184,16 +287,20 @@ def _cfg(tmp: Path) -> str:
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
     build, message = CASES[case]
+    ENV.clear()
     argv = build(tmp_path)
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)  # default output folders land here, where they are checked
+    inputs = finished_files(tmp_path)
     code, _, err = run_cli(argv, monkeypatch, capsys)
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error:"), err
     assert message in lines[0], lines[0]
     assert "Traceback" not in err
-    finished = [p for name in COMPLETE for p in tmp_path.rglob(name)]
-    assert not finished, f"a bad input left {finished}"
+    left = finished_files(tmp_path) - inputs
+    assert not left, f"a bad input left {left}"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

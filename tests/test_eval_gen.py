@@ -313,7 +313,10 @@ def test_cli_eval_gen(
         (("eval-gen", "--suite", "geneval", "--images", str(tmp_path / "no")), "not found"),
         (("eval-gen", str(t2i_run), "--suite", "geneval"), "needs --metadata"),
         (("eval-gen", "--suite", "geneval"), "RUN_DIR or --images DIR is required"),
-        (("eval-gen", str(t2i_run), "--suite", "geneval-shapes", "--sample-shift", "0"), "greater than 0"),
+        (
+            ("eval-gen", str(t2i_run), "--suite", "geneval-shapes", "--sample-shift", "0"),
+            "greater than 0",
+        ),
         (("eval-gen", str(t2i_run), "--suite", "geneval-shapes", "--sampler", "rk4"), "heun"),
     ]:
         assert run_cli(monkeypatch, *argv) == 2
