@@ -342,7 +342,7 @@ class ExperimentRunner:
             if _done(run, key):
                 self.echo(f"[{step.name} {name}] done already: {run}")
                 continue
-            self.echo(f"[{step.name} {name}] train-gen --task {step.task} -> {run}")
+            self.echo(f"[{step.name} {name}] train-gen --task {step.task.value} -> {run}")
             t0 = time.perf_counter()
             cfg = replace(base, space=self.resolve_space(name))
             train_generator(
