@@ -262,7 +262,7 @@ def data_export_cmd(
 ) -> None:
     """Write a dataset's images as PNG files (e.g. the scikit-image photos for the README)."""
     from latentbench.data import open_images
-    from latentbench.data.images import export_images
+    from latentbench.data.export import export_images
     from latentbench.runs import OutputKind, claim_output, existing_paths, staged_dir
 
     kind = OutputKind.EXPORT

@@ -45,7 +45,7 @@ from latentbench.config import (
     to_dict,
 )
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
-from latentbench.data.images import UnreadableImage, open_image
+from latentbench.data.decode import UnreadableImage, open_image
 from latentbench.errors import UserError
 from latentbench.gen.flow import Sampler
 from latentbench.metrics.geneval import (
