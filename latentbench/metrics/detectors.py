@@ -36,8 +36,7 @@ import torch
 from PIL import Image
 
 from latentbench.config import parse_choice
-from latentbench.hub import load_pretrained
-from latentbench.metrics.clip import _source
+from latentbench.hub import load_pretrained, pretrained_source
 from latentbench.metrics.geneval import Box, Detection, GenevalRules, geneval_name
 
 
@@ -107,7 +106,7 @@ class Mask2FormerDetector:
         from transformers import AutoImageProcessor, Mask2FormerForUniversalSegmentation
 
         model = model or DEFAULT_MODELS[DetectorKind.MASK2FORMER]
-        path, weights = _source(model)
+        path, weights = pretrained_source(model)
         net = load_pretrained(
             Mask2FormerForUniversalSegmentation, path, "Mask2Former model", option=OPTION
         )
@@ -176,7 +175,7 @@ class Owlv2Detector:
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
         model = model or DEFAULT_MODELS[DetectorKind.OWLV2]
-        path, weights = _source(model)
+        path, weights = pretrained_source(model)
         net = load_pretrained(Owlv2ForObjectDetection, path, "OWLv2 model", option=OPTION)
         self.processor = load_pretrained(Owlv2Processor, path, "OWLv2 processor", option=OPTION)
         self.device = _device(device)

@@ -35,8 +35,8 @@ from PIL import Image
 from torch import Tensor
 
 from latentbench.data import DEFAULT_MAX_PIXELS
-from latentbench.hub import load_pretrained
-from latentbench.metrics.clip import ClipModel, _source
+from latentbench.hub import load_pretrained, pretrained_source
+from latentbench.metrics.clip import ClipModel
 from latentbench.registry import Registry
 
 DINO_MODEL = "facebook/dino-vits16"
@@ -110,7 +110,7 @@ class DinoModel:
     ) -> None:
         from transformers import AutoImageProcessor, AutoModel
 
-        path, weights = _source(model)
+        path, weights = pretrained_source(model)
         self.model = (
             load_pretrained(AutoModel, path, "DINO model", option=DINO_OPTION)
             .eval()
