@@ -20,8 +20,8 @@ from latentbench.data.shapes import (
     Texture,
     item_rng,
     sample_scene,
-    to_tensor,
 )
+from latentbench.data.shapes.render import to_tensor
 from latentbench.metrics.shapes_detector import DetectedScene, ShapesDetector, to_uint8
 
 

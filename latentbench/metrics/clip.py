@@ -32,8 +32,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from latentbench.geneval import GENEVAL_COLORS
 from latentbench.hub import load_pretrained, pretrained_source
-from latentbench.metrics.geneval import GENEVAL_COLORS
 
 GENEVAL_CLIP = "openai/clip-vit-large-patch14"
 MAGICBRUSH_CLIP = "openai/clip-vit-base-patch32"

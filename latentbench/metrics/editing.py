@@ -24,14 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentbench.data.shapes import (
-    Edit,
-    EditCategory,
-    Region,
-    ShapeObject,
-    ShapesRenderer,
-    edit_mask,
-)
+from latentbench.data.shapes import Edit, EditCategory, Region, ShapeObject, ShapesRenderer
+from latentbench.data.shapes.edits import edit_mask
 from latentbench.metrics.shapes_detector import (
     DetectedObject,
     DetectedScene,

@@ -41,21 +41,11 @@ from PIL import Image
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from latentbench.data.shapes import (
-    BACKGROUND_PAINT,
-    BACKGROUND_PATTERN_SCALE,
-    CHECK_SIDE,
-    COLOR_PAINT,
-    STRIPE_PERIOD,
-    BackgroundColor,
-    Color,
-    Shape,
-    ShapesRenderer,
-    Texture,
-)
-from latentbench.metrics.geneval import Detection
+from latentbench.data.shapes import BackgroundColor, Color, Shape, ShapesRenderer, Texture
+from latentbench.data.shapes.render import BACKGROUND_PATTERN_SCALE, CHECK_SIDE, STRIPE_PERIOD
+from latentbench.data.shapes.vocabulary import BACKGROUND_PAINT, COLOR_PAINT
+from latentbench.geneval import Box, Detection
 
-Box = tuple[float, float, float, float]
 _NONE = 255  # label of pixels near no reference color
 _N_COLORS = len(Color)
 _BACKGROUND = 254  # label of background pixels in the color-name map
