@@ -98,7 +98,7 @@ class DetectedScene:
         }
 
 
-def to_uint8(image: Any) -> np.ndarray:
+def rgb_array(image: Any) -> np.ndarray:
     """PIL image, (H, W, 3) uint8 array or (3, H, W) float in [-1, 1] -> (H, W, 3) uint8."""
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
@@ -278,7 +278,7 @@ class ShapesDetector:
     # -- detection ---------------------------------------------------------------------------------
     def detect(self, image: Any) -> DetectedScene:
         """Objects (most confident first) and background of one image."""
-        rgb = to_uint8(image)
+        rgb = rgb_array(image)
         h0, w0 = rgb.shape[:2]
         scale = 1.0
         if max(h0, w0) > self.max_size:
