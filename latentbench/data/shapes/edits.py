@@ -136,17 +136,25 @@ def sample_edit(
     raise RuntimeError(f"could not sample a {category.value} edit in {config.max_tries} tries")
 
 
-def _pick_object(rng: np.random.Generator, scene: Scene) -> tuple[int, str] | None:
-    i = int(rng.integers(len(scene.objects)))
-    ref = referring_noun(scene.objects, i)
-    return None if ref is None else (i, ref)
+Sampler = Callable[[np.random.Generator, Scene, SceneConfig], Edit | None]
+ObjectEdit = Callable[[np.random.Generator, Scene, SceneConfig, int, str], Edit | None]
 
 
-def _edit_color(rng: np.random.Generator, source: Scene, config: SceneConfig) -> Edit | None:
-    picked = _pick_object(rng, source)
-    if picked is None:
-        return None
-    i, ref = picked
+def _on_an_object(edit: ObjectEdit) -> Sampler:
+    """The sampler that picks a random object of the scene and, when a noun phrase names it
+    alone (``ref``), edits object ``i``."""
+
+    def sample(rng: np.random.Generator, source: Scene, config: SceneConfig) -> Edit | None:
+        i = int(rng.integers(len(source.objects)))
+        ref = referring_noun(source.objects, i)
+        return None if ref is None else edit(rng, source, config, i, ref)
+
+    return sample
+
+
+def _edit_color(
+    rng: np.random.Generator, source: Scene, config: SceneConfig, i: int, ref: str
+) -> Edit | None:
     old = source.objects[i]
     new = choice(rng, [c for c in Color if c is not old.color])
     text = choice(
@@ -163,11 +171,9 @@ def _edit_color(rng: np.random.Generator, source: Scene, config: SceneConfig) ->
     return Edit(EditCategory.COLOR, text, source, target, i)
 
 
-def _edit_remove(rng: np.random.Generator, source: Scene, config: SceneConfig) -> Edit | None:
-    picked = _pick_object(rng, source)
-    if picked is None:
-        return None
-    i, ref = picked
+def _edit_remove(
+    rng: np.random.Generator, source: Scene, config: SceneConfig, i: int, ref: str
+) -> Edit | None:
     text = choice(
         rng,
         [
@@ -235,11 +241,9 @@ def _edit_add(rng: np.random.Generator, source: Scene, config: SceneConfig) -> E
     return None
 
 
-def _edit_replace(rng: np.random.Generator, source: Scene, config: SceneConfig) -> Edit | None:
-    picked = _pick_object(rng, source)
-    if picked is None:
-        return None
-    i, ref = picked
+def _edit_replace(
+    rng: np.random.Generator, source: Scene, config: SceneConfig, i: int, ref: str
+) -> Edit | None:
     old = source.objects[i]
     others = [o for j, o in enumerate(source.objects) if j != i]
     for k in rng.permutation(len(Shape)):
@@ -280,11 +284,9 @@ def _edit_background(rng: np.random.Generator, source: Scene, config: SceneConfi
     return Edit(EditCategory.BACKGROUND, text, source, target, None)
 
 
-def _edit_texture(rng: np.random.Generator, source: Scene, config: SceneConfig) -> Edit | None:
-    picked = _pick_object(rng, source)
-    if picked is None:
-        return None
-    i, ref = picked
+def _edit_texture(
+    rng: np.random.Generator, source: Scene, config: SceneConfig, i: int, ref: str
+) -> Edit | None:
     old = source.objects[i]
     new = choice(rng, [t for t in Texture if t is not old.texture])
     if new is Texture.PLAIN:
@@ -308,11 +310,9 @@ def _edit_texture(rng: np.random.Generator, source: Scene, config: SceneConfig) 
     return Edit(EditCategory.TEXTURE, choice(rng, options), source, target, i)
 
 
-def _edit_move(rng: np.random.Generator, source: Scene, config: SceneConfig) -> Edit | None:
-    picked = _pick_object(rng, source)
-    if picked is None:
-        return None
-    i, ref = picked
+def _edit_move(
+    rng: np.random.Generator, source: Scene, config: SceneConfig, i: int, ref: str
+) -> Edit | None:
     old = source.objects[i]
     others = [o for j, o in enumerate(source.objects) if j != i]
     here = region_of(old.cx, old.cy, margin=0.0)
@@ -336,17 +336,15 @@ def _edit_move(rng: np.random.Generator, source: Scene, config: SceneConfig) -> 
     return None
 
 
-_EDIT_SAMPLERS: Mapping[
-    EditCategory, Callable[[np.random.Generator, Scene, SceneConfig], Edit | None]
-] = MappingProxyType(
+_EDIT_SAMPLERS: Mapping[EditCategory, Sampler] = MappingProxyType(
     {
-        EditCategory.COLOR: _edit_color,
-        EditCategory.REMOVE: _edit_remove,
+        EditCategory.COLOR: _on_an_object(_edit_color),
+        EditCategory.REMOVE: _on_an_object(_edit_remove),
         EditCategory.ADD: _edit_add,
-        EditCategory.REPLACE: _edit_replace,
+        EditCategory.REPLACE: _on_an_object(_edit_replace),
         EditCategory.BACKGROUND: _edit_background,
-        EditCategory.TEXTURE: _edit_texture,
-        EditCategory.MOVE: _edit_move,
+        EditCategory.TEXTURE: _on_an_object(_edit_texture),
+        EditCategory.MOVE: _on_an_object(_edit_move),
     }
 )
 
