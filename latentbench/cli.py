@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -262,7 +261,7 @@ def data_export_cmd(
 ) -> None:
     """Write a dataset's images as PNG files (e.g. the scikit-image photos for the README)."""
     from latentbench.data import open_images
-    from latentbench.data.images import export_images
+    from latentbench.data.export import export_images
     from latentbench.runs import OutputKind, claim_output, existing_paths, staged_dir
 
     kind = OutputKind.EXPORT
@@ -297,8 +296,7 @@ def data_shapes_cmd(
     ground-truth images of the GenEval prompts as DIR/<index:05d>/samples/<k:04d>.png."""
     from tqdm import tqdm
 
-    from latentbench.bench.geneval import write_oracle_layout
-    from latentbench.data.shapes import write_dataset
+    from latentbench.data.shapes import write_dataset, write_oracle_layout
     from latentbench.runs import OutputKind, claim_output, staged_dir
 
     claim_output(out, OutputKind.SHAPES, overwrite=overwrite)
@@ -508,13 +506,6 @@ def train_gen_cmd(
     print_metrics_table(results, title=f"train-gen -> {out}")
 
 
-class GenSuite(str, Enum):
-    """Prompt suites eval-gen scores."""
-
-    GENEVAL = "geneval"
-    GENEVAL_SHAPES = "geneval-shapes"
-
-
 class _Bars:
     """Progress bars for runners that take ``progress(total) -> per-item callback``."""
 
@@ -535,7 +526,7 @@ class _Bars:
 
 @app.command("eval-gen")
 def eval_gen_cmd(
-    suite: Annotated[GenSuite, typer.Option(help="Prompt suite: geneval-shapes or geneval.")],
+    suite: Annotated[str, typer.Option(help="Prompt suite: geneval-shapes or geneval.")],
     run_dir: Annotated[
         Path | None,
         typer.Argument(help="A train-gen run folder (t2i): sample N images per prompt."),
@@ -603,7 +594,7 @@ def eval_gen_cmd(
     cfg = from_flags(
         EvalGenConfig,
         "eval-gen",
-        suite=suite.value,
+        suite=suite,
         metadata=str(metadata) if metadata else None,
         samples_per_prompt=samples,
         prompts_per_task=prompts_per_task,

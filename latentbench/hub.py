@@ -98,6 +98,15 @@ def load_pretrained(
         ) from None
 
 
+def pretrained_source(model: str) -> tuple[str, dict[str, Any]]:
+    """(what ``from_pretrained`` gets, how a result's variant names the weights): a local
+    folder by its path and content digest, anything else as a hub id."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return str(local), {"folder": str(local), **folder_digest(local)}
+    return model, {"hub_id": model}
+
+
 # -- weight files ---------------------------------------------------------------------------------
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from latentbench.errors import UserError
+from latentbench.geneval import GENEVAL_COLORS
 from latentbench.metrics.clip import (
     COLOR_TEMPLATES,
     CROP_BACKGROUND,
@@ -21,7 +22,6 @@ from latentbench.metrics.clip import (
     to_pil,
     write_clip_standin,
 )
-from latentbench.metrics.geneval import GENEVAL_COLORS
 
 
 @pytest.fixture(scope="module")

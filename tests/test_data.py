@@ -23,15 +23,10 @@ from latentbench.data import (
     open_images,
     parse_spec,
 )
-from latentbench.data.images import (
-    FASHION_MNIST_CLASSES,
-    SKIMAGE_PHOTOS,
-    FashionMNIST,
-    ImageFolder,
-    center_crop_resize,
-    export_images,
-    export_name,
-)
+from latentbench.data.decode import center_crop_resize
+from latentbench.data.export import export_images, export_name
+from latentbench.data.images import ImageFolder
+from latentbench.data.named import FASHION_MNIST_CLASSES, SKIMAGE_PHOTOS, FashionMNIST
 from latentbench.errors import UserError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -11,6 +11,13 @@ from PIL import Image
 from torchvision.ops import box_iou
 
 from latentbench.errors import UserError
+from latentbench.geneval import (
+    COCO_TO_GENEVAL,
+    GENEVAL_OBJECTS,
+    GenevalRules,
+    evaluate_entry,
+    geneval_name,
+)
 from latentbench.metrics.detectors import (
     DetectorKind,
     Mask2FormerDetector,
@@ -18,13 +25,6 @@ from latentbench.metrics.detectors import (
     build_detector,
     mask_box,
     write_detector_standin,
-)
-from latentbench.metrics.geneval import (
-    COCO_TO_GENEVAL,
-    GENEVAL_OBJECTS,
-    GenevalRules,
-    evaluate_entry,
-    geneval_name,
 )
 
 CLASSES = ["cat", "dog", "bird"]

@@ -15,21 +15,15 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from latentbench.bench.eval_gen import (
-    EvalGenConfig,
-    NeuralJudge,
-    Skipped,
-    read_entries,
-    run_eval_gen,
-    scan_folder,
-)
+from latentbench.bench.eval_gen import EvalGenConfig, run_eval_gen
 from latentbench.bench.generation import load_config, train_generator
 from latentbench.cli import app
 from latentbench.errors import UserError
 from latentbench.gen.sampling import SamplingOptions, load_generator
+from latentbench.geneval import GenevalRules, Skipped, evaluate_entry, read_entries, scan_folder
 from latentbench.metrics.clip import write_clip_standin
 from latentbench.metrics.detectors import ObjectDetection, write_detector_standin
-from latentbench.metrics.geneval import GenevalRules, evaluate_entry
+from latentbench.metrics.geneval import NeuralJudge
 
 # Lines in the official format of GenEval's prompts/evaluation_metadata.jsonl (one per task).
 OFFICIAL = [

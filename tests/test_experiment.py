@@ -115,7 +115,7 @@ def test_run_an_absolute_file_from_another_folder(tmp_path, monkeypatch):
 
     from latentbench.cli import app
     from latentbench.data import open_images
-    from latentbench.data.images import export_images
+    from latentbench.data.export import export_images
 
     folder = tmp_path / "exp"
     export_images(open_images("shapes:8", 16), folder / "photos")

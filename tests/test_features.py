@@ -22,7 +22,7 @@ from latentbench.metrics.features import (
     build_extractor,
     fetch_weights,
 )
-from latentbench.metrics.pixel import from_uint8, to_uint8
+from latentbench.metrics.quantize import from_uint8, to_uint8
 
 
 def check_output(extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:

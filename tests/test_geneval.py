@@ -1,7 +1,8 @@
-"""GenEval rules, metadata format, the oracle and broken generators, the runner and eval-gen."""
+"""GenEval rules, metadata format, the oracle and broken generators, eval-gen on Shapes layouts."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import sys
@@ -12,27 +13,34 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latentbench.bench.geneval import (
-    ANALYTIC_RULES,
-    evaluate_layout,
+from latentbench.bench.eval_gen import EvalGenConfig, run_eval_gen, table_rows
+from latentbench.data.shapes import (
+    Color,
+    Scene,
+    ShapesRenderer,
+    geneval_suite,
     oracle_rng,
-    scan_layout,
+    oracle_scene,
     write_oracle_layout,
 )
-from latentbench.data.shapes import Color, Scene, ShapesRenderer, geneval_suite, oracle_scene
 from latentbench.errors import UserError
-from latentbench.metrics.geneval import (
+from latentbench.geneval import (
     Detection,
     GenevalRules,
     GenevalTask,
     Relation,
+    Skipped,
     evaluate_entry,
-    read_metadata,
+    read_entries,
     relative_position,
+    scan_folder,
     summarise,
     write_metadata,
 )
 from latentbench.metrics.shapes_detector import ShapesDetector
+from latentbench.metrics.shapes_judge import ANALYTIC_RULES
+
+SHAPES = EvalGenConfig(suite="geneval-shapes")  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -153,23 +161,24 @@ def test_metadata_round_trip_and_official_lines(tmp_path: Path) -> None:
     ]
     path = tmp_path / "evaluation_metadata.jsonl"
     path.write_text("\n".join(official) + "\n")
-    entries = read_metadata(path)
+    entries = [e for _, e in read_entries(path, Skipped())]
     assert (
         entries[0]["include"][1]["position"] == ["right of", 0]
         and entries[1]["exclude"][0]["count"] == 3
     )
     suite = geneval_suite(3, seed=1)
     write_metadata(tmp_path / "ours.jsonl", suite)
-    assert read_metadata(tmp_path / "ours.jsonl") == suite
-    path.write_text(official[0] + "\n{not json\n")
-    with pytest.raises(UserError, match=r"evaluation_metadata.jsonl:2: not valid JSON"):
-        read_metadata(path)
+    assert read_entries(tmp_path / "ours.jsonl", Skipped()) == list(enumerate(suite))
     path.write_text(
-        '{"tag": "x", "prompt": "p", "include": '
+        official[0] + "\n{not json\n"
+        '{"tag": "position", "prompt": "p", "include": '
         '[{"class": "a", "count": 1, "position": ["near", 0]}]}\n'
     )
-    with pytest.raises(UserError, match="bad position"):
-        read_metadata(path)
+    skipped = Skipped()
+    assert [i for i, _ in read_entries(path, skipped)] == [0]  # bad lines: skipped, counted
+    assert skipped.prompts == 2
+    assert "evaluation_metadata.jsonl:2: not valid JSON" in skipped.reasons[0]
+    assert "evaluation_metadata.jsonl:3: bad position ['near', 0]" in skipped.reasons[1]
 
 
 # -- the oracle and broken generators -----------------------------------------------------------
@@ -265,7 +274,7 @@ def test_broken_images_fall_to_chance(detector: ShapesDetector) -> None:
             assert scores[t] <= chance[t] + tolerance, (name, t, scores[t], chance[t])
 
 
-# -- the runner and the CLI ---------------------------------------------------------------------
+# -- eval-gen --images on Shapes layouts, and the CLI ------------------------------------------
 
 
 def test_oracle_layout_scores_one_and_writes_results(tmp_path: Path) -> None:
@@ -274,26 +283,27 @@ def test_oracle_layout_scores_one_and_writes_results(tmp_path: Path) -> None:
     )
     assert n == 36 and (tmp_path / "00017" / "samples" / "0001.png").is_file()
     assert json.loads((tmp_path / "00000" / "metadata.jsonl").read_text())["tag"] == "single_object"
-    assert len(read_metadata(tmp_path / "evaluation_metadata.jsonl")) == 18
-    report = evaluate_layout(tmp_path)
-    assert (
-        report.summary.overall == 1.0
-        and report.summary.images == 36
-        and report.summary.prompts == 18
-    )
-    assert report.table_rows()[-1] == ("overall", "36/36", "1.0000")
-    # a truncated image counts as wrong, and is reported
+    assert len(read_entries(tmp_path / "evaluation_metadata.jsonl", Skipped())) == 18
+    res = run_eval_gen(SHAPES, images=tmp_path)
+    r = res.results
+    assert res.path == tmp_path / "results.json"
+    assert json.loads(res.path.read_text())["per_image"] == r["per_image"]
+    assert r["overall"] == 1.0 and r["num_images"] == 36 and r["num_prompts"] == 18
+    assert r["detector"] == "shapes-analytic" and r["rules"]["threshold"] == 0.0
+    assert table_rows(r)[-1] == ("overall", "36/36", "1.0000")
+    # a truncated image is skipped and counted, and the reason is reported
     (tmp_path / "00000" / "samples" / "0000.png").write_bytes(b"\x89PNG broken")
-    report = evaluate_layout(tmp_path)
-    assert report.unreadable == 1 and report.summary.tasks["single_object"].correct == 5
-    assert "unreadable image" in next(r["reason"] for r in report.rows if not r["correct"])
+    r = run_eval_gen(SHAPES, images=tmp_path).results
+    assert r["skipped_images"] == 1 and r["num_images"] == 35
+    assert r["tasks"]["single_object"] == {"score": 1.0, "correct": 5, "total": 5}
+    assert any("00000: unreadable image 0000.png" in s for s in r["skipped_reasons"])
 
 
 def test_layout_errors_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="images folder not found"):
-        scan_layout(tmp_path / "missing")
-    with pytest.raises(UserError, match="no prompt folders"):
-        scan_layout(tmp_path)
+        scan_folder(tmp_path / "missing", Skipped())
+    with pytest.raises(UserError, match="nothing to score"):
+        run_eval_gen(SHAPES, images=tmp_path)
     folder = tmp_path / "00000"
     (folder / "samples").mkdir(parents=True)
     (folder / "metadata.jsonl").write_text(
@@ -306,8 +316,8 @@ def test_layout_errors_are_user_errors(tmp_path: Path) -> None:
         )
     )
     Image.new("RGB", (64, 64)).save(folder / "samples" / "0000.png")
-    with pytest.raises(UserError, match="class 'dog' is not a shape"):
-        evaluate_layout(tmp_path)
+    with pytest.raises(UserError, match="'a photo of a dog': class 'dog' is not a shape"):
+        run_eval_gen(SHAPES, images=tmp_path)
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
@@ -382,6 +392,10 @@ def test_cli_geneval_round_trip(
             "no manifest.json (not a run folder)",
         ),
         (("eval-gen", "--suite", "geneval-shapes"), "--images DIR is required"),
+        (
+            ("eval-gen", "--suite", "nope", "--images", "."),
+            "--suite: 'nope' is not one of geneval, geneval-shapes",
+        ),
     ],
 )
 def test_cli_eval_gen_errors_are_one_line(
@@ -393,3 +407,41 @@ def test_cli_eval_gen_errors_are_one_line(
     assert run_cli(monkeypatch, *args) == 2
     err = capsys.readouterr().err
     assert message in err and err.strip().count("\n") == 0
+
+
+# -- the layering of the GenEval / Shapes / metrics side (docs: issue #12) ----------------------
+PACKAGE = Path(__file__).resolve().parent.parent / "latentbench"
+
+
+def imports_of(path: Path) -> list[tuple[str, str]]:
+    """(module, name) of every ``latentbench`` import in a file, in functions too."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, "") for a in node.names if a.name.startswith("latentbench")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("latentbench"):
+            found += [(node.module, a.name) for a in node.names]  # type: ignore[misc]
+    return found
+
+
+def test_geneval_and_data_import_nothing_above_them() -> None:
+    above_data = ("metrics", "train", "bench", "experiment", "cli", "latentbench")  # root: the API
+    above_geneval = ("data", "gen", "spaces", *above_data)
+    for folder, banned in (("geneval", above_geneval), ("data", above_data)):
+        for path in (PACKAGE / folder).rglob("*.py"):
+            for module, _ in imports_of(path):
+                top = module.split(".")[1] if "." in module else module
+                assert top not in banned, f"{path.relative_to(PACKAGE)} imports {module}"
+
+
+def test_features_and_pixel_do_not_import_each_other() -> None:
+    for name, other in (("features", "pixel"), ("pixel", "features")):
+        modules = {m for m, _ in imports_of(PACKAGE / "metrics" / f"{name}.py")}
+        assert f"latentbench.metrics.{other}" not in modules, name
+
+
+def test_no_module_imports_another_modules_private_name() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        found = imports_of(path)
+        private = [f"{m}.{n}" for m, n in found if n.startswith("_") and not n.startswith("__")]
+        assert not private, f"{path.relative_to(PACKAGE)} imports {private}"

@@ -274,7 +274,7 @@ def test_every_image_reading_command_passes_max_pixels(
 
 def test_eval_gen_images_over_max_pixels_are_skipped(tmp_path: Path) -> None:
     from latentbench.bench.eval_gen import EvalGenConfig, run_eval_gen
-    from latentbench.bench.geneval import write_oracle_layout
+    from latentbench.data.shapes import write_oracle_layout
 
     write_oracle_layout(tmp_path, prompts_per_task=1, samples_per_prompt=1, image_size=64, seed=0)
     save_rgb(tmp_path / "00000" / "samples" / "0000.png", 128)  # 16384 pixels

@@ -20,11 +20,10 @@ from latentbench.metrics.pixel import (
     SSIM_VARIANT,
     LPIPSMetric,
     LPIPSNet,
-    from_uint8,
     psnr,
     ssim,
-    to_uint8,
 )
+from latentbench.metrics.quantize import from_uint8, to_uint8
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

@@ -14,8 +14,6 @@ import torch
 from PIL import Image
 
 from latentbench.data.shapes import (
-    BACKGROUND_PAINT,
-    COLOR_PAINT,
     BackgroundColor,
     Color,
     Region,
@@ -26,17 +24,23 @@ from latentbench.data.shapes import (
     ShapesDataset,
     ShapesRenderer,
     Texture,
-    boxes_clash,
     caption,
     geneval_suite,
     item_rng,
     oracle_scene,
-    region_of,
     sample_scene,
-    shape_extent,
 )
+from latentbench.data.shapes.geometry import boxes_clash, region_of, shape_extent
+from latentbench.data.shapes.vocabulary import BACKGROUND_PAINT, COLOR_PAINT
 from latentbench.errors import UserError
-from latentbench.metrics.geneval import GenevalTask, Relation, relative_position, validate_entry
+from latentbench.geneval import (
+    GenevalTask,
+    Relation,
+    Skipped,
+    check_entry,
+    read_entries,
+    relative_position,
+)
 
 # -- palette and geometry -----------------------------------------------------------------------
 
@@ -259,7 +263,7 @@ def test_geneval_suite_is_deterministic_and_in_the_official_format() -> None:
     assert suite == geneval_suite(50, seed=0) and suite != geneval_suite(50, seed=1)
     assert [e["tag"] for e in suite] == [t.value for t in GenevalTask for _ in range(50)]
     for e in suite:
-        validate_entry(e, "suite")
+        assert check_entry(e, "suite") is None
         assert re.fullmatch(_TEMPLATES[e["tag"]], e["prompt"]), e
         assert "an orange" in e["prompt"] or "a orange" not in e["prompt"]
     pos = next(e for e in suite if e["tag"] == "position")
@@ -323,7 +327,6 @@ def test_cli_writes_a_dataset_folder(
 ) -> None:
     from latentbench.cli import main
     from latentbench.data.shapes import Edit
-    from latentbench.metrics.geneval import read_metadata
 
     out = tmp_path / "shapes"
     argv = [
@@ -355,7 +358,9 @@ def test_cli_writes_a_dataset_folder(
     edits = [json.loads(line) for line in (out / "edits.jsonl").read_text().splitlines()]
     assert len(edits) == 7 and (out / edits[6]["mask"]).is_file()
     assert Edit.from_dict(edits[0]).category.value == "color_change"
-    assert len(read_metadata(out / "evaluation_metadata.jsonl")) == 12
+    skipped = Skipped()
+    assert len(read_entries(out / "evaluation_metadata.jsonl", skipped)) == 12
+    assert skipped.prompts == 0
     assert not list(tmp_path.glob(".shapes*"))  # nothing staged is left behind
     monkeypatch.setattr(sys, "argv", [*argv, "--overwrite"])
     main()

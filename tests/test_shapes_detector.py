@@ -20,9 +20,9 @@ from latentbench.data.shapes import (
     Texture,
     item_rng,
     sample_scene,
-    to_tensor,
 )
-from latentbench.metrics.shapes_detector import DetectedScene, ShapesDetector, to_uint8
+from latentbench.data.shapes.render import to_tensor
+from latentbench.metrics.shapes_detector import DetectedScene, ShapesDetector, rgb_array
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_input_formats_and_large_images(detector: ShapesDetector) -> None:
     ref = detector.detect(image)
     for other in (Image.fromarray(image), to_tensor(image), to_tensor(image).numpy()):
         assert detector.detect(other) == ref
-    assert np.array_equal(to_uint8(to_tensor(image)), image)
+    assert np.array_equal(rgb_array(to_tensor(image)), image)
     big = ShapesRenderer(512).render(scene)  # box-downsampled to 256 inside, boxes in input pixels
     d = detector.detect(big)
     assert found(d) == facts(scene) and d.size == (512, 512)

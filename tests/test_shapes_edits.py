@@ -20,11 +20,11 @@ from latentbench.data.shapes import (
     ShapesEditsDataset,
     ShapesRenderer,
     Texture,
-    background_phrase,
-    edit_mask,
     item_rng,
     sample_edit,
 )
+from latentbench.data.shapes.captions import background_phrase
+from latentbench.data.shapes.edits import edit_mask
 from latentbench.metrics.editing import EditResult, EditScorer, masked_fidelity, summarise_edits
 from latentbench.metrics.shapes_detector import ShapesDetector
 

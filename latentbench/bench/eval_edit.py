@@ -45,7 +45,7 @@ from latentbench.config import (
     to_dict,
 )
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
-from latentbench.data.images import UnreadableImage, open_image
+from latentbench.data.decode import UnreadableImage, open_rgb
 from latentbench.errors import UserError
 from latentbench.runs import (
     OutputKind,
@@ -137,15 +137,8 @@ def edit_kind(rows: list[tuple[int, dict[str, Any]]]) -> EditKind:
     return EditKind.SHAPES if all("source_scene" in r for _, r in rows) else EditKind.NATURAL
 
 
-def _open(path: Path, max_pixels: int | None) -> Image.Image:
-    """The RGB image at ``path``; an UnreadableImage (reason: corrupt, more than
-    ``max_pixels`` pixels, ...) when it cannot be read."""
-    with open_image(path, max_pixels) as im:
-        return im.convert("RGB")
-
-
 def _load(edits: _Edits, value: Any) -> Image.Image:
-    return _open(edits.base / str(value), edits.max_pixels)
+    return open_rgb(edits.base / str(value), edits.max_pixels)
 
 
 def output_path(images: Path, index: int, row: dict[str, Any], base: Path) -> Path:
@@ -345,7 +338,7 @@ def _read_outputs(edits: _Edits, images: Path, skipped: Skipped) -> list[Image.I
     for k in edits.keys:
         path = output_path(images, k, edits.rows[k], edits.base)
         try:
-            outputs.append(_open(path, edits.max_pixels))
+            outputs.append(open_rgb(path, edits.max_pixels))
         except UnreadableImage as e:
             skipped.add(f"row {k}: output {path}: {e}")
             outputs.append(None)

@@ -3,7 +3,7 @@
 Two suites, one loop:
 
 - ``geneval-shapes``: Shapes prompts, judged by the analytic Shapes detector (exact; thresholds 0,
-  see :mod:`latentbench.bench.geneval`).
+  see :mod:`latentbench.metrics.shapes_judge`).
 - ``geneval``: the official GenEval ``evaluation_metadata.jsonl`` (553 prompts) or Bagel's
   long-prompt rewrite ``evaluation_metadata_long.jsonl`` (same fields, longer ``prompt`` text),
   judged by an open detector from transformers (Mask2Former COCO or OWLv2) with GenEval's CLIP
@@ -24,15 +24,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from enum import Enum
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
-from PIL import Image
+from typing import Any
 
 from latentbench.config import (
     Device,
@@ -45,17 +40,24 @@ from latentbench.config import (
     to_dict,
 )
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
-from latentbench.data.images import UnreadableImage, open_image
 from latentbench.errors import UserError
 from latentbench.gen.flow import Sampler
-from latentbench.metrics.geneval import (
-    Detection,
+from latentbench.geneval import (
     GenevalRules,
-    GenevalTask,
-    evaluate_entry,
-    group_detections,
-    summarise,
-    validate_entry,
+    GenSuite,
+    PromptImages,
+    Skipped,
+    read_entries,
+    sample_path,
+    scan_folder,
+    write_prompt,
+)
+from latentbench.metrics.geneval import (
+    Judge,
+    NeuralJudge,
+    score_prompts,
+    suite_vocabulary,
+    summarise_rows,
 )
 from latentbench.runs import (
     OutputKind,
@@ -68,12 +70,6 @@ from latentbench.runs import (
 )
 
 Progress = Callable[[int], None]
-_SAMPLE_SUFFIX = ".png"
-
-
-class GenSuite(str, Enum):
-    GENEVAL = "geneval"
-    GENEVAL_SHAPES = "geneval-shapes"
 
 
 @config
@@ -114,221 +110,15 @@ class EvalGenConfig:
         )
 
 
-# -- reading prompts and images -------------------------------------------------------------
-@dataclass
-class Skipped:
-    """What could not be scored, counted by kind, with the first reasons."""
-
-    prompts: int = 0
-    images: int = 0
-    reasons: list[str] = field(default_factory=list)
-
-    def add(self, reason: str, *, images: int = 0, prompts: int = 0) -> None:
-        self.prompts += prompts
-        self.images += images
-        if len(self.reasons) < 50:
-            self.reasons.append(reason)
-
-
-def check_entry(entry: Any, where: str) -> str | None:
-    """Why ``entry`` cannot be scored (None when it can)."""
-    try:
-        validate_entry(entry, where)
-    except UserError as e:
-        return str(e)
-    if str(entry["tag"]) not in {t.value for t in GenevalTask}:
-        valid = ", ".join(t.value for t in GenevalTask)
-        return f"{where}: unknown tag {entry['tag']!r} (GenEval tags: {valid})"
-    return None
-
-
-def read_entries(path: str | Path, skipped: Skipped) -> list[tuple[int, dict[str, Any]]]:
-    """(index, entry) of each scoreable line of a GenEval metadata file; bad lines are skipped
-    and counted. The index is the line's position among non-empty lines (GenEval's folder index)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"GenEval metadata file not found: {path}")
-    try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read GenEval metadata {path}: {e}") from None
-    entries = []
-    for index, line in enumerate(lines):
-        where = f"{path}:{index + 1}"
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            skipped.add(f"{where}: not valid JSON ({e.msg})", prompts=1)
-            continue
-        problem = check_entry(entry, where)
-        if problem:
-            skipped.add(problem, prompts=1)
-            continue
-        entries.append((index, entry))
-    if not entries:
-        raise UserError(f"{path}: no scoreable GenEval metadata entry ({skipped.prompts} skipped)")
-    return entries
-
-
-@dataclass(frozen=True)
-class PromptImages:
-    index: int
-    entry: dict[str, Any]
-    samples: tuple[Path, ...]
-
-
-def scan_folder(images_dir: str | Path, skipped: Skipped) -> list[PromptImages]:
-    """Prompt folders of a GenEval layout (``<index>/metadata.jsonl`` + ``samples/*.png``);
-    folders with bad metadata or no images are skipped and counted."""
-    root = Path(images_dir)
-    if not root.is_dir():
-        raise UserError(f"images folder not found: {root}")
-    found = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
-        meta = sub / "metadata.jsonl"
-        try:
-            text = meta.read_text().strip()
-            entry: Any = json.loads(text.splitlines()[0]) if text else None
-        except FileNotFoundError:
-            entry, problem = None, f"{meta}: missing"
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            entry, problem = None, f"{meta}: unreadable ({type(e).__name__})"
-        else:
-            problem = check_entry(entry, str(meta)) if entry is not None else f"{meta}: empty"
-        samples_dir = sub / "samples"
-        samples = (
-            tuple(sorted(p for p in samples_dir.iterdir() if p.suffix.lower() == _SAMPLE_SUFFIX))
-            if samples_dir.is_dir()
-            else ()
-        )
-        if problem:
-            skipped.add(problem, prompts=1, images=len(samples))
-        elif not samples:
-            skipped.add(f"{sub}: no images in samples/", prompts=1)
-        else:
-            found.append(PromptImages(int(sub.name), entry, samples))
-    if not found:
-        raise UserError(
-            f"{root}: nothing to score (GenEval layout: DIR/<index:05d>/metadata.jsonl + "
-            f"samples/<k:04d>.png; {skipped.prompts} prompt folder(s) skipped)"
-        )
-    return found
-
-
 # -- judges -------------------------------------------------------------------------------------
-class Judge(Protocol):
-    """Turns one image into the detections GenEval's rules read."""
-
-    name: str
-    label: str
-    rules: GenevalRules
-    variant: dict[str, Any]
-
-    def detections(
-        self, image: Image.Image, entry: dict[str, Any]
-    ) -> tuple[list[Detection], list[dict[str, Any]]]:
-        """(detections for the rules, JSON rows describing them)."""
-        ...
-
-
-class ShapesJudge:
-    """The analytic Shapes detector (exact colours and boxes)."""
-
-    name = "shapes-analytic"
-    label = "GenEval on Shapes (analytic detector)"
-
-    def __init__(self) -> None:
-        from latentbench.bench.geneval import ANALYTIC_RULES
-        from latentbench.metrics.shapes_detector import ShapesDetector
-
-        self.detector, self.rules = ShapesDetector(), ANALYTIC_RULES
-        self.variant = {"detector": self.name, "colors": "analytic (exact paint)"}
-
-    def detections(
-        self, image: Image.Image, entry: dict[str, Any]
-    ) -> tuple[list[Detection], list[dict[str, Any]]]:
-        scene = self.detector.detect(np.asarray(image.convert("RGB")))
-        return list(scene.detections()), [o.to_dict() for o in scene.objects]
-
-
-class ColorNamer(Protocol):
-    variant: dict[str, Any]
-
-    def classify(
-        self, image: Image.Image, cls: str, boxes: Sequence[Any], masks: Sequence[Any] | None
-    ) -> list[str]: ...
-
-
-class NeuralJudge:
-    """An open detector plus GenEval's CLIP colour classifier.
-
-    Colours are classified, as in GenEval, only for the objects of a class that an ``include``
-    clause names with a colour, after the task's score threshold and the per-class cap.
-    """
-
-    def __init__(
-        self,
-        detector: Any,
-        colors: ColorNamer | None,
-        rules: GenevalRules,
-        vocabulary: Sequence[str],
-    ) -> None:
-        self.detector, self.colors, self.rules = detector, colors, rules
-        self.vocabulary = list(dict.fromkeys(vocabulary))
-        self.name = detector.name
-        self.label = f"GenEval-style ({detector.name})"
-        closed = getattr(detector, "classes", None)  # a closed-set detector's names
-        self.variant = {
-            "detector": detector.variant,
-            "colors": colors.variant if colors is not None else None,
-            "vocabulary": len(self.vocabulary),
-            # suite classes the detector can never name: their prompts cannot pass
-            "unreachable_classes": [c for c in self.vocabulary if c not in closed]
-            if closed is not None
-            else None,
-        }
-
-    def detections(
-        self, image: Image.Image, entry: dict[str, Any]
-    ) -> tuple[list[Detection], list[dict[str, Any]]]:
-        objects = self.detector.detect(image, self.vocabulary)
-        need = {r["class"] for r in entry.get("include", []) if "color" in r}
-        plain = [o.to_detection() for o in objects]
-        kept = group_detections(plain, str(entry.get("tag", "")), self.rules)
-        colored: dict[int, str] = {}
-        if need and self.colors is None:
-            raise UserError("this prompt needs colours, and no colour classifier is configured")
-        for cls in need & set(kept):
-            ids = [i for i, d in enumerate(plain) if d in kept[cls]]
-            names = self.colors.classify(  # type: ignore[union-attr]
-                image,
-                cls,
-                [objects[i].box for i in ids],
-                [objects[i].mask for i in ids],
-            )
-            colored.update(zip(ids, names))
-        dets = [o.to_detection(colored.get(i)) for i, o in enumerate(objects)]
-        rows = [{**o.to_dict(), "color": colored.get(i)} for i, o in enumerate(objects)]
-        return dets, rows
-
-
-def suite_vocabulary(entries: Iterable[dict[str, Any]]) -> list[str]:
-    """Every class a suite's include/exclude clauses name, in first-seen order."""
-    names: dict[str, None] = {}
-    for e in entries:
-        for req in list(e.get("include", [])) + list(e.get("exclude", [])):
-            names[str(req["class"])] = None
-    return list(names)
-
-
 def build_judge(
     cfg: EvalGenConfig, entries: Sequence[dict[str, Any]], clip: Any | None = None
 ) -> Judge:
     """The suite's judge: analytic for Shapes; detector + CLIP colours for ``geneval``."""
-    if GenSuite(cfg.suite) is GenSuite.GENEVAL_SHAPES:
-        from latentbench.bench.geneval import PromptFolder, check_shapes_classes
+    if cfg.suite is GenSuite.GENEVAL_SHAPES:
+        from latentbench.metrics.shapes_judge import ShapesJudge, check_shapes_classes
 
-        check_shapes_classes([PromptFolder(0, Path("."), e, ()) for e in entries])
+        check_shapes_classes(entries)
         return ShapesJudge()
     from latentbench.metrics.detectors import build_detector
 
@@ -351,7 +141,7 @@ def build_judge(
 
 def needs_clip(cfg: EvalGenConfig, entries: Sequence[dict[str, Any]]) -> bool:
     """Whether ``geneval`` scoring needs CLIP (CLIPScore, or a prompt that names a colour)."""
-    if GenSuite(cfg.suite) is not GenSuite.GENEVAL:
+    if cfg.suite is not GenSuite.GENEVAL:
         return False
     return cfg.clipscore or any("color" in r for e in entries for r in e.get("include", []))
 
@@ -363,108 +153,7 @@ def build_clip(cfg: EvalGenConfig) -> Any:
     return ClipModel(cfg.clip_model or GENEVAL_CLIP, device=cfg.device)
 
 
-# -- scoring ------------------------------------------------------------------------------------
-def _open(path: Path, max_pixels: int | None) -> Image.Image | str:
-    try:
-        with open_image(path, max_pixels) as im:
-            return im.convert("RGB")
-    except UnreadableImage as e:
-        return f"unreadable image {path.name}: {e}"
-
-
-def score_prompts(
-    prompts: Sequence[PromptImages],
-    judge: Judge,
-    root: Path,
-    skipped: Skipped,
-    *,
-    clip: Any | None = None,
-    progress: Progress | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(per-image rows, per-prompt rows). Unreadable images, and images of more than
-    ``max_pixels`` pixels, are skipped and counted."""
-    from latentbench.metrics.clip import clip_score
-
-    rows: list[dict[str, Any]] = []
-    per_prompt: list[dict[str, Any]] = []
-    for p in prompts:
-        images, names = [], []
-        for path in p.samples:
-            im = _open(path, max_pixels)
-            if isinstance(im, str):
-                skipped.add(f"{p.index:05d}: {im}", images=1)
-            else:
-                images.append(im)
-                names.append(path)
-            if progress:
-                progress(1)
-        scores = (
-            clip_score(clip, images, [p.entry["prompt"]] * len(images)) if clip and images else None
-        )
-        correct = 0
-        for k, (im, path) in enumerate(zip(images, names)):
-            dets, described = judge.detections(im, p.entry)
-            ok, reason = evaluate_entry(dets, p.entry, judge.rules)
-            correct += ok
-            row = {
-                "filename": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
-                "index": p.index,
-                "tag": p.entry["tag"],
-                "prompt": p.entry["prompt"],
-                "correct": bool(ok),
-                "reason": reason,
-                "size": list(im.size),  # (W, H) as scored: detectors resize it themselves
-                "detections": described,
-            }
-            if scores is not None:
-                row["clipscore"] = float(scores[k])
-            rows.append(row)
-        if images:
-            per_prompt.append(
-                {
-                    "index": p.index,
-                    "tag": p.entry["tag"],
-                    "prompt": p.entry["prompt"],
-                    "samples": len(images),
-                    "correct": correct,
-                    "accuracy": correct / len(images),
-                    "clipscore": float(scores.mean()) if scores is not None else None,
-                }
-            )
-    return rows, per_prompt
-
-
-def summarise_rows(
-    rows: Sequence[dict[str, Any]], judge: Judge, skipped: Skipped, suite: GenSuite
-) -> dict[str, Any]:
-    """results.json content (without the per-image rows)."""
-    if not rows:
-        raise UserError(f"nothing could be scored ({skipped.images} image(s) skipped)")
-    summary = summarise((r["tag"], r["correct"], r["index"]) for r in rows)
-    out: dict[str, Any] = {
-        "suite": suite.value,
-        "label": judge.label,
-        "detector": judge.name,
-        "judge": judge.variant,
-        "rules": asdict(judge.rules),
-        **summary.to_dict(),
-        "detections_per_image": float(np.mean([len(r["detections"]) for r in rows])),
-        "image_sizes": sorted({tuple(r["size"]) for r in rows}),
-        "skipped_prompts": skipped.prompts,
-        "skipped_images": skipped.images,
-        "skipped_reasons": skipped.reasons,
-    }
-    clip = [r["clipscore"] for r in rows if "clipscore" in r]
-    if clip:
-        out["clipscore"] = float(np.mean(clip))
-        out["clipscore_tasks"] = {
-            t: float(np.mean([r["clipscore"] for r in rows if r["tag"] == t]))
-            for t in summary.tasks
-        }
-    return out
-
-
+# -- results ------------------------------------------------------------------------------------
 def per_prompt_csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
     cols = ["index", "tag", "prompt", "samples", "correct", "accuracy", "clipscore"]
@@ -501,9 +190,7 @@ def write_samples(
     opts = cfg.sampling()
     jobs = [(j, index, entry, k) for j, (index, entry) in enumerate(entries) for k in range(n)]
     for index, entry in entries:
-        folder = images_dir / f"{index:05d}"
-        (folder / "samples").mkdir(parents=True, exist_ok=True)
-        (folder / "metadata.jsonl").write_text(json.dumps(entry) + "\n")
+        write_prompt(images_dir, index, entry)
     chunk = max(1, cfg.batch_size)
     for s in range(0, len(jobs), chunk):
         part = jobs[s : s + chunk]
@@ -514,17 +201,16 @@ def write_samples(
             noise_indices=[j * n + k for j, _, _, k in part],
         )
         for (_, index, _, k), im in zip(part, to_pil(images)):
-            im.save(images_dir / f"{index:05d}" / "samples" / f"{k:04d}.png")
+            im.save(sample_path(images_dir, index, k))
         if progress:
             progress(len(part))
 
 
 def suite_entries(cfg: EvalGenConfig, skipped: Skipped) -> list[tuple[int, dict[str, Any]]]:
     """The prompts to sample: the metadata file, or the built-in Shapes suite."""
-    suite = GenSuite(cfg.suite)
     if cfg.metadata:
         entries = read_entries(cfg.metadata, skipped)
-    elif suite is GenSuite.GENEVAL_SHAPES:
+    elif cfg.suite is GenSuite.GENEVAL_SHAPES:
         from latentbench.data.shapes import geneval_suite
 
         entries = list(enumerate(geneval_suite(cfg.prompts_per_task, cfg.seed)))
@@ -566,7 +252,7 @@ def _sample_run(
     """Sample the suite from a trained generator into ``out/images`` (GenEval's layout)."""
     from latentbench.gen.sampling import load_generator
 
-    out_dir = out or run_dir / "eval-gen" / GenSuite(cfg.suite).value
+    out_dir = out or run_dir / "eval-gen" / cfg.suite.value
     inputs = [run_dir, *existing_paths(cfg.metadata)]
     claim_output(out_dir, OutputKind.EVAL_GEN, inputs=inputs, overwrite=overwrite)
     skipped = Skipped()
@@ -604,6 +290,32 @@ def _read_images(cfg: EvalGenConfig, images: Path, out: Path | None, overwrite: 
     return _Plan(prompts, images, path, [p.entry for p in prompts], skipped)
 
 
+def _score(
+    cfg: EvalGenConfig,
+    plan: _Plan,
+    judge: Judge,
+    clip: Any | None,
+    progress: Callable[[int], Progress] | None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(results.json content so far, per-image rows, per-prompt rows) of a plan's images."""
+    tick = progress(sum(len(p.samples) for p in plan.prompts)) if progress else None
+    rows, per_prompt = score_prompts(
+        plan.prompts,
+        judge,
+        plan.images_dir,
+        plan.skipped,
+        clip=clip,
+        progress=tick,
+        max_pixels=cfg.max_pixels,
+    )
+    results = summarise_rows(rows, judge, plan.skipped, cfg.suite)
+    if clip is not None:
+        from latentbench.metrics.clip import CLIPSCORE_VARIANT
+
+        results["clipscore_variant"] = {**CLIPSCORE_VARIANT, "clip": clip.variant}
+    return results, rows, per_prompt
+
+
 def run_eval_gen(
     cfg: EvalGenConfig,
     *,
@@ -626,7 +338,7 @@ def run_eval_gen(
         raise UserError("give either RUN_DIR (sample a trained generator) or --images DIR")
     if cfg.samples_per_prompt < 1:
         raise UserError(f"--samples must be >= 1, got {cfg.samples_per_prompt}")
-    suite = GenSuite(cfg.suite)
+    suite = cfg.suite
     out_path = Path(out) if out else None
     clip: Any = None
 
@@ -645,27 +357,14 @@ def run_eval_gen(
     if suite is GenSuite.GENEVAL and cfg.clipscore and clip is None:
         clip = build_clip(cfg)
     clip = clip if cfg.clipscore else None
-    tick = progress(sum(len(p.samples) for p in plan.prompts)) if progress else None
-    rows, per_prompt = score_prompts(
-        plan.prompts,
-        used,
-        plan.images_dir,
-        plan.skipped,
-        clip=clip,
-        progress=tick,
-        max_pixels=cfg.max_pixels,
-    )
-    results = summarise_rows(rows, used, plan.skipped, suite)
-    if clip is not None:
-        from latentbench.metrics.clip import CLIPSCORE_VARIANT
-
-        results["clipscore_variant"] = {**CLIPSCORE_VARIANT, "clip": clip.variant}
+    results, rows, per_prompt = _score(cfg, plan, used, clip, progress)
+    sampled = run_dir is not None
     results.update(
         {
             "images_dir": str(plan.images_dir),
             "metadata": cfg.metadata,
-            "samples_per_prompt": cfg.samples_per_prompt if run_dir is not None else None,
-            "seed": cfg.seed if run_dir is not None else None,
+            "samples_per_prompt": cfg.samples_per_prompt if sampled else None,
+            "seed": cfg.seed if sampled else None,
             "generator": plan.generator,
             "config": to_dict(cfg),
             "per_image": rows,

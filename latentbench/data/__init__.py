@@ -7,7 +7,7 @@ on one image's pixels: larger ones are skipped). ``limit`` keeps the first N ite
 (:func:`data_identity`, ``len(dataset)``, ``image_size``) names exactly which images a run saw.
 
 Data SPECs (the built-in names win over a folder of the same name; write ``./shapes`` for that):
-- a folder of images (recursive; see :data:`latentbench.data.images.IMAGE_EXTENSIONS`);
+- a folder of images (recursive; see :data:`latentbench.data.decode.IMAGE_EXTENSIONS`);
 - a captions ``.jsonl`` (lines of ``{"image": path relative to the file, "text": caption}``);
 - ``shapes[:N]``: the procedural shapes world (default N = 1000, seeded by ``seed``);
 - ``shapes-single[:N]``: Shapes scenes of exactly one object, labelled by its shape (probing);
@@ -23,33 +23,16 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Any, TypedDict
 
 import torch
-from pydantic import AfterValidator
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from latentbench.data.decode import DEFAULT_MAX_PIXELS, MaxPixels, check_max_pixels
 from latentbench.errors import UserError, did_you_mean
 
 DEFAULT_SHAPES = 1000
-#: The default bound on one image's pixels (``--max-pixels``): 64 MP. Above every common camera
-#: (full-frame bodies top out near 61 MP) and below Pillow's own decompression-bomb warning
-#: (89.5 MP). One 8-bit RGB copy of such an image is 192 MB, and preprocessing briefly holds a
-#: few copies (decode, RGB conversion, first halving), so the bound keeps one image near 0.5 GB.
-DEFAULT_MAX_PIXELS = 64_000_000
-
-
-def _valid_max_pixels(value: int | None) -> int | None:
-    from latentbench.data.images import max_pixels_problem
-
-    if problem := max_pixels_problem(value):
-        raise ValueError(problem)
-    return value
-
-
-#: A config field's type for that bound (None: Pillow's own limit only).
-MaxPixels = Annotated[int | None, AfterValidator(_valid_max_pixels)]
 
 
 class ImageItem(TypedDict):
@@ -140,13 +123,13 @@ def open_images(
     ``strict`` reads every image once, here, and raises one UserError naming every unreadable
     one (with a progress bar when that takes a while, unless ``quiet``).
     """
-    from latentbench.data import images
+    from latentbench.data.images import ImageDataset
 
     if limit is not None and limit < 1:
         raise UserError(f"limit must be >= 1, got {limit}")
-    images.check_max_pixels(max_pixels)
+    check_max_pixels(max_pixels)
     dataset = _open(parse_spec(spec), image_size, limit, strict, seed, max_pixels)
-    if strict and isinstance(dataset, images.ImageDataset):
+    if strict and isinstance(dataset, ImageDataset):
         dataset.check_readable(progress=not quiet)
     return dataset
 
@@ -159,7 +142,7 @@ def _open(
     seed: int,
     max_pixels: int | None,
 ) -> Dataset:
-    from latentbench.data import images
+    from latentbench.data import images, named
 
     options: dict[str, Any] = {"limit": limit, "strict": strict}
     files = {**options, "max_pixels": max_pixels}  # datasets that read image files
@@ -169,14 +152,14 @@ def _open(
         return images.CaptionsFile(parsed.arg, image_size, **files)
     if parsed.kind is DataKind.SKIMAGE:
         names = parsed.arg.split(",") if parsed.arg else None
-        return images.SkimagePhotos(names, image_size, **options)
+        return named.SkimagePhotos(names, image_size, **options)
     if parsed.kind is DataKind.FASHION_MNIST:
-        return images.FashionMNIST(parsed.arg or "train", image_size, **options)
+        return named.FashionMNIST(parsed.arg or "train", image_size, **options)
     if parsed.kind is DataKind.HF:
         if parsed.arg is None:
             raise UserError("hf: name a dataset, as hf:DATASET[:SPLIT]")
         name, _, split = parsed.arg.rpartition(":") if ":" in parsed.arg else (parsed.arg, "", "")
-        return images.HFImages(name, split or "train", image_size, **files)
+        return named.HFImages(name, split or "train", image_size, **files)
     single = parsed.kind is DataKind.SHAPES_SINGLE
     return _open_shapes(parsed.arg, image_size, limit=limit, seed=seed, single=single)
 

@@ -32,8 +32,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from latentbench.hub import folder_digest, load_pretrained
-from latentbench.metrics.geneval import GENEVAL_COLORS
+from latentbench.geneval import GENEVAL_COLORS
+from latentbench.hub import load_pretrained, pretrained_source
 
 GENEVAL_CLIP = "openai/clip-vit-large-patch14"
 MAGICBRUSH_CLIP = "openai/clip-vit-base-patch32"
@@ -51,7 +51,7 @@ ImageLike = Image.Image | np.ndarray | Tensor
 
 def to_pil(images: Sequence[ImageLike] | Tensor) -> list[Image.Image]:
     """PIL images / (H, W, 3) uint8 arrays / (B, 3, H, W) tensors in [-1, 1] -> RGB PIL images."""
-    from latentbench.metrics.pixel import to_uint8
+    from latentbench.metrics.quantize import to_uint8
 
     if isinstance(images, Tensor):
         if images.dim() == 3:
@@ -69,14 +69,6 @@ def to_pil(images: Sequence[ImageLike] | Tensor) -> list[Image.Image]:
     return out
 
 
-def _source(model: str) -> tuple[str, dict[str, Any]]:
-    """(what from_pretrained gets, how the variant names the weights)."""
-    local = Path(model).expanduser()
-    if local.is_dir():
-        return str(local), {"folder": str(local), **folder_digest(local)}
-    return model, {"hub_id": model}
-
-
 class ClipModel:
     """A frozen ``CLIPModel`` and its processor; embeddings are L2-normalised, float32, CPU."""
 
@@ -85,7 +77,7 @@ class ClipModel:
     ) -> None:
         from transformers import CLIPModel, CLIPProcessor
 
-        path, weights = _source(model)
+        path, weights = pretrained_source(model)
         self.model = (
             load_pretrained(CLIPModel, path, "CLIP model", option=CLIP_OPTION)
             .eval()

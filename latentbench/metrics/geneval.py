@@ -1,407 +1,235 @@
-"""GenEval's task rules, detector-agnostic, and its ``evaluation_metadata.jsonl`` format.
+"""GenEval judges and scoring: what turns an image into the detections GenEval's rules read.
 
-GenEval (Ghosh et al., 2023) scores a text-to-image model by detecting objects in its images
-and checking each prompt's metadata entry::
-
-    {"tag": "position", "prompt": "a photo of a star left of a circle",
-     "include": [{"class": "circle", "count": 1},
-                 {"class": "star", "count": 1, "position": ["left of", 0]}]}
-
-The rules here re-implement the official ``evaluate`` of ``evaluation/evaluate_images.py`` on a
-plain list of :class:`Detection` (class name, box, color, score), so any detector can feed them:
-the analytic Shapes detector now, a neural detector + color classifier later.
-
-- ``include`` clauses combine with AND: at least ``count`` detections of the class; when a
-  color is required, at least ``count`` of the ``count`` most confident ones have it; when a
-  position is required, every one of them stands in that relation to every object that the
-  target clause matched (GenEval's ``relative_position`` with a 0.1 size margin).
-- ``exclude`` clauses combine with OR: ``count`` or more detections of the class fail the image.
-- Detections at or below ``threshold`` (``counting_threshold`` for the counting task) are
-  dropped, at most ``max_objects`` are kept per class, most confident first.
-- A task's score is the fraction of its images judged correct; the overall score is the mean of
-  the task scores (as in the official ``summary_scores.py``).
-
-Official defaults: threshold 0.3, counting threshold 0.9, max 16 objects, position margin 0.1.
-A detector whose scores are not calibrated like Mask2Former's should pass its own thresholds.
+A judge (:class:`Judge`) detects the objects of one image for a prompt's metadata entry; the
+rules (:func:`latentbench.geneval.evaluate_entry`) then say whether the image is right. Two
+judges: :class:`~latentbench.metrics.shapes_judge.ShapesJudge` (the analytic Shapes detector,
+exact) and :class:`NeuralJudge` (an open detector from transformers, with GenEval's CLIP colour
+classifier for the prompts that name a colour). :func:`score_prompts` scores every image of a
+GenEval layout with a judge, :func:`summarise_rows` turns the rows into per-task scores.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image
 
+from latentbench.data import DEFAULT_MAX_PIXELS
+from latentbench.data.decode import UnreadableImage, open_rgb
 from latentbench.errors import UserError
-
-Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in pixels, y down
-
-
-class GenevalTask(str, Enum):
-    """The six GenEval tasks, by their metadata tags, in GenEval's order."""
-
-    SINGLE_OBJECT = "single_object"
-    TWO_OBJECT = "two_object"
-    COUNTING = "counting"
-    COLORS = "colors"
-    POSITION = "position"
-    COLOR_ATTR = "color_attr"
-
-
-class Relation(str, Enum):
-    LEFT_OF = "left of"
-    RIGHT_OF = "right of"
-    ABOVE = "above"
-    BELOW = "below"
-
-
-GENEVAL_COLORS = (
-    "red",
-    "orange",
-    "yellow",
-    "green",
-    "blue",
-    "purple",
-    "pink",
-    "brown",
-    "black",
-    "white",
+from latentbench.geneval import (
+    Detection,
+    GenevalRules,
+    GenSuite,
+    PromptImages,
+    Skipped,
+    evaluate_entry,
+    group_detections,
+    summarise,
 )
 
-
-# --------------------------------------------------------------------------------------------
-# Object names
-
-# COCO's 80 instance categories as detectors trained on COCO name them (a Mask2Former's
-# ``id2label``), in COCO's order -> GenEval's object names (its ``object_names.txt``, in the same
-# order: the official evaluation names a detection by class index). Three names differ.
-COCO_TO_GENEVAL: dict[str, str] = {
-    "person": "person",
-    "bicycle": "bicycle",
-    "car": "car",
-    "motorcycle": "motorcycle",
-    "airplane": "airplane",
-    "bus": "bus",
-    "train": "train",
-    "truck": "truck",
-    "boat": "boat",
-    "traffic light": "traffic light",
-    "fire hydrant": "fire hydrant",
-    "stop sign": "stop sign",
-    "parking meter": "parking meter",
-    "bench": "bench",
-    "bird": "bird",
-    "cat": "cat",
-    "dog": "dog",
-    "horse": "horse",
-    "sheep": "sheep",
-    "cow": "cow",
-    "elephant": "elephant",
-    "bear": "bear",
-    "zebra": "zebra",
-    "giraffe": "giraffe",
-    "backpack": "backpack",
-    "umbrella": "umbrella",
-    "handbag": "handbag",
-    "tie": "tie",
-    "suitcase": "suitcase",
-    "frisbee": "frisbee",
-    "skis": "skis",
-    "snowboard": "snowboard",
-    "sports ball": "sports ball",
-    "kite": "kite",
-    "baseball bat": "baseball bat",
-    "baseball glove": "baseball glove",
-    "skateboard": "skateboard",
-    "surfboard": "surfboard",
-    "tennis racket": "tennis racket",
-    "bottle": "bottle",
-    "wine glass": "wine glass",
-    "cup": "cup",
-    "fork": "fork",
-    "knife": "knife",
-    "spoon": "spoon",
-    "bowl": "bowl",
-    "banana": "banana",
-    "apple": "apple",
-    "sandwich": "sandwich",
-    "orange": "orange",
-    "broccoli": "broccoli",
-    "carrot": "carrot",
-    "hot dog": "hot dog",
-    "pizza": "pizza",
-    "donut": "donut",
-    "cake": "cake",
-    "chair": "chair",
-    "couch": "couch",
-    "potted plant": "potted plant",
-    "bed": "bed",
-    "dining table": "dining table",
-    "toilet": "toilet",
-    "tv": "tv",
-    "laptop": "laptop",
-    "mouse": "computer mouse",
-    "remote": "tv remote",
-    "keyboard": "computer keyboard",
-    "cell phone": "cell phone",
-    "microwave": "microwave",
-    "oven": "oven",
-    "toaster": "toaster",
-    "sink": "sink",
-    "refrigerator": "refrigerator",
-    "book": "book",
-    "clock": "clock",
-    "vase": "vase",
-    "scissors": "scissors",
-    "teddy bear": "teddy bear",
-    "hair drier": "hair drier",
-    "toothbrush": "toothbrush",
-}
-GENEVAL_OBJECTS: tuple[str, ...] = tuple(COCO_TO_GENEVAL.values())
+Progress = Callable[[int], None]  # called with the number of images just done
 
 
-def geneval_name(label: str) -> str:
-    """GenEval's object name for a detector's class ``label`` ("keyboard" -> "computer keyboard";
-    "potted_plant" -> "potted plant"); a label that is not a COCO category is returned as is."""
-    return COCO_TO_GENEVAL.get(label.strip().lower().replace("_", " "), label)
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One detected object. ``color`` is None when the detector does not name colors."""
+class Judge(Protocol):
+    """Turns one image into the detections GenEval's rules read."""
 
     name: str
-    box: Box
-    color: str | None = None
-    score: float = 1.0
+    label: str
+    rules: GenevalRules
+    variant: dict[str, Any]
+
+    def detections(
+        self, image: Image.Image, entry: dict[str, Any]
+    ) -> tuple[list[Detection], list[dict[str, Any]]]:
+        """(detections for the rules, JSON rows describing them)."""
+        ...
 
 
-@dataclass(frozen=True)
-class GenevalRules:
-    """The thresholds of GenEval's rules (official defaults)."""
+class ColorNamer(Protocol):
+    variant: dict[str, Any]
 
-    threshold: float = 0.3
-    counting_threshold: float = 0.9
-    max_objects: int = 16
-    position_threshold: float = 0.1
+    def classify(
+        self, image: Image.Image, cls: str, boxes: Sequence[Any], masks: Sequence[Any] | None
+    ) -> list[str]: ...
 
 
-def relative_position(
-    box_a: Sequence[float], box_b: Sequence[float], threshold: float = 0.1, cutoff: float = 0.5
-) -> set[Relation]:
-    """Where A is relative to B, GenEval's rule: the centre offset, shrunk on each axis by
-    ``threshold`` x (sum of the two boxes' extents on that axis), divided by the unshrunk offset
-    length; a component beyond ``cutoff`` names a relation. Empty when the boxes nearly coincide."""
-    a, b = np.asarray(box_a[:4], dtype=float), np.asarray(box_b[:4], dtype=float)
-    offset = (a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2
-    dims = np.abs(a[2:] - a[:2]) + np.abs(b[2:] - b[:2])
-    revised = np.maximum(np.abs(offset) - threshold * dims, 0) * np.sign(offset)
-    if np.all(np.abs(revised) < 1e-3):
-        return set()
-    dx, dy = revised / np.linalg.norm(offset)
-    rels = set()
-    if dx < -cutoff:
-        rels.add(Relation.LEFT_OF)
-    if dx > cutoff:
-        rels.add(Relation.RIGHT_OF)
-    if dy < -cutoff:
-        rels.add(Relation.ABOVE)
-    if dy > cutoff:
-        rels.add(Relation.BELOW)
-    return rels
+class NeuralJudge:
+    """An open detector plus GenEval's CLIP colour classifier.
 
+    Colours are classified, as in GenEval, only for the objects of a class that an ``include``
+    clause names with a colour, after the task's score threshold and the per-class cap.
+    """
 
-def group_detections(
-    detections: Iterable[Detection], tag: str, rules: GenevalRules = GenevalRules()
-) -> dict[str, list[Detection]]:
-    """Class name -> detections above the task's threshold, most confident first (stable)."""
-    cut = rules.counting_threshold if tag == GenevalTask.COUNTING.value else rules.threshold
-    groups: dict[str, list[Detection]] = {}
-    for d in sorted(detections, key=lambda d: -d.score):
-        if d.score > cut and len(groups.setdefault(d.name, [])) < rules.max_objects:
-            groups[d.name].append(d)
-    return {k: v for k, v in groups.items() if v}
-
-
-def evaluate_entry(
-    detections: Iterable[Detection], entry: Mapping[str, Any], rules: GenevalRules = GenevalRules()
-) -> tuple[bool, str]:
-    """(correct, reason) for one image and its metadata entry, by GenEval's rules."""
-    objects = group_detections(detections, str(entry.get("tag", "")), rules)
-    correct = True
-    reasons: list[str] = []
-    matched: list[list[Detection] | None] = []
-    for req in entry.get("include", []):
-        name, count = req["class"], int(req["count"])
-        found = objects.get(name, [])[:count]
-        ok = True
-        if len(found) < count:
-            ok = False
-            reasons.append(f"expected {name}>={count}, found {len(found)}")
-        else:
-            if "color" in req:
-                colors = [d.color for d in found]
-                if colors.count(req["color"]) < count:
-                    ok = False
-                    seen = ", ".join(f"{colors.count(c)} {c}" for c in dict.fromkeys(colors))
-                    reasons.append(f"expected {req['color']} {name}>={count}, found {seen}")
-            if "position" in req and ok:
-                rel, target = req["position"]
-                targets = matched[int(target)] if int(target) < len(matched) else None
-                if targets is None:
-                    ok = False
-                    reasons.append(f"no target for {name} to be {rel}")
-                else:
-                    for d in found:
-                        bad = [
-                            t
-                            for t in targets
-                            if rel
-                            not in _names(relative_position(d.box, t.box, rules.position_threshold))
-                        ]
-                        if bad:
-                            got = " and ".join(
-                                sorted(
-                                    _names(
-                                        relative_position(
-                                            d.box, bad[0].box, rules.position_threshold
-                                        )
-                                    )
-                                )
-                            )
-                            ok = False
-                            reasons.append(
-                                f"expected {name} {rel} target, "
-                                f"found {got or 'no relation to'} target"
-                            )
-                            break
-        correct &= ok
-        matched.append(found if ok else None)
-    for req in entry.get("exclude", []):
-        name, count = req["class"], int(req["count"])
-        if len(objects.get(name, [])) >= count:
-            correct = False
-            reasons.append(f"expected {name}<{count}, found {len(objects[name])}")
-    return correct, "\n".join(reasons)
-
-
-def _names(rels: set[Relation]) -> set[str]:
-    return {r.value for r in rels}
-
-
-# --------------------------------------------------------------------------------------------
-# Scores
-
-
-@dataclass(frozen=True)
-class TaskScore:
-    correct: int
-    total: int
-
-    @property
-    def score(self) -> float:
-        return self.correct / self.total if self.total else float("nan")
-
-
-@dataclass
-class GenevalSummary:
-    """Per-task scores; ``overall`` is the mean over the tasks present."""
-
-    tasks: dict[str, TaskScore] = field(default_factory=dict)
-    images: int = 0
-    prompts: int = 0
-    prompts_correct: int = 0  # prompts with at least one correct sample
-
-    @property
-    def overall(self) -> float:
-        scores = [t.score for t in self.tasks.values() if t.total]
-        return float(np.mean(scores)) if scores else float("nan")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "overall": self.overall,
-            "tasks": {
-                k: {"score": v.score, "correct": v.correct, "total": v.total}
-                for k, v in self.tasks.items()
-            },
-            "num_images": self.images,
-            "num_prompts": self.prompts,
-            "prompt_accuracy": self.prompts_correct / self.prompts
-            if self.prompts
-            else float("nan"),
+    def __init__(
+        self,
+        detector: Any,
+        colors: ColorNamer | None,
+        rules: GenevalRules,
+        vocabulary: Sequence[str],
+    ) -> None:
+        self.detector, self.colors, self.rules = detector, colors, rules
+        self.vocabulary = list(dict.fromkeys(vocabulary))
+        self.name = detector.name
+        self.label = f"GenEval-style ({detector.name})"
+        closed = getattr(detector, "classes", None)  # a closed-set detector's names
+        self.variant = {
+            "detector": detector.variant,
+            "colors": colors.variant if colors is not None else None,
+            "vocabulary": len(self.vocabulary),
+            # suite classes the detector can never name: their prompts cannot pass
+            "unreachable_classes": [c for c in self.vocabulary if c not in closed]
+            if closed is not None
+            else None,
         }
 
-
-def summarise(rows: Iterable[tuple[str, bool, Any]]) -> GenevalSummary:
-    """Summarise (tag, correct, prompt_id) rows; tasks in GenEval's order, unknown tags after."""
-    counts: dict[str, list[int]] = {}
-    per_prompt: dict[Any, bool] = {}
-    n = 0
-    for tag, correct, prompt_id in rows:
-        c = counts.setdefault(tag, [0, 0])
-        c[0] += bool(correct)
-        c[1] += 1
-        per_prompt[prompt_id] = per_prompt.get(prompt_id, False) or bool(correct)
-        n += 1
-    order = [t.value for t in GenevalTask] + sorted(set(counts) - {t.value for t in GenevalTask})
-    tasks = {t: TaskScore(*counts[t]) for t in order if t in counts}
-    return GenevalSummary(tasks, n, len(per_prompt), sum(per_prompt.values()))
-
-
-# --------------------------------------------------------------------------------------------
-# evaluation_metadata.jsonl
-
-
-def validate_entry(entry: Any, where: str) -> dict[str, Any]:
-    """Check one metadata entry's structure; raise a UserError naming ``where`` if it is bad."""
-    if not isinstance(entry, dict):
-        raise UserError(f"{where}: a GenEval metadata entry must be a JSON object")
-    for key in ("tag", "prompt", "include"):
-        if key not in entry:
-            raise UserError(f"{where}: GenEval metadata entry has no {key!r}")
-    clauses = list(entry["include"]) + list(entry.get("exclude", []))
-    for req in clauses:
-        if not isinstance(req, dict) or "class" not in req or "count" not in req:
-            raise UserError(f"{where}: every include/exclude clause needs 'class' and 'count'")
-        if "position" in req:
-            rel = req["position"]
-            if not (
-                isinstance(rel, (list, tuple))
-                and len(rel) == 2
-                and rel[0] in {r.value for r in Relation}
-            ):
-                raise UserError(
-                    f"{where}: bad position {rel!r}; expected [relation, index], relation one of "
-                    f"{', '.join(r.value for r in Relation)}"
-                )
-            if not 0 <= int(rel[1]) < len(entry["include"]):
-                raise UserError(f"{where}: position target {rel[1]} is not an include clause")
-    return entry
+    def detections(
+        self, image: Image.Image, entry: dict[str, Any]
+    ) -> tuple[list[Detection], list[dict[str, Any]]]:
+        objects = self.detector.detect(image, self.vocabulary)
+        need = {r["class"] for r in entry.get("include", []) if "color" in r}
+        plain = [o.to_detection() for o in objects]
+        kept = group_detections(plain, str(entry.get("tag", "")), self.rules)
+        colored: dict[int, str] = {}
+        if need and self.colors is None:
+            raise UserError("this prompt needs colours, and no colour classifier is configured")
+        for cls in need & set(kept):
+            ids = [i for i, d in enumerate(plain) if d in kept[cls]]
+            names = self.colors.classify(  # type: ignore[union-attr]
+                image,
+                cls,
+                [objects[i].box for i in ids],
+                [objects[i].mask for i in ids],
+            )
+            colored.update(zip(ids, names))
+        dets = [o.to_detection(colored.get(i)) for i, o in enumerate(objects)]
+        rows = [{**o.to_dict(), "color": colored.get(i)} for i, o in enumerate(objects)]
+        return dets, rows
 
 
-def read_metadata(path: str | Path) -> list[dict[str, Any]]:
-    """Entries of a GenEval ``evaluation_metadata.jsonl`` (the official file or ours)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"GenEval metadata file not found: {path}")
-    entries = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+def suite_vocabulary(entries: Iterable[dict[str, Any]]) -> list[str]:
+    """Every class a suite's include/exclude clauses name, in first-seen order."""
+    names: dict[str, None] = {}
+    for e in entries:
+        for req in list(e.get("include", [])) + list(e.get("exclude", [])):
+            names[str(req["class"])] = None
+    return list(names)
+
+
+# -- scoring ------------------------------------------------------------------------------------
+def _read_samples(
+    p: PromptImages, skipped: Skipped, progress: Progress | None, max_pixels: int | None
+) -> tuple[list[Image.Image], list[Path]]:
+    """The readable sample images of one prompt (RGB) and their paths; the others are skipped
+    and counted."""
+    images, paths = [], []
+    for path in p.samples:
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        entries.append(validate_entry(entry, f"{path}:{lineno}"))
-    return entries
+            images.append(open_rgb(path, max_pixels))
+            paths.append(path)
+        except UnreadableImage as e:
+            skipped.add(f"{p.index:05d}: unreadable image {path.name}: {e}", images=1)
+        if progress:
+            progress(1)
+    return images, paths
 
 
-def write_metadata(path: str | Path, entries: Iterable[Mapping[str, Any]]) -> None:
-    """Write entries one JSON object a line, atomically."""
-    from latentbench.runs import atomic_write_text
+def _score_prompt(
+    p: PromptImages,
+    judge: Judge,
+    root: Path,
+    images: list[Image.Image],
+    paths: list[Path],
+    scores: np.ndarray | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(per-image rows, the per-prompt row) of one prompt's readable images."""
+    rows = []
+    for k, (im, path) in enumerate(zip(images, paths)):
+        dets, described = judge.detections(im, p.entry)
+        ok, reason = evaluate_entry(dets, p.entry, judge.rules)
+        row = {
+            "filename": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
+            "index": p.index,
+            "tag": p.entry["tag"],
+            "prompt": p.entry["prompt"],
+            "correct": bool(ok),
+            "reason": reason,
+            "size": list(im.size),  # (W, H) as scored: detectors resize it themselves
+            "detections": described,
+        }
+        if scores is not None:
+            row["clipscore"] = float(scores[k])
+        rows.append(row)
+    correct = sum(r["correct"] for r in rows)
+    prompt_row = {
+        "index": p.index,
+        "tag": p.entry["tag"],
+        "prompt": p.entry["prompt"],
+        "samples": len(images),
+        "correct": correct,
+        "accuracy": correct / len(images),
+        "clipscore": float(scores.mean()) if scores is not None else None,
+    }
+    return rows, prompt_row
 
-    atomic_write_text(path, "".join(json.dumps(dict(e)) + "\n" for e in entries))
+
+def score_prompts(
+    prompts: Sequence[PromptImages],
+    judge: Judge,
+    root: Path,
+    skipped: Skipped,
+    *,
+    clip: Any | None = None,
+    progress: Progress | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(per-image rows, per-prompt rows). Unreadable images, and images of more than
+    ``max_pixels`` pixels, are skipped and counted. With ``clip``, each image's CLIPScore
+    against its prompt is in its row."""
+    from latentbench.metrics.clip import clip_score
+
+    rows: list[dict[str, Any]] = []
+    per_prompt: list[dict[str, Any]] = []
+    for p in prompts:
+        images, paths = _read_samples(p, skipped, progress, max_pixels)
+        if not images:
+            continue
+        scores = clip_score(clip, images, [p.entry["prompt"]] * len(images)) if clip else None
+        image_rows, prompt_row = _score_prompt(p, judge, root, images, paths, scores)
+        rows += image_rows
+        per_prompt.append(prompt_row)
+    return rows, per_prompt
+
+
+def summarise_rows(
+    rows: Sequence[dict[str, Any]], judge: Judge, skipped: Skipped, suite: GenSuite
+) -> dict[str, Any]:
+    """results.json content (without the per-image rows)."""
+    if not rows:
+        raise UserError(f"nothing could be scored ({skipped.images} image(s) skipped)")
+    summary = summarise((r["tag"], r["correct"], r["index"]) for r in rows)
+    out: dict[str, Any] = {
+        "suite": suite.value,
+        "label": judge.label,
+        "detector": judge.name,
+        "judge": judge.variant,
+        "rules": asdict(judge.rules),
+        **summary.to_dict(),
+        "detections_per_image": float(np.mean([len(r["detections"]) for r in rows])),
+        "image_sizes": sorted({tuple(r["size"]) for r in rows}),
+        "skipped_prompts": skipped.prompts,
+        "skipped_images": skipped.images,
+        "skipped_reasons": skipped.reasons,
+    }
+    clip = [r["clipscore"] for r in rows if "clipscore" in r]
+    if clip:
+        out["clipscore"] = float(np.mean(clip))
+        out["clipscore_tasks"] = {
+            t: float(np.mean([r["clipscore"] for r in rows if r["tag"] == t]))
+            for t in summary.tasks
+        }
+    return out

@@ -23,7 +23,7 @@ from __future__ import annotations
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,30 +31,11 @@ from torch import Tensor, nn
 from latentbench.errors import UserError, unknown_choice
 from latentbench.files import torch_load
 from latentbench.hub import WeightsFile, fetch_weights
-
-if TYPE_CHECKING:
-    from latentbench.metrics.features import AutoChoice
+from latentbench.metrics.auto import AutoChoice, first_available
+from latentbench.metrics.quantize import QUANTISATION, from_uint8, to_uint8
 
 MAX_PSNR_DB = 100.0
 """PSNR of identical images is +inf (as in skimage); it is capped here so means stay finite."""
-
-QUANTISATION = "round((x + 1) * 127.5) clamped to [0, 255] (uint8, as saved to PNG)"
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """(B, 3, H, W) float in [-1, 1] -> uint8 in [0, 255], exactly as the image saved to PNG.
-
-    A uint8 tensor is returned unchanged. NaN (a broken decoder) becomes 0.
-    """
-    if images.dtype == torch.uint8:
-        return images
-    scaled = (images.detach().float() + 1.0) * 127.5
-    return scaled.nan_to_num_(0.0).round_().clamp_(0.0, 255.0).to(torch.uint8)
-
-
-def from_uint8(images: Tensor) -> Tensor:
-    """uint8 [0, 255] -> float32 in [-1, 1] (the inverse of :func:`to_uint8` on the grid)."""
-    return images.float() / 127.5 - 1.0
 
 
 def _pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -280,8 +261,6 @@ def build_lpips(
     LPIPS at all (None): a random-backbone number is not LPIPS and should not appear in a table
     unless asked for. An explicit net that cannot load stays an error.
     """
-    from latentbench.metrics.features import first_available
-
     choice = LPIPSChoice(choice)
     if choice is not LPIPSChoice.AUTO:
         net = LPIPSNet(choice.value)

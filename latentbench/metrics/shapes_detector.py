@@ -41,21 +41,11 @@ from PIL import Image
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from latentbench.data.shapes import (
-    BACKGROUND_PAINT,
-    BACKGROUND_PATTERN_SCALE,
-    CHECK_SIDE,
-    COLOR_PAINT,
-    STRIPE_PERIOD,
-    BackgroundColor,
-    Color,
-    Shape,
-    ShapesRenderer,
-    Texture,
-)
-from latentbench.metrics.geneval import Detection
+from latentbench.data.shapes import BackgroundColor, Color, Shape, ShapesRenderer, Texture
+from latentbench.data.shapes.render import BACKGROUND_PATTERN_SCALE, CHECK_SIDE, STRIPE_PERIOD
+from latentbench.data.shapes.vocabulary import BACKGROUND_PAINT, COLOR_PAINT
+from latentbench.geneval import Box, Detection
 
-Box = tuple[float, float, float, float]
 _NONE = 255  # label of pixels near no reference color
 _N_COLORS = len(Color)
 _BACKGROUND = 254  # label of background pixels in the color-name map
@@ -108,7 +98,7 @@ class DetectedScene:
         }
 
 
-def to_uint8(image: Any) -> np.ndarray:
+def rgb_array(image: Any) -> np.ndarray:
     """PIL image, (H, W, 3) uint8 array or (3, H, W) float in [-1, 1] -> (H, W, 3) uint8."""
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
@@ -288,7 +278,7 @@ class ShapesDetector:
     # -- detection ---------------------------------------------------------------------------------
     def detect(self, image: Any) -> DetectedScene:
         """Objects (most confident first) and background of one image."""
-        rgb = to_uint8(image)
+        rgb = rgb_array(image)
         h0, w0 = rgb.shape[:2]
         scale = 1.0
         if max(h0, w0) > self.max_size:

@@ -11,7 +11,7 @@ index) from the EMA model, decodes them with the space, and logs into metrics.js
 - ``fd_<extractor>``: Frechet distance between the samples and the data in the extractor's
   features (FID with the Inception extractor), with the extractor's ``variant``;
 - t2i: ``geneval`` (overall) and ``geneval/<task>`` on a Shapes GenEval prompt suite, scored by
-  the analytic Shapes detector with the rules of :mod:`latentbench.bench.geneval`;
+  the analytic Shapes detector with the rules of :mod:`latentbench.metrics.shapes_judge`;
 - edit: ``edit/success`` (the edit is visible, by the Shapes detector) and fidelity outside the
   edit mask (``edit/psnr_outside``, ``edit/l1_outside``), from :mod:`latentbench.metrics.editing`;
 - a sample grid ``images/step_<step>.png`` of the first samples.
@@ -259,8 +259,8 @@ def shapes_geneval_rows(
 ) -> list[tuple[str, bool, int]]:
     """GenEval rows (tag, correct, prompt index) of ``images[k]`` for ``entries[indices[k]]``,
     judged by the analytic Shapes ``detector`` under GenEval's rules."""
-    from latentbench.bench.geneval import ANALYTIC_RULES
-    from latentbench.metrics.geneval import evaluate_entry
+    from latentbench.geneval import evaluate_entry
+    from latentbench.metrics.shapes_judge import ANALYTIC_RULES
 
     rows = []
     for i, image in zip(indices, images):
@@ -271,7 +271,7 @@ def shapes_geneval_rows(
 
 def geneval_metrics(rows: Sequence[tuple[str, bool, int]], prefix: str) -> dict[str, float]:
     """``prefix`` (the overall score) and ``prefix/<task>`` of GenEval rows."""
-    from latentbench.metrics.geneval import summarise
+    from latentbench.geneval import summarise
 
     summary = summarise(rows)
     return {prefix: summary.overall, **{f"{prefix}/{t}": v.score for t, v in summary.tasks.items()}}
@@ -291,8 +291,7 @@ def geneval_ceiling(
     generator is trained. The scenes are the oracle's (``latentbench data shapes --geneval``
     renders the same ones). Keys ``geneval_ceiling`` and ``geneval_ceiling/<task>``.
     """
-    from latentbench.bench.geneval import oracle_rng
-    from latentbench.data.shapes import ShapesRenderer, oracle_scene
+    from latentbench.data.shapes import ShapesRenderer, oracle_rng, oracle_scene
     from latentbench.metrics.shapes_detector import ShapesDetector
 
     renderer, detector = ShapesRenderer(space.spec.image_size), detector or ShapesDetector()
