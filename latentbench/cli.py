@@ -414,6 +414,9 @@ def train_gen_cmd(
         str | None, typer.Option(help="Data SPEC (shapes:N; edit: shapes-edits:N).")
     ] = None,
     preset: Annotated[str | None, typer.Option(help="tiny, small, base, large, xl.")] = None,
+    arch: Annotated[
+        str | None, typer.Option(help="DiT architecture preset (default: the --preset's).")
+    ] = None,
     config: Annotated[
         str | None,
         typer.Option(help="train-gen settings: tiny ... xl (shipped) or a .yaml file; flags win."),
@@ -474,6 +477,7 @@ def train_gen_cmd(
         task=task,
         data=data,
         preset=preset,
+        arch=arch,
         steps=steps,
         eval_every=eval_every,
         eval_samples=eval_samples,
@@ -504,6 +508,17 @@ def train_gen_cmd(
         print_json(results)
         return
     print_metrics_table(results, title=f"train-gen -> {out}")
+
+
+@app.command("convert-run")
+def convert_run_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A train-gen run folder without generator/.")],
+) -> None:
+    """Add generator/ (config.json + model.safetensors) to a train-gen run folder of an older
+    version, so that Generator.from_pretrained and push_to_hub can use it."""
+    from latentbench.bench.generator_runs import convert_run
+
+    console.print(f"wrote {convert_run(run_dir)}", highlight=False)
 
 
 class _Bars:

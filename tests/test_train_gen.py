@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,14 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from latentbench.bench.generation import TrainGenConfig, load_config, train_generator
+from latentbench.bench.generator_runs import load_generator
 from latentbench.cli import app
 from latentbench.errors import UserError
 from latentbench.gen.dit import EditLayout
-from latentbench.gen.sampling import load_generator
+from latentbench.gen.generator import Generator
 from latentbench.spaces import build_space
-from latentbench.train.generator import GenerationEval, TaskKind
+from latentbench.train.generator import TaskKind
+from latentbench.train.generator_eval import GenerationEval
 
 TOY = {
     "data": "shapes:24",
@@ -108,17 +111,23 @@ def test_editors_of_both_layouts_train_and_sample(tmp_path, layout):
     cfg = _cfg(task=TaskKind.EDIT, data="shapes-edits:14", steps=2, eval_every=2, dit=dit)
     train_generator(cfg, tmp_path / "run")
     gen = load_generator(tmp_path / "run", device="cpu")
-    assert gen.model.cfg.edit_layout is layout
+    assert gen.generator.cfg.edit_layout is layout
     sources = torch.rand(2, 3, 16, 16) * 2 - 1
     edited = gen.edit(sources, ["make the circle red", "remove the star"])
     assert edited.shape == (2, 3, 16, 16) and torch.isfinite(edited).all()
-    # a manifest written before the setting existed: those editors put the text first
+    # a run folder written before generator/ and the setting existed: the manifest describes
+    # it, and those editors put the text first; convert-run adds generator/ to it
+    shutil.rmtree(tmp_path / "run" / "generator")
     path = tmp_path / "run" / "manifest.json"
     manifest = json.loads(path.read_text())
     del manifest["config"]["dit"]["edit_layout"]
     path.write_text(json.dumps(manifest))
-    legacy = load_generator(tmp_path / "run", device="cpu").model.cfg.edit_layout
+    legacy = load_generator(tmp_path / "run", device="cpu").generator.cfg.edit_layout
     assert legacy is EditLayout.TEXT_SOURCE_NOISY
+    res = CliRunner().invoke(app, ["convert-run", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    converted = Generator.from_pretrained(str(tmp_path / "run" / "generator"))
+    assert converted.cfg.edit_layout is EditLayout.TEXT_SOURCE_NOISY
 
 
 def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
@@ -211,7 +220,7 @@ def test_per_sample_draws_do_not_depend_on_the_process_split():
 
 def test_geneval_ceiling_is_one_for_a_lossless_space_and_low_for_a_broken_one():
     from latentbench.data.shapes import geneval_suite
-    from latentbench.train.generator import geneval_ceiling
+    from latentbench.train.generator_scores import geneval_ceiling
 
     entries = geneval_suite(prompts_per_task=3, seed=0)
     lossless = geneval_ceiling(build_space("pixel", image_size=64), entries, seed=0)
