@@ -238,7 +238,7 @@ def test_frozen_minilm_features_offline():
 
 def test_cpu_half_precision_attention_matches_sdpa():
     """The explicit bf16 CPU attention path computes what SDPA computes, masks included."""
-    from latentbench.gen.dit import attention
+    from latentbench.nn.attention import attention
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 9, 16, generator=g) for _ in range(3))

@@ -43,7 +43,7 @@ from latentbench.bench.generation_data import (
     open_data,
     reference_stats,
 )
-from latentbench.bench.generator_runs import GENERATOR_DIR, space_record
+from latentbench.bench.generator_runs import GENERATOR_DIR, save_generator, space_record
 from latentbench.config import to_dict
 from latentbench.data.cache import CachedLatents, LatentCache, build_cache
 from latentbench.errors import UserError
@@ -276,7 +276,7 @@ def train_generator(
         done * r.loop.batch_size / max(wall - timer.seconds_in_fit, 1e-9) if done else None
     )
     if state.is_main_process:
-        loop.eval_model.save_pretrained(run.path / GENERATOR_DIR)
+        save_generator(loop.eval_model, run.path / GENERATOR_DIR)
         run.write_metrics(metrics)
     state.wait_for_everyone()
     return metrics

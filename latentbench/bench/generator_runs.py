@@ -20,6 +20,7 @@ overrides them); sample ``i`` of a call draws its noise from a generator seeded 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from latentbench.gen.dit import EditLayout
 from latentbench.gen.flow import FlowConfig, Sampler
 from latentbench.gen.generator import Generator, TaskKind
 from latentbench.gen.sampling import Conditions, decode, generate
+from latentbench.runs import staged_dir
 from latentbench.spaces.base import LatentSpace
 
 
@@ -321,11 +323,22 @@ def load_generator(
 
 
 def _from_pretrained(source: str | Path) -> Generator:
-    """``Generator.from_pretrained`` with a one-line error for a folder that is not one."""
+    """``Generator.from_pretrained`` of a folder or a hub id, failing in one line."""
     path = Path(source)
     if path.is_dir() and not (path / "config.json").is_file():
-        raise UserError(f"{source}: neither a train-gen run folder nor a saved generator")
-    return Generator.from_pretrained(str(source))
+        raise UserError(
+            f"{source}: no manifest.json or config.json (neither a train-gen run folder nor a "
+            "saved generator)"
+        )
+    hub_id = not path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(source))
+    if not path.exists() and not hub_id:
+        raise UserError(
+            f"{source}: not found (a train-gen run folder, a saved generator or a hub id)"
+        )
+    try:
+        return Generator.from_pretrained(str(source))
+    except (OSError, ValueError) as e:  # hub errors: not found, offline, no such file
+        raise UserError(f"{source}: cannot load the generator ({type(e).__name__}: {e})") from None
 
 
 def convert_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Path:
@@ -341,5 +354,11 @@ def convert_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pa
     ckpt = find_checkpoint(run_dir, checkpoint)
     name = "ema.safetensors" if (ckpt / "ema.safetensors").is_file() else "model.safetensors"
     generator.load_state_dict(load_safetensors(ckpt / name))
-    generator.save_pretrained(out)
-    return out
+    return save_generator(generator, out)
+
+
+def save_generator(generator: Generator, path: Path) -> Path:
+    """``generator.save_pretrained`` into ``path`` atomically, with the umask's file modes."""
+    with staged_dir(path) as tmp:
+        generator.save_pretrained(tmp)
+    return path
