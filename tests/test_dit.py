@@ -206,7 +206,7 @@ def test_ddt_head_and_features_condition():
 def test_bad_sizes_and_presets_are_user_errors():
     with pytest.raises(UserError, match="not a multiple of the token grid"):
         DiT(SMALL, 4, 6, CondSpec())
-    with pytest.raises(UserError, match="unknown generator preset 'huge'"):
+    with pytest.raises(UserError, match="unknown DiT architecture preset 'huge'"):
         preset("huge")
     assert preset("xl").ddt_width == 2048 and preset("tiny").grid == 8
 

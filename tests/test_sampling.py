@@ -111,3 +111,31 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
     save_file(weights, tmp_path / "g" / "model.safetensors")
     with pytest.raises(RuntimeError, match="Missing key"):  # strict: a missing tensor fails
         Generator.from_pretrained(str(tmp_path / "g"))
+
+
+def _imports(path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m.startswith("latentbench")}
+
+
+def test_generator_code_imports_nothing_above_its_layer():
+    from pathlib import Path
+
+    import latentbench
+
+    root = Path(latentbench.__file__).parent
+    low = ("latentbench.gen", "latentbench.nn", "latentbench.config", "latentbench.errors")
+    low += ("latentbench.hub", "latentbench.registry")
+    for path in [*root.joinpath("gen").glob("*.py"), *root.joinpath("nn").glob("*.py")]:
+        above = {m for m in _imports(path) if not m.startswith(low)}
+        assert not above, f"{path.name} imports {above}"
+    for path in root.joinpath("train").glob("generator*.py"):
+        assert not {m for m in _imports(path) if m.startswith("latentbench.bench")}, path.name

@@ -322,3 +322,23 @@ def test_a_trained_generator_round_trips_through_save_load_and_a_hub_folder(tmp_
         assert torch.equal(generate(generator, prompts, [0, 1, 2], seed=4), want), how
     images = load_generator(tmp_path / "saved", device="cpu").text_to_image(["a red circle"])
     assert torch.equal(images, trained.text_to_image(["a red circle"]))
+
+
+def test_the_architecture_preset_is_separate_from_the_training_preset():
+    from latentbench.bench.generation_config import dit_config
+
+    def cfg(**kw):
+        return load_config(None, space="pixel", **kw)
+
+    assert dit_config(cfg(preset="small")).width == 384  # default: the same name
+    mixed = cfg(preset="tiny", arch="xl")
+    assert dit_config(mixed).ddt_width == 2048 and resolve_train(mixed).steps == 600
+    assert dit_config(cfg(arch="xl", dit={"depth": 3})).depth == 3
+    with pytest.raises(UserError, match="unknown DiT architecture preset 'huge'"):
+        dit_config(cfg(arch="huge"))
+
+
+def resolve_train(cfg: TrainGenConfig):
+    from latentbench.bench.generation_config import resolve
+
+    return resolve(cfg).train

@@ -95,7 +95,7 @@ PRESETS: dict[str, DiTConfig] = {
 def preset(name: str, **overrides: object) -> DiTConfig:
     """The architecture preset ``name`` with field ``overrides`` (unknown fields: UserError)."""
     if name.lower() not in PRESETS:
-        raise unknown_choice("generator preset", name, PRESETS)
+        raise unknown_choice("DiT architecture preset", name, PRESETS)
     valid = [f.name for f in fields(DiTConfig)]
     for key in overrides:
         if key not in valid:
