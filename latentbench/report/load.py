@@ -123,6 +123,7 @@ class ImageRef:
     path: Path
     role: ImageRole
     caption: str
+    rows: tuple[str, ...] = ()  # a grid's row names, top to bottom (recon: originals, spaces)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ class Run:
         exists but is not (a link out of the folder, a device, a folder) goes to ``skipped``."""
         if not path.exists() and not path.is_symlink():
             return False
-        reason = _outside(path, self.path)
+        reason = outside(path, self.path)
         if reason:
             self.skipped.append(f"{path.relative_to(self.path).as_posix()} ({reason})")
         return not reason
@@ -183,7 +184,7 @@ class Run:
 
 
 # -- small helpers ------------------------------------------------------------------------------
-def _outside(path: Path, root: Path) -> str:
+def outside(path: Path, root: Path) -> str:
     """'' when ``path`` is a regular file inside ``root`` once links are resolved, else why not."""
     real = path.resolve()
     if real != root.resolve() and root.resolve() not in real.parents:
@@ -207,13 +208,13 @@ def seed_dirs(path: Path) -> dict[int, Path]:
     found = {}
     for child in path.iterdir():
         m = SEED_DIR.match(child.name)
-        if m and child.is_dir() and not _outside(child / MANIFEST, path):
+        if m and child.is_dir() and not outside(child / MANIFEST, path):
             found[int(m.group(1))] = child
     return dict(sorted(found.items()))
 
 
 def _is_geneval_results(path: Path) -> bool:
-    if not path.is_file() or _outside(path, path.parent):
+    if not path.is_file() or outside(path, path.parent):
         return False
     try:
         data = json.loads(path.read_text())
@@ -272,14 +273,14 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     own = path / MANIFEST
     if not own.is_file() and not seeds:
         if _is_geneval_results(path / GENEVAL_RESULTS):
-            if reason := _outside(path / GENEVAL_RESULTS, path):
+            if reason := outside(path / GENEVAL_RESULTS, path):
                 raise UserError(f"{path / GENEVAL_RESULTS}: {reason}; not read")
             run = Run(name, path, RunKind.GENEVAL, {"command": RunKind.GENEVAL.value})
             _read_geneval(run, path / GENEVAL_RESULTS, space=name)
             return run
         raise UserError(f"{path} is not a run folder (no {MANIFEST})")
     source = own if own.is_file() else next(iter(seeds.values())) / MANIFEST
-    if reason := _outside(source, path):
+    if reason := outside(source, path):
         raise UserError(f"{source}: {reason}; not read")
     manifest = read_json(source)
     if not isinstance(manifest, dict):
@@ -441,7 +442,8 @@ def _read_recon(run: Run) -> None:
     if run.readable(grid):
         shown = spaces or sorted({s.space for s in run.scalars})
         caption = f"{run.name}: rows are the originals, then " + ", ".join(shown)
-        run.images.append(ImageRef(run.name, "", grid, ImageRole.RECON, caption))
+        rows = ("original", *shown)
+        run.images.append(ImageRef(run.name, "", grid, ImageRole.RECON, caption, rows))
     run.notes += [str(n) for n in items(run.manifest.get("skipped_spaces"))]
     skipped = items(run.manifest.get("skipped_files"))
     if skipped:
@@ -516,7 +518,10 @@ def _read_metrics(run: Run) -> dict[str, Any]:
             run.notes.append(f"no {METRICS} (an unfinished run?)")
         return {}
     data = read_json(path)
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    run.notes += [str(w) for w in items(data.get("warnings"))]  # e.g. FD on too few samples
+    return data
 
 
 def _read_geneval(run: Run, path: Path, space: str) -> None:
