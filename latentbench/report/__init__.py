@@ -163,7 +163,7 @@ def build_report(
     headline = build_headline(runs)
     tables = build_tables(runs)
     add_warnings(runs, headline, tables)
-    report = Report(title, out, runs, headline, tables, sources, commit_line(runs, commit))
+    report = Report(title, out, runs, headline, tables, sources, commit=commit_line(runs, commit))
     report.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     report.version = _version()
     if headline is not None:
@@ -181,8 +181,10 @@ def build_report(
 def add_warnings(runs: Sequence[Run], headline: Table | None, tables: Sequence[Table]) -> None:
     """A warning on each table whose runs differ in data, image size, samples or reference."""
     if headline is not None:
+        shown = set(headline.runs())
         for kind, what in KIND_NAMES.items():
-            headline.warnings += mismatch_warnings([r for r in runs if r.kind is kind], what)
+            members = [r for r in runs if r.kind is kind and r.name in shown]
+            headline.warnings += mismatch_warnings(members, what)
     for table in tables:
         members = [r for r in runs if r.name in table.runs()]
         if len({r.benchmark for r in members}) == 1:

@@ -90,6 +90,8 @@ FIELDS = (
 
 
 def _text(value: Any) -> str | None:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 60.0 from metrics.json and 60 from a config are one sample count
     return None if value is None or value == {} else format_variant(value)
 
 
@@ -119,7 +121,8 @@ def settings(run: Run) -> list[tuple[str, Setting]]:
         spec = obj(obj(config.get("space")).get("spec"))
         fd = sorted({s.metric for s in run.scalars if s.metric.startswith(("fd_", "fid"))})
         ref_images = _first(preset.get("reference_images"), gen.get("reference_images"))
-        reference = f"{_text(gen.get('data'))}, {ref_images} images, {', '.join(fd) or 'no FD'}"
+        parts = [_text(gen.get("data")), ref_images and f"{ref_images} images", ", ".join(fd)]
+        reference = ", ".join(p for p in parts if p) or None
         setting = Setting(
             _text(gen.get("data")),
             _first(preset.get("image_size"), gen.get("image_size"), spec.get("image_size")),

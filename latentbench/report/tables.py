@@ -144,6 +144,8 @@ def build_headline(runs: Sequence[Run]) -> Table | None:
                 if s.metric != metric:
                     continue
                 row = rows.setdefault(s.space, Row("", s.space, {}))
+                if spec.key in row.cells and seen[s.space] == run.name:
+                    continue  # the same run holds it twice (metrics.json and results.json)
                 if spec.key in row.cells:
                     warnings.append(
                         f"{s.space}: {spec.label} from {seen[s.space]}; "
