@@ -21,6 +21,7 @@ from latentbench.errors import UserError
 from latentbench.report import write_report
 from latentbench.report.catalog import Direction
 from latentbench.report.load import load_runs
+from latentbench.report.provenance import commit_line
 from latentbench.report.significance import Mark, column_verdict, fmt_interval
 from latentbench.runs import RunDir, atomic_write_json
 from latentbench.stats import Interval, spearman_interval
@@ -287,7 +288,7 @@ def test_figures_geneval_bars_wall_clock_and_seeds(compared) -> None:
         assert im.size[0] > 4 * 18 * 2
 
 
-def test_warning_when_settings_differ(tmp_path: Path) -> None:
+def test_warning_when_settings_differ(compared, tmp_path: Path) -> None:
     runs = make_comparison(tmp_path / "runs")
     odd = RunDir.create(tmp_path / "runs" / "odd", "train-gen", _gen_config("sd-vae", 32))
     odd.write_metrics({**_gen_metrics("pixel"), "num_eval_samples": 12})
@@ -296,10 +297,9 @@ def test_warning_when_settings_differ(tmp_path: Path) -> None:
     page = (out / "index.html").read_text()
     warnings = re.findall(r'<p class="warning">(.*?)</p>', page)
     assert any("generation runs differ in image size" in w and "(odd): 32" in w for w in warnings)
-    assert any("differ in sample count" in w for w in warnings)
+    assert any("differ in sample count" in w and "(odd): 12" in w for w in warnings)
     assert "differ in image size" in (out / "README.md").read_text()
-    same = tmp_path / "same"
-    write_report(list(runs.values()), same)
+    _, same = compared  # the same settings everywhere: no warning
     assert 'class="warning"' not in (same / "index.html").read_text()
 
 
@@ -308,14 +308,17 @@ def test_commit_label_is_checked(tmp_path: Path) -> None:
     out = tmp_path / "report"
     with pytest.raises(UserError, match="recon was made from commit aaaaaaaaaaaa"):
         write_report(list(runs.values()), out, commit="b" * 40)
+    with pytest.raises(UserError, match="at least 7 characters"):
+        write_report(list(runs.values()), out, commit="aaa")
     assert not out.exists()
     write_report(list(runs.values()), out, commit=CONFIG_HASH[:10])
     assert f"All runs were made from commit {CONFIG_HASH[:10]}" in (out / "index.html").read_text()
     _git(runs["gen"] / "taef2" / "seed_1", CONFIG_HASH + "+dirty")
     with pytest.raises(UserError, match="taef2 was made from .*dirty tree"):
         write_report(list(runs.values()), tmp_path / "r2", commit=CONFIG_HASH)
-    write_report(list(runs.values()), tmp_path / "r3")
-    assert "uncommitted changes (a dirty tree)" in (tmp_path / "r3" / "index.html").read_text()
+    assert not (tmp_path / "r2").exists()
+    line = commit_line(load_runs(runs.values()), None)
+    assert "Runs from several commits" in line and "uncommitted changes (a dirty tree)" in line
 
 
 def test_report_modules_stay_small() -> None:
