@@ -260,6 +260,7 @@ def test_spearman_figure_and_rho(compared) -> None:
     line = f"rho = {rho.value:.2f}, 95% interval [{rho.low:.2f}, {rho.high:.2f}] over 4 spaces"
     assert f"PSNR (dB): {line}" in page
     assert "latent/effective_rank: rho =" in page  # a diagnostic against generation too
+    assert "LPIPS: rho undefined (LPIPS is the same for all 4 spaces)" in page
 
 
 def test_figures_geneval_bars_wall_clock_and_seeds(compared) -> None:

@@ -25,6 +25,7 @@ inside each run folder are read or copied: a link that leads out of it is skippe
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -199,7 +200,9 @@ def _comparison_sections(report: Report, figures: Path, palette: Palette) -> Non
     path = figures / "recon_vs_generation.png"
     ref, report.correlations = recon_vs_generation(report.headline, diagnostics, path, palette)
     lines = [
-        f"{c.x}: rho = {c.rho.value:.2f}, 95% interval [{c.rho.low:.2f}, {c.rho.high:.2f}] "
+        f"{c.x}: rho undefined ({c.x} is the same for all {c.rho.n} spaces)"
+        if math.isnan(c.rho.value)
+        else f"{c.x}: rho = {c.rho.value:.2f}, 95% interval [{c.rho.low:.2f}, {c.rho.high:.2f}] "
         f"over {c.rho.n} spaces" + ("" if c.rho.n >= 4 else " (too few spaces to say)")
         for c in report.correlations
     ]

@@ -130,7 +130,7 @@ def build_headline(runs: Sequence[Run]) -> Table | None:
     """One row per space: reconstruction, generation at the final step, training budget."""
     rows: dict[str, Row] = {}
     columns: list[Column] = []
-    warnings: list[str] = []
+    hidden: dict[tuple[str, str, str], list[str]] = {}  # (space, shown, other run) -> columns
     for spec in HEADLINE:
         metric = _metric_of(spec, runs)
         if metric is None:
@@ -138,22 +138,15 @@ def build_headline(runs: Sequence[Run]) -> Table | None:
         columns.append(Column(spec.key, headline_label(spec, metric), direction(metric)))
         seen: dict[str, str] = {}
         for run in runs:
-            if run.kind not in spec.kinds:
-                continue
-            for s in run.scalars:
+            for s in run.scalars if run.kind in spec.kinds else ():
                 if s.metric != metric:
                     continue
                 row = rows.setdefault(s.space, Row("", s.space, {}))
-                if spec.key in row.cells and seen[s.space] == run.name:
-                    continue  # the same run holds it twice (metrics.json and results.json)
-                if spec.key in row.cells:
-                    warnings.append(
-                        f"{s.space}: {spec.label} from {seen[s.space]}; "
-                        f"{run.name} has one too (not shown)"
-                    )
-                    continue
-                seen[s.space] = run.name
-                row.cells[spec.key] = Cell(s)
+                if spec.key not in row.cells:
+                    seen[s.space] = run.name
+                    row.cells[spec.key] = Cell(s)
+                elif seen[s.space] != run.name:  # (one run may hold it twice: metrics, results)
+                    hidden.setdefault((s.space, seen[s.space], run.name), []).append(spec.label)
     if not columns:
         return None
     intro = (
@@ -161,7 +154,10 @@ def build_headline(runs: Sequence[Run]) -> Table | None:
         "Each cell: value \u00b1 half its 95% interval."
     )
     table = Table("headline", "Which space?", columns, list(rows.values()), False, intro)
-    table.warnings += list(dict.fromkeys(warnings))
+    table.warnings += [
+        f"{space}: {', '.join(labels)} from {shown}; {other} has them too (not shown)"
+        for (space, shown, other), labels in hidden.items()
+    ]
     return finish(table)
 
 
