@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote
 
-import numpy as np
 import pytest
 from PIL import Image
 from scipy import stats
+from test_report import _png
 
 from latentbench.errors import UserError
 from latentbench.report import write_report
@@ -42,12 +42,6 @@ def _keyed(name: str, value: float, half: float | None) -> dict[str, float]:
     if half is None:
         return {name: value}
     return {name: value, f"{name}/ci95_low": value - half, f"{name}/ci95_high": value + half}
-
-
-def _png(path: Path, size: tuple[int, int], seed: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
 
 
 def _git(path: Path, git: str | None) -> None:
