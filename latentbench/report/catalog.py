@@ -12,7 +12,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from latentbench.report.load import RunKind
+from latentbench.report.load import WALL_CLOCK, RunKind
 
 
 class Direction(str, enum.Enum):
@@ -82,9 +82,7 @@ HEADLINE: tuple[HeadlineColumn, ...] = (
     HeadlineColumn("gen_fd", "generation FD", (RunKind.TRAIN_GEN,), GEN_FD),
     HeadlineColumn("geneval", "GenEval", (RunKind.TRAIN_GEN, RunKind.GENEVAL), r"geneval"),
     HeadlineColumn("steps", "training steps", (RunKind.TRAIN_GEN,), r"steps"),
-    HeadlineColumn(
-        "seconds", "wall-clock", (RunKind.TRAIN_GEN,), r"train_seconds|wall_seconds|seconds", "s"
-    ),
+    HeadlineColumn("seconds", "wall-clock", (RunKind.TRAIN_GEN,), "|".join(WALL_CLOCK), "s"),
 )
 RECON_COLUMNS = ("psnr", "ssim", "lpips", "rfid")  # x of "does reconstruction predict generation?"
 GENERATION_COLUMNS = ("gen_fd", "geneval")  # y: the first one that has values

@@ -58,7 +58,8 @@ GENEVAL_RESULTS = "results.json"
 MAX_GENERIC_IMAGES = 24  # a run with --save-images holds thousands; the report shows a few
 BOOKKEEPING = ("train/lr", "train/grad_norm")  # curves that are not results
 SEED_DIR = re.compile(r"^seed_(\d+)$")
-WALL_CLOCK = ("train_seconds", "wall_seconds", "seconds")  # a run's wall-clock, first found
+# a run's training wall-clock in metrics.json, the first found
+WALL_CLOCK = ("train_seconds", "wall_seconds", "wall_clock_s", "seconds")
 CURVE_BOUNDS = ("ci95_low", "ci95_high")
 
 
