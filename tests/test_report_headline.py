@@ -20,11 +20,12 @@ from test_report import _png
 from latentbench.errors import UserError
 from latentbench.report import write_report
 from latentbench.report.catalog import Direction
+from latentbench.report.jsonfields import measured
 from latentbench.report.load import load_runs
 from latentbench.report.provenance import commit_line
 from latentbench.report.significance import Mark, column_verdict, fmt_interval
 from latentbench.runs import RunDir, atomic_write_json
-from latentbench.stats import Interval, spearman_interval
+from latentbench.stats import Interval, seed_aggregate, spearman_interval
 
 SPACES = ("pixel", "semrec", "rae", "taef2")
 # (value, half-width) per space; None: no interval recorded
@@ -187,6 +188,22 @@ def test_value_plus_minus_half_interval() -> None:
     assert fmt_interval(251.2, Interval(251.2, 231.0, 271.4, 36, "t")) == "251 \u00b1 20"
     assert fmt_interval(0.5, None) == "0.5"
     assert fmt_interval(0.5, Interval(0.5, float("-inf"), float("inf"), 1, "t")) == "0.5"
+
+
+def test_measured_reads_both_seed_aggregate_layouts() -> None:
+    """``m/std``, ``m/values``... next to ``m`` (flat), or ``stats.seed_aggregate``'s dict
+    under ``m`` (nested, its ``mean`` the value); null bounds read as unbounded."""
+    nested = measured({"fd": seed_aggregate([1.0, 2.0, 3.0]), "config": {"x": 1}})
+    assert list(nested) == ["fd"]
+    fd = nested["fd"]
+    assert (fd.value, fd.std, fd.seeds) == (2.0, 1.0, (1.0, 2.0, 3.0))
+    assert fd.interval.contains(2.0) and fd.interval.low < 1.0 < 3.0 < fd.interval.high
+    flat = measured({"fd": 2.0, "fd/std": 1.0, "fd/values": [1, 2, 3], "fd/n": 3,
+                     "fd/ci95_low": None, "fd/ci95_high": None, "psnr": 30})  # fmt: skip
+    assert set(flat) == {"fd", "psnr"} and flat["psnr"].interval is None
+    assert flat["fd"].interval.low == float("-inf") and flat["fd"].seeds == (1.0, 2.0, 3.0)
+    bad = measured({"psnr": 30, "psnr/ci95_low": "x", "psnr/ci95_high": 31})
+    assert bad["psnr"].interval is None  # a bound of the wrong type: no interval
 
 
 # -- the report -----------------------------------------------------------------------------------
