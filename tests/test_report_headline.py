@@ -20,6 +20,7 @@ from test_report import _png
 from latentbench.errors import UserError
 from latentbench.report import write_report
 from latentbench.report.catalog import Direction
+from latentbench.report.differences import versus_initialisation
 from latentbench.report.jsonfields import measured
 from latentbench.report.load import load_runs
 from latentbench.report.provenance import commit_line
@@ -272,6 +273,29 @@ def test_spearman_figure_and_rho(compared) -> None:
     assert f"PSNR (dB): {line}" in page
     assert "latent/effective_rank: rho =" in page  # a diagnostic against generation too
     assert "LPIPS: rho undefined (LPIPS is the same for all 4 spaces)" in page
+
+
+def test_differences_against_initialisation_and_between_spaces(compared) -> None:
+    _, out = compared
+    page = html.unescape((out / "index.html").read_text())
+    metric = "fd_efficientnet-lite0"
+    # pixel: 140 +- 6 at step 200 vs 300 +- 6 at step 0 (the curves of the fixture)
+    line = f"pixel: {metric} 140.0 \u00b1 6.0 at step 200 vs 300.0 \u00b1 6.0 at step 0: better"
+    assert line in page
+    assert f"taef2: {metric} " in page  # the seed group: mean and t band over its 3 seeds
+    assert f"pixel vs semrec on {metric}: semrec better beyond the intervals" in page
+    assert f"semrec vs taef2 on {metric}: semrec better beyond the intervals" in page
+
+
+def test_a_generator_not_separable_from_its_start_is_said(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "flat", "train-gen", _gen_config("pixel"))
+    for step, fd in ((0, 300.0), (200, 295.0)):
+        run.log(step, "fd_x", fd, ci95_low=fd - 10, ci95_high=fd + 10)
+    lines = versus_initialisation(load_runs([run.path]), "fd_x")
+    assert lines == [
+        "pixel: fd_x 295 \u00b1 10 at step 200 vs 300 \u00b1 10 at step 0: NOT separable from "
+        "its untrained initialisation"
+    ]
 
 
 def test_figures_geneval_bars_wall_clock_and_seeds(compared) -> None:

@@ -40,6 +40,11 @@ from latentbench.report.compare_plots import (
     recon_vs_generation,
 )
 from latentbench.report.curves import convergence
+from latentbench.report.differences import (
+    between_spaces,
+    generation_metric,
+    versus_initialisation,
+)
 from latentbench.report.load import BOOKKEEPING, ImageRole, Run, RunKind, load_runs
 from latentbench.report.plots import FigureRef, Palette, slug
 from latentbench.report.provenance import check_commit, commit_line, mismatch_warnings
@@ -171,6 +176,7 @@ def build_report(
         report.headline_figure = plots.table_figure(headline, figures / "table_headline.png")
     spaces = [r.space for r in headline.rows] if headline else []
     palette = Palette(spaces + [s.space for r in runs for s in r.scalars])
+    _differences_section(report)
     _comparison_sections(report, figures, palette)
     _convergence_sections(report, figures, palette)
     for role, name, pixel_art in IMAGE_SECTIONS:
@@ -190,6 +196,20 @@ def add_warnings(runs: Sequence[Run], headline: Table | None, tables: Sequence[T
         members = [r for r in runs if r.name in table.runs()]
         if len({r.benchmark for r in members}) == 1:
             table.warnings += mismatch_warnings(members, f"the runs of '{table.title}'")
+
+
+def _differences_section(report: Report) -> None:
+    found = generation_metric(report.headline)
+    if found is None:
+        return
+    lines = versus_initialisation(report.runs, found[1]) + between_spaces(report.headline)
+    intro = (
+        "The generation metric of each space against its own untrained initialisation "
+        "(step 0), then each pair of spaces; 'beyond the intervals': the 95% intervals do not "
+        "overlap."
+    )
+    if lines:
+        report.sections.append(Section("Which differences are real?", [], intro, lines=lines))
 
 
 def _comparison_sections(report: Report, figures: Path, palette: Palette) -> None:
