@@ -3,6 +3,7 @@
 - layering: a module imports only from its own top-level package or from a LOWER layer of the
   table below (modules on one layer are independent of each other);
 - no import cycle between modules;
+- no module imports another module's private (``_name``) names;
 - no module over 600 lines, no function over 80 lines.
 
 Imports inside functions count (a lazy import is still a dependency); imports under
@@ -175,13 +176,28 @@ def size_violations() -> set[str]:
     return found
 
 
+def private_imports() -> set[str]:
+    """``from latentbench.x import _name``: x's private helper used elsewhere (type-only too)."""
+    found = set()
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == ROOT:
+                names = [a.name for a in node.names]
+                found |= {
+                    f"private: {module} -> {node.module}.{n}"
+                    for n in names
+                    if n.startswith("_") and not n.startswith("__")
+                }
+    return found
+
+
 def test_every_top_level_name_has_a_layer() -> None:
     names = {layer_name(m) for m in MODULES}
     assert names <= set(LAYER_OF), f"add to LAYERS: {sorted(names - set(LAYER_OF))}"
 
 
 def test_measured_violations_are_exactly_the_known_ones() -> None:
-    measured = layer_violations() | cycles() | size_violations()
+    measured = layer_violations() | cycles() | size_violations() | private_imports()
     assert measured - KNOWN_VIOLATIONS == set(), "new violations"
     assert KNOWN_VIOLATIONS - measured == set(), "fixed: remove them from KNOWN_VIOLATIONS"
 
@@ -222,3 +238,14 @@ def test_a_cycle_and_an_upward_import_are_found(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(globals(), "GRAPH", graph)
     assert cycles() == {"cycle: latentbench.metrics.a <-> latentbench.metrics.b"}
     assert layer_violations() == {"layer: latentbench.metrics.a -> latentbench.bench.recon"}
+
+
+def test_a_private_import_and_a_long_function_are_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "mod.py"
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))  # + the def line
+    path.write_text(f"from latentbench.config import _coerce, __version__\ndef long():\n{body}")
+    monkeypatch.setitem(globals(), "MODULES", {"latentbench.metrics.mod": path})
+    assert private_imports() == {"private: latentbench.metrics.mod -> latentbench.config._coerce"}
+    assert size_violations() == {"function: latentbench.metrics.mod:long"}
