@@ -22,6 +22,14 @@ from latentbench.config import parse_choice
 from latentbench.metrics.detectors import DetectorKind
 from latentbench.metrics.features import INCEPTION_FILE
 
+# The transformer tower of every stand-in ViT (CLIP and OWLv2 vision, DINO): width 32, 2 layers.
+TINY_TOWER = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+}
+
 
 def write_inception_standin(folder: str | Path, seed: int = 0) -> Path:
     """Save a randomly initialised Inception-v3 under the real file name; return its path.
@@ -95,14 +103,7 @@ def write_clip_standin(folder: str | Path, seed: int = 0) -> Path:
     tok = standin_tokenizer(folder / "_tokenizer")
     cfg = CLIPConfig(
         text_config=text_config(tok, 77),
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
+        vision_config={**TINY_TOWER, "image_size": 32, "patch_size": 8},
         projection_dim=16,
     )
     CLIPModel(cfg).save_pretrained(folder)
@@ -170,14 +171,7 @@ def write_detector_standin(
     tok = standin_tokenizer(folder / "_tokenizer")
     cfg = Owlv2Config(
         text_config=text_config(tok, 16),
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 64,
-            "patch_size": 16,
-        },
+        vision_config={**TINY_TOWER, "image_size": 64, "patch_size": 16},
         projection_dim=32,
     )
     Owlv2ForObjectDetection(cfg).save_pretrained(folder)
@@ -194,14 +188,7 @@ def write_dino_standin(folder: str | Path, seed: int = 0) -> Path:
 
     folder = Path(folder)
     torch.manual_seed(seed)
-    cfg = ViTConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
+    cfg = ViTConfig(**TINY_TOWER, image_size=32, patch_size=8)
     ViTModel(cfg, add_pooling_layer=False).save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
