@@ -1,15 +1,10 @@
 """latentbench: which latent space should my generator live in?
 
-The Python API, the same runners the commands call::
-
-    import latentbench
-
-    space = latentbench.build_space("pixel", image_size=64)  # or load_space(saved_folder)
-    latents = space.encode(images)                            # (B, 3, H, W) in [-1, 1]
-    cfg = latentbench.ReconConfig(spaces=["pixel"], data="shapes:8", image_size=64)
-    metrics = latentbench.run_recon(cfg, "runs/recon")
-
-Every name is imported on first use (``import latentbench`` itself loads no torch).
+The Python API: ``latentbench.build_space`` / ``load_space`` (a space: ``encode`` / ``decode``),
+``load_generator`` (a trained train-gen run) and the runner behind each command with its typed
+config (``run_recon`` + ``ReconConfig``, ``train_tokenizer`` + ``TrainTokenizerConfig``, ...).
+The README's "Python API" section is a runnable example. Every name is imported on first use:
+``import latentbench`` itself loads no torch.
 """
 
 from __future__ import annotations
