@@ -260,6 +260,19 @@ def test_links_resolve_inside_the_report_folder(compared, tmp_path: Path) -> Non
     assert (moved / "sources" / "taef2" / "seed_2" / "metrics.jsonl").is_file()
 
 
+def test_sources_copy_only_regular_files_inside_the_run(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"leaked": 1}')
+    run = RunDir.create(tmp_path / "runs" / "r", "train-gen", _gen_config("pixel"))
+    run.write_metrics(_gen_metrics("pixel"))
+    (run.path / "results.json").symlink_to(secret)  # a link out of the run: not copied
+    out = tmp_path / "report"
+    write_report([run.path], out)
+    copied = {p.relative_to(out).as_posix() for p in (out / "sources").rglob("*") if p.is_file()}
+    assert copied == {"sources/r/manifest.json", "sources/r/metrics.json"}
+    assert not [p for p in (out / "sources").rglob("*") if p.is_symlink()]
+
+
 def test_spearman_figure_and_rho(compared) -> None:
     _, out = compared
     assert (out / "figures" / "recon_vs_generation.png").stat().st_size > 5000

@@ -122,7 +122,8 @@ def _metric_of(spec: HeadlineColumn, runs: Sequence[Run]) -> str | None:
 
 def headline_label(spec: HeadlineColumn, metric: str) -> str:
     unit = f" ({spec.unit})" if spec.unit else ""
-    shown = "" if metric.lower() == spec.label.lower() or metric == spec.key else f" [{metric}]"
+    name = metric.removeprefix("fd_")  # the extractor of an FD
+    shown = "" if metric.lower() == spec.label.lower() or metric == spec.key else f" [{name}]"
     return f"{spec.label}{unit}{shown}"
 
 
