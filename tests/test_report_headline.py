@@ -352,9 +352,13 @@ def test_warning_when_settings_differ(compared, tmp_path: Path) -> None:
     assert 'class="warning"' not in (same / "index.html").read_text()
 
 
-def test_commit_label_is_checked(tmp_path: Path) -> None:
+def test_commit_label_is_checked(tmp_path: Path, monkeypatch) -> None:
     runs = make_comparison(tmp_path / "runs")
     out = tmp_path / "report"
+    monkeypatch.setattr("latentbench.report.git_hash", lambda: CONFIG_HASH + "+dirty")
+    with pytest.raises(UserError, match="written from commit aaaaaaaaaaaa with uncommitted"):
+        write_report(list(runs.values()), out, commit=CONFIG_HASH)
+    monkeypatch.setattr("latentbench.report.git_hash", lambda: CONFIG_HASH)
     with pytest.raises(UserError, match="recon was made from commit aaaaaaaaaaaa"):
         write_report(list(runs.values()), out, commit="b" * 40)
     with pytest.raises(UserError, match="at least 7 characters"):

@@ -14,7 +14,7 @@
 
 Warnings are shown where the runs of one table differ in data, image size, sample count or
 reference set (:mod:`latentbench.report.provenance`). With ``commit``, the report is refused
-unless every run was made from that commit with a clean tree.
+unless every run was made from that commit with a clean tree, and so is this checkout.
 
 The folder is built under a temporary name and moved into place when complete
 (:func:`latentbench.runs.staged_dir`): a failed report leaves nothing half-written. It replaces
@@ -56,7 +56,7 @@ from latentbench.report.tables import (
     write_curves_csv,
     write_metrics_csv,
 )
-from latentbench.runs import OutputKind, atomic_write_text, claim_output, staged_dir
+from latentbench.runs import OutputKind, atomic_write_text, claim_output, git_hash, staged_dir
 
 __all__ = ["Report", "ReportSummary", "write_report"]
 
@@ -130,7 +130,7 @@ def write_report(
     out = Path(out)
     runs = load_runs(run_dirs)
     if commit:
-        check_commit(runs, commit)
+        check_commit(runs, commit, git_hash())
     inputs = [*run_dirs, *(r.path for r in runs)]
     claim_output(out, OutputKind.REPORT, inputs=inputs, overwrite=overwrite)
     with staged_dir(out, OutputKind.REPORT) as tmp:

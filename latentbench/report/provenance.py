@@ -41,9 +41,10 @@ def _describe(git: str) -> str:
     return f"commit {git[:12]}"
 
 
-def check_commit(runs: Sequence[Run], commit: str) -> None:
+def check_commit(runs: Sequence[Run], commit: str, here: str | None) -> None:
     """UserError unless every run was made from ``commit`` (a full hash or a prefix of >= 7
-    characters) with a clean tree."""
+    characters) with a clean tree, and the report is written from it too (``here``: the
+    latentbench checkout's ``runs.git_hash()``, None outside a git checkout)."""
     wanted = commit.strip().lower()
     if len(wanted) < 7:
         raise UserError(f"--commit {commit!r}: give at least 7 characters of the hash")
@@ -54,6 +55,11 @@ def check_commit(runs: Sequence[Run], commit: str) -> None:
                     f"--commit {commit}: run {run.name} was made from {_describe(git)}; "
                     "a report is labelled only with the commit all its runs were made from"
                 )
+    if not here or here.endswith(DIRTY) or not here.lower().startswith(wanted):
+        raise UserError(
+            f"--commit {commit}: this report would be written from {_describe(here or '')}; "
+            "check out that commit (clean) to label a report with it"
+        )
 
 
 def commit_line(runs: Sequence[Run], commit: str | None) -> str:
