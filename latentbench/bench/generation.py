@@ -43,7 +43,7 @@ from latentbench.bench.generation_data import (
     open_data,
     reference_stats,
 )
-from latentbench.bench.generator_runs import GENERATOR_DIR, save_generator, space_record
+from latentbench.bench.generator_folder import GENERATOR_DIR, save_generator, space_record
 from latentbench.config import to_dict
 from latentbench.data.cache import CachedLatents, LatentCache, build_cache
 from latentbench.errors import UserError

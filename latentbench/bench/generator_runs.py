@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from latentbench.bench.generation import make_space
+from latentbench.bench.generator_folder import GENERATOR_DIR, save_generator, space_record
 from latentbench.config import NonNegativeFloat, PositiveFloat, PositiveInt, config
 from latentbench.errors import UserError
 from latentbench.files import load_safetensors, read_json_object
@@ -36,7 +38,6 @@ from latentbench.gen.dit import EditLayout
 from latentbench.gen.flow import FlowConfig, Sampler
 from latentbench.gen.generator import Generator, TaskKind
 from latentbench.gen.sampling import Conditions, decode, generate
-from latentbench.runs import staged_dir
 from latentbench.spaces.base import LatentSpace
 
 
@@ -68,9 +69,6 @@ def find_checkpoint(run_dir: Path, checkpoint: str | Path | None = None) -> Path
     if not found:
         raise UserError(f"{run_dir}: no checkpoints/step_*/ (is it a train-gen run folder?)")
     return found[-1]
-
-
-GENERATOR_DIR = "generator"  # the run folder's saved generator (Generator.save_pretrained)
 
 
 class TrainedGenerator:
@@ -242,13 +240,6 @@ def legacy_generator_config(run_dir: Path) -> dict[str, Any]:
         ) from None
 
 
-def space_record(
-    name: str, image_size: int, options: dict[str, Any], fingerprint: str | None
-) -> dict[str, Any]:
-    """What a Generator records of its space, enough to rebuild it (``Generator.space_info``)."""
-    return {"name": name, "image_size": image_size, "options": options, "fingerprint": fingerprint}
-
-
 def run_generator_config(run_dir: Path) -> dict[str, Any]:
     """The :class:`Generator` arguments of a run folder: ``generator/config.json``, else (older
     runs, or a run stopped before its end) the manifest's."""
@@ -258,8 +249,6 @@ def run_generator_config(run_dir: Path) -> dict[str, Any]:
 
 def rebuild_space(generator: Generator, source: str | Path) -> LatentSpace:
     """The space ``generator`` was trained on, from its ``space`` record (fingerprint checked)."""
-    from latentbench.bench.generation import make_space
-
     info = generator.space_info
     if not info.get("name"):
         raise UserError(f"{source}: the generator does not record its space")
@@ -355,10 +344,3 @@ def convert_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pa
     name = "ema.safetensors" if (ckpt / "ema.safetensors").is_file() else "model.safetensors"
     generator.load_state_dict(load_safetensors(ckpt / name))
     return save_generator(generator, out)
-
-
-def save_generator(generator: Generator, path: Path) -> Path:
-    """``generator.save_pretrained`` into ``path`` atomically, with the umask's file modes."""
-    with staged_dir(path) as tmp:
-        generator.save_pretrained(tmp)
-    return path
