@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentbench.runs import device_info, package_versions
+from latentbench.runs import device_info, git_hash, package_versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPACES = ("taef2", "taesd", "pixel", "pixel@64")  # taesd: random weights unless present
@@ -232,6 +232,7 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
+        "git": git_hash(),  # the commit measured ('+dirty': with uncommitted changes)
         "device": device_info(),
         "versions": package_versions(),
     }
