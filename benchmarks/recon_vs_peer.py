@@ -183,6 +183,7 @@ def main() -> None:
 
     from latentbench.metrics.features import write_inception_standin
 
+    commit = git_hash()  # at the start: the code measured, whatever changes meanwhile
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -232,7 +233,7 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
-        "git": git_hash(),  # the commit measured ('+dirty': with uncommitted changes)
+        "git": commit,  # the commit measured ('+dirty': with uncommitted changes)
         "device": device_info(),
         "versions": package_versions(),
     }
