@@ -6,6 +6,7 @@ code 2; nothing else is caught, so a bug still shows its traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -49,6 +50,14 @@ def max_pixels_or_default(value: int | None) -> int:
 Overwrite = Annotated[
     bool,
     typer.Option(help="Replace (or write into) --out even when it is not this command's output."),
+]
+LogWith = Annotated[
+    str | None,
+    typer.Option(help="Also log to tensorboard (RUN/trackers) or wandb, when installed."),
+]
+Seeds = Annotated[
+    str | None,
+    typer.Option(help="e.g. 0,1,2: one run per seed in OUT/seed_<k>, their aggregate in OUT."),
 ]
 
 
@@ -166,6 +175,7 @@ def recon_cmd(
     save_images: Annotated[
         bool, typer.Option(help="Write every original and reconstruction as PNG under images/.")
     ] = False,
+    wide: Annotated[bool, typer.Option(help="Print every metric, not the headline.")] = False,
     diagnostics: Annotated[
         int,
         typer.Option(
@@ -215,31 +225,17 @@ def recon_cmd(
     if as_json:
         print_json(results)
         return
-    print_metrics_table(results, title=f"recon -> {out}")
+    print_metrics_table(results, title=f"recon -> {out}", wide=wide)
 
 
-SHORT_NAMES = {
-    "num_images": "images",
-    "skipped_images": "skipped",
-    "encode_images_per_s": "enc img/s",
-    "decode_images_per_s": "dec img/s",
-}
-TABLE_SKIP = ("latent_", "steps", "seconds")
+def print_metrics_table(results: dict[str, object], title: str, wide: bool = False) -> None:
+    """One row per space: the headline metrics with their intervals (``wide``: every scalar;
+    all of them are in metrics.json), then the recorded warnings."""
+    from latentbench.terminal import metrics_table, warnings_of
 
-
-def print_metrics_table(results: dict[str, dict[str, object]], title: str) -> None:
-    """One row per space, one column per headline scalar (all of them are in metrics.json)."""
-    columns: list[str] = []
-    for metrics in results.values():
-        columns += [
-            k
-            for k, v in metrics.items()
-            if k not in columns and isinstance(v, (int, float)) and not k.startswith(TABLE_SKIP)
-        ]
-    table = Table("space", *(SHORT_NAMES.get(c, c) for c in columns), title=title)
-    for name, metrics in results.items():
-        table.add_row(name, *(_fmt(metrics.get(c)) for c in columns))
-    Console(width=max(120, Console().width)).print(table)
+    Console(width=max(120, Console().width)).print(metrics_table(results, title, wide))
+    for line in warnings_of(results):
+        console.print(f"warning: {line}", highlight=False)
 
 
 def _fmt(value: object) -> str:
@@ -351,11 +347,14 @@ def train_tokenizer_cmd(
     ] = None,
     eval_images: Annotated[int, typer.Option(help="Held-out images to use.")] = 1000,
     max_pixels: MaxPixelsFlag = None,
+    seeds: Seeds = None,
+    log_with: LogWith = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
     """Train a tokenizer space; the output folder loads as a space (recon --space DIR)."""
+    from latentbench.bench.seeds import parse_seeds, train_tokenizer_seeds
     from latentbench.bench.tokenizer import TrainTokenizerConfig, train_tokenizer
 
     job = from_flags(
@@ -370,8 +369,14 @@ def train_tokenizer_cmd(
         eval_data=eval_data,
         eval_images=eval_images,
         max_pixels=max_pixels_or_default(max_pixels),
+        log_with=log_with,
     )
-    metrics = train_tokenizer(job, out, resume=resume, quiet=quiet, overwrite=overwrite)
+    if seed_list := parse_seeds(seeds):  # one run per seed in OUT/seed_<k>, their aggregate
+        metrics = train_tokenizer_seeds(
+            job, seed_list, out, resume=resume, quiet=quiet, overwrite=overwrite
+        )
+    else:
+        metrics = train_tokenizer(job, out, resume=resume, quiet=quiet, overwrite=overwrite)
     if as_json:
         print_json(metrics)
         return
@@ -462,12 +467,15 @@ def train_gen_cmd(
         "runs/gen"
     ),
     resume: Annotated[bool, typer.Option(help="Continue each space from its checkpoint.")] = False,
+    seeds: Seeds = None,
+    log_with: LogWith = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
     """Train the same flow-matching DiT on each space; convergence curves into metrics.jsonl."""
     from latentbench.bench.generation import load_config, train_generators
+    from latentbench.bench.seeds import parse_seeds, train_gen_seeds
 
     cfg = load_config(
         config,
@@ -491,11 +499,15 @@ def train_gen_cmd(
         seed=seed,
         max_pixels=max_pixels,
         space_options=parse_options(option) if option else None,
+        log_with=log_with,
     )
-    results = train_generators(
+    run = train_generators
+    if seed_list := parse_seeds(seeds):  # one run per seed in OUT/seed_<k>, their aggregate
+        run = functools.partial(train_gen_seeds, seeds=seed_list)
+    results = run(
         split_names(space),
         cfg,
-        out,
+        out=out,
         resume=resume,
         quiet=quiet,
         echo=lambda m: console.print(m, highlight=False),

@@ -66,6 +66,7 @@ from latentbench.runs import (
 )
 from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
 from latentbench.stats import mean_interval
+from latentbench.terminal import Progress, track
 
 ALL = "all"
 INCEPTION = "inception"
@@ -196,11 +197,10 @@ class Recon:
         self.reference: dict[str, FeatureStats] = {}
 
     def batches(self, desc: str) -> Iterable[Any]:
-        from tqdm.auto import tqdm
-
+        """The batches, with a progress bar (plain lines when stderr is not a terminal)."""
         n = -(-len(self.dataset) // self.cfg.batch_size)
         it = iter_batches(self.dataset, self.cfg.batch_size, num_workers=self.cfg.num_workers)
-        return tqdm(it, total=n, desc=desc, disable=self.quiet, dynamic_ncols=True)
+        return track(it, n, desc, disable=self.quiet)
 
     def images(self, desc: str) -> Iterable[Tensor]:
         """The source images, batch by batch, on the device."""
@@ -286,7 +286,9 @@ class Recon:
             decode_images_per_s=n / max(t_dec, 1e-9),
         )
         if probe_images:
-            diagnostics = self.diagnostics(space, probe_images, probe_labels)
+            with Progress(1, f"diagnostics {spec.name}", disable=self.quiet) as bar:
+                diagnostics = self.diagnostics(space, probe_images, probe_labels)
+                bar.update()
             warnings += diagnostics.pop("warnings", [])
             metrics.update(diagnostics)
         if warnings:
