@@ -199,9 +199,11 @@ def main() -> None:
         src, spaces = prepare(work, args.images, args.image_size)
         for r in range(args.repeats):
             os.environ["LATENTBENCH_CACHE"] = str(work / f"cache{r}")  # cold: reference pass counts
+            load_ours = os.getloadavg()[0]  # a shared machine: the load each side started at
             ours, ours_spaces = run_latentbench(src, spaces, args.image_size, work / f"ours{r}")
             peer_work = work / f"peer{r}"
             peer_work.mkdir()
+            load_peer = os.getloadavg()[0]
             peer, peer_spaces = run_peer(src, spaces, args.image_size, peer_work, inception)
             pairs = args.images * len(spaces)
             runs.append(
@@ -215,6 +217,7 @@ def main() -> None:
                     "latentbench_space_seconds": ours_spaces,
                     "peer_space_seconds": peer_spaces,
                     "metrics_only_ratio": (peer - peer_spaces) / (ours - ours_spaces),
+                    "load_average_1min_at_start": {"latentbench": load_ours, "peer": load_peer},
                 }
             )
             print(json.dumps(runs[-1]))

@@ -37,10 +37,11 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def table_columns(results: Mapping[str, Mapping[str, Any]], wide: bool = False) -> list[str]:
-    """The metric columns: headline ones (``wide``: every scalar), in first-seen order."""
+def table_columns(results: Mapping[str, Any], wide: bool = False) -> list[str]:
+    """The metric columns: headline ones (``wide``: every scalar), in first-seen order, of the
+    entries of ``results`` that are metric dicts (not e.g. the ``seeds`` list)."""
     columns: list[str] = []
-    for metrics in results.values():
+    for metrics in (m for m in results.values() if isinstance(m, Mapping)):
         for key, value in metrics.items():
             if key in columns or not _scalar(value) or key.endswith(_INTERVAL_SUFFIXES):
                 continue
