@@ -45,7 +45,9 @@ def table_columns(results: Mapping[str, Any], wide: bool = False) -> list[str]:
         for key, value in metrics.items():
             if key in columns or not _scalar(value) or key.endswith(_INTERVAL_SUFFIXES):
                 continue
-            has_interval = f"{key}/ci95_low" in metrics
+            values = metrics.get(f"{key}/values")  # a seed aggregate: a setting if all equal
+            setting = isinstance(values, list) and len(set(values)) <= 1
+            has_interval = f"{key}/ci95_low" in metrics and not setting
             headline = (has_interval and ("/" not in key or key in HEADLINE_WITH_SLASH)) or (
                 key in HEADLINE_COUNTS
             )

@@ -250,6 +250,8 @@ def test_compact_table_shows_headline_with_half_intervals():
     }
     results = {"pixel": metrics, "seeds": [0]}
     assert table_columns(results) == ["psnr", "num_images", "fd"]
+    seeds = aggregate_seeds([{"fd": 3.0, "params": 10}, {"fd": 4.0, "params": 10}])
+    assert table_columns({"pixel": seeds}) == ["fd"]  # a setting equal over seeds is no headline
     wide = table_columns(results, wide=True)
     assert "latent/std_max" in wide and "psnr/ci95_low" not in wide
     text = io.StringIO()
@@ -267,3 +269,16 @@ def test_progress_prints_plain_lines_when_not_a_terminal():
     lines = out.getvalue().splitlines()
     assert "\r" not in out.getvalue() and lines[-1].startswith("phase: 3/3 (")
     assert len(lines) == 4  # one per update (every_s = 0) and one at the end
+
+
+def test_log_with_a_missing_tracker_is_skipped_in_one_line(capsys):
+    from accelerate.utils import is_wandb_available
+
+    from latentbench.train.loop import Tracker, available_tracker
+
+    if is_wandb_available():
+        pytest.skip("wandb is installed here")
+    assert available_tracker(None) is None
+    assert available_tracker(Tracker.WANDB) is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "wandb" in err[0] and "not installed" in err[0]
