@@ -174,17 +174,12 @@ def train_tokenizer(
     from latentbench.data import collate_images, open_images
 
     space, data, preset, stage, init = job.space, job.data, job.preset, job.stage, job.init
-    steps, eval_data, eval_images = job.steps, job.eval_data, job.eval_images
-    max_pixels = job.max_pixels
+    eval_data, eval_images, max_pixels = job.eval_data, job.eval_images, job.max_pixels
     recipe = recipe_for(space, stage)
     if recipe is Recipe.PSVAE and init is None:
         raise UserError("stage 2 (PS-VAE) starts from a stage-1 output: pass --init DIR")
     cfg = load_preset(space, preset, stage)
-    if steps is not None:
-        cfg.loop.steps = steps
-    if job.seed is not None:
-        cfg.loop.seed = job.seed
-    cfg.loop.log_with = job.log_with or cfg.loop.log_with
+    _override_loop(cfg.loop, job)
     out = Path(out or f"runs/tokenizers/{space}-stage{stage}")
     claim_output(
         out,
@@ -240,6 +235,13 @@ def train_tokenizer(
     trained.save(run.path)
     run.write_metrics(metrics)
     return metrics
+
+
+def _override_loop(loop: Any, job: TrainTokenizerConfig) -> None:
+    """The job's steps, seed and tracker over the preset's loop settings (where given)."""
+    loop.steps = job.steps if job.steps is not None else loop.steps
+    loop.seed = job.seed if job.seed is not None else loop.seed
+    loop.log_with = job.log_with or loop.log_with
 
 
 def _image_batches(dataset: Any, batch_size: int):
