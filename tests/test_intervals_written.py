@@ -184,6 +184,8 @@ def test_seed_aggregate_of_flat_and_nested_metrics(tmp_path):
     assert agg["a"]["fd"] == pytest.approx(11.0) and "fd/ci95_low" in agg["a"]
     assert agg["a"]["fd/values"] == [10.0, 11.0, 12.0] and "note" not in agg["a"]
     assert all((tmp_path / "out" / f"seed_{s}").is_dir() for s in (0, 1, 2))
+    warned = aggregate_seeds([{"m": 1.0, "warnings": ["w"]}, {"m": 2.0, "warnings": ["w", "v"]}])
+    assert warned["warnings"] == ["w", "v"]
     one_seed = aggregate_seeds([{"m": 1.0}])
     assert one_seed["m"] == 1.0 and math.isnan(one_seed["m/std"])
     assert seed_input(str(tmp_path / "out"), 1) == str(tmp_path / "out" / "seed_1")

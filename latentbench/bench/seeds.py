@@ -8,9 +8,9 @@ numeric metric m that all seeds have,
     m (the mean over seeds), m/std, m/ci95_low, m/ci95_high (Student t over seeds), m/n,
     m/values (one per seed, in the order of ``seeds``)
 
-plus ``seeds``. Nested metrics (train-gen of several spaces: ``{space: {metric: value}}``) are
-aggregated per space. A seed's own interval keys (``m/ci95_low``, ...) are not aggregated: the
-spread over seeds replaces them.
+plus ``seeds`` and the distinct ``warnings`` lines of the runs. Nested metrics (train-gen of
+several spaces: ``{space: {metric: value}}``) are aggregated per space. A seed's own interval
+keys (``m/ci95_low``, ...) are not aggregated: the spread over seeds replaces them.
 """
 
 from __future__ import annotations
@@ -91,6 +91,9 @@ def aggregate_seeds(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             agg = seed_aggregate([float(v) for v in values])  # type: ignore[arg-type]
             out[key] = agg.pop("mean")
             out.update({f"{key}/{k}": v for k, v in agg.items()})
+    warnings = [w for r in runs for w in r.get("warnings", []) if isinstance(w, str)]
+    if warnings:  # every distinct line of any seed, in first-seen order
+        out["warnings"] = list(dict.fromkeys(warnings))
     return out
 
 
