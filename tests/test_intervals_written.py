@@ -284,3 +284,19 @@ def test_log_with_a_missing_tracker_is_skipped_in_one_line(capsys):
     assert available_tracker(Tracker.WANDB) is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "wandb" in err[0] and "not installed" in err[0]
+
+
+def test_experiment_steps_take_seeds(tmp_path):
+    from latentbench.experiment import load_experiment
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "name: e\n"
+        "tokenizers:\n  - {name: rae, space: rae, steps: 2, seeds: [0, 1]}\n"
+        "generation:\n  - {spaces: [pixel, rae], steps: 2, seeds: [0, 1, 2]}\n"
+    )
+    exp = load_experiment(path)
+    assert exp.tokenizers[0].seeds == [0, 1] and exp.generation[0].seeds == [0, 1, 2]
+    path.write_text("name: e\ngeneration:\n  - {spaces: [pixel], seeds: [-1]}\n")
+    with pytest.raises(UserError):
+        load_experiment(path)
