@@ -300,3 +300,14 @@ def test_experiment_steps_take_seeds(tmp_path):
     path.write_text("name: e\ngeneration:\n  - {spaces: [pixel], seeds: [-1]}\n")
     with pytest.raises(UserError):
         load_experiment(path)
+
+
+def test_natural_edit_means_carry_intervals():
+    from latentbench.metrics.edit_natural import METRICS, summarise_natural
+
+    name = METRICS[0]
+    rows = [{name: 0.1 * k} for k in range(12)] + [{name: None}]
+    summary = summarise_natural(rows)
+    iv = assert_interval(summary, name)
+    assert iv.n == 12 and summary[f"{name}_count"] == 12
+    assert f"{METRICS[1]}/ci95_low" not in summary  # no values, no interval
