@@ -27,7 +27,7 @@ from latentbench.errors import UserError
 from latentbench.gen.dit import CondKind, CondSpec, preset
 from latentbench.gen.flow import dimension_shift
 from latentbench.gen.generator import Generator
-from latentbench.runs import atomic_write_json, device_info, package_versions
+from latentbench.runs import atomic_write_json, device_info, git_hash, package_versions
 from latentbench.spaces import build_space
 from latentbench.train.generator import GeneratorTask, LatentBatch, collate_latents
 from latentbench.train.loop import StepContext
@@ -119,6 +119,7 @@ def main() -> None:
         "cache_items": len(cache),
         "cache_bytes": sum(p.stat().st_size for p in cache.path.iterdir()),
         "torch_threads": torch.get_num_threads(),
+        "git": git_hash(),  # the commit measured ('+dirty': with uncommitted changes)
         "device": device_info(),
         "versions": package_versions(),
     }

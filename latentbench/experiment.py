@@ -53,6 +53,7 @@ class TokenizerStep(TrainTokenizerConfig):
 
     data: str | None = None
     name: str = ""  # default: the space's name
+    seeds: list[NonNegativeInt] | None = None  # one run per seed; later steps use the first
 
     def __post_init__(self) -> None:
         self.name = self.name or self.space
@@ -77,6 +78,7 @@ class GenerationStep(TrainGenConfig):
         default_factory=list
     )  # required
     name: str = "gen"
+    seeds: list[NonNegativeInt] | None = None  # one run per seed and space, and their aggregate
 
     def __post_init__(self) -> None:
         if self.space is not None:
@@ -295,7 +297,14 @@ class ExperimentRunner:
         job = TrainTokenizerConfig(
             **{**_settings(step, TrainTokenizerConfig), "data": data, "init": init}
         )
-        train_tokenizer(job, folder, resume=(folder / "manifest.json").is_file(), quiet=self.quiet)
+        if step.seeds:  # folder/seed_<k> each, the aggregate in folder; later steps: the first
+            from latentbench.bench.seeds import seed_dir, train_tokenizer_seeds
+
+            train_tokenizer_seeds(job, step.seeds, folder, resume=True, quiet=self.quiet)
+            self.tokenizer_dirs[step.name] = seed_dir(folder, step.seeds[0])
+        else:
+            resume = (folder / "manifest.json").is_file()
+            train_tokenizer(job, folder, resume=resume, quiet=self.quiet)
         _mark_done(folder, key, time.perf_counter() - t0)
 
     def recon(self, step: ReconStep) -> Path:
@@ -338,20 +347,25 @@ class ExperimentRunner:
         image_size = _image_size(base)
         for name in self.available(step.spaces, image_size):
             run = folder / Path(name).name
-            key = _key(base, self.space_identity(name))
+            key = _key(base, self.space_identity(name), *([step.seeds] if step.seeds else []))
             if _done(run, key):
                 self.echo(f"[{step.name} {name}] done already: {run}")
                 continue
             self.echo(f"[{step.name} {name}] train-gen --task {step.task.value} -> {run}")
             t0 = time.perf_counter()
             cfg = replace(base, space=self.resolve_space(name))
-            train_generator(
-                cfg,
-                run,
-                resume=(run / "manifest.json").is_file(),
-                quiet=self.quiet,
-                echo=self.echo,
-            )
+
+            def one(seed: int | None, folder: Path, cfg: TrainGenConfig = cfg) -> dict[str, Any]:
+                cfg = cfg if seed is None else replace(cfg, seed=seed)
+                resume = (folder / "manifest.json").is_file()
+                return train_generator(cfg, folder, resume=resume, quiet=self.quiet, echo=self.echo)
+
+            if step.seeds:  # run/seed_<k> each, their aggregate in run/metrics.json
+                from latentbench.bench.seeds import run_seeds
+
+                run_seeds(step.seeds, run, OutputKind.TRAIN_GEN, one, echo=self.echo)
+            else:
+                one(None, run)
             _mark_done(run, key, time.perf_counter() - t0)
         return folder
 

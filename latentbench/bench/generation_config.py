@@ -27,7 +27,7 @@ from latentbench.gen.dit import DiTConfig, preset
 from latentbench.gen.flow import FlowConfig, Sampler
 from latentbench.gen.generator import TaskKind
 from latentbench.gen.text import TextEncoderKind
-from latentbench.train.loop import LoopConfig, MixedPrecision
+from latentbench.train.loop import LoopConfig, MixedPrecision, Tracker
 
 ALL = "all"
 AUTO = "auto"
@@ -102,6 +102,7 @@ class TrainGenConfig:
     mixed_precision: MixedPrecision = MixedPrecision.NO  # bf16 on GPUs (and avx512_bf16 CPUs)
     compile: bool = False
     num_workers: NonNegativeInt = 0
+    log_with: Tracker | None = None  # also log to tensorboard / wandb (accelerate's trackers)
     space_options: dict[str, Any] = field(default_factory=dict)
     dit: dict[str, Any] = field(default_factory=dict)  # overrides of the DiT preset (width, ...)
 
@@ -174,6 +175,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
         log_every=max(1, min(10, tp.steps // 20)),
         checkpoint_every=tp.checkpoint_every,
         num_workers=cfg.num_workers,
+        log_with=cfg.log_with,
     )
     flow = FlowConfig(
         shift=cfg.shift,
