@@ -765,6 +765,31 @@ def run_cmd(
     console.print(f"report: {report / 'index.html'}", highlight=False, soft_wrap=True)
 
 
+@app.command("plan")
+def plan_cmd(
+    experiment: Annotated[str, typer.Argument(help="A shipped experiment or a .yaml file.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for plan.json / plan.md (runs/NAME-plan).")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Images per CPU step.")] = 2,
+    budget_minutes: Annotated[float, typer.Option(help="Wall time for the CPU steps.")] = 12.0,
+    meta_only: Annotated[bool, typer.Option(help="Parameters and FLOPs; no CPU step.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Write into --out whatever it holds.")] = False,
+) -> None:
+    """Dry run at full size: parameters, FLOPs, memory and GPU-hours of every stage."""
+    from latentbench.bench.plan import PlanConfig, plan_experiment, plan_table
+
+    flags = {"batch": batch, "budget_minutes": budget_minutes, "meta_only": meta_only}
+    plan = plan_experiment(
+        experiment,
+        from_flags(PlanConfig, "plan", **flags),
+        out,
+        overwrite=overwrite,
+        echo=lambda m: console.print(m, highlight=False, soft_wrap=True, markup=False),
+    )
+    print(plan_table(plan))
+
+
 def fail(message: str) -> None:
     """A user's mistake: one line on stderr, exit code 2."""
     from rich.markup import escape

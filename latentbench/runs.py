@@ -277,6 +277,7 @@ class OutputKind(str, enum.Enum):
     SHAPES = "data shapes"
     EXPORT = "data export"
     EXPERIMENT = "run"
+    PLAN = "plan"
 
     @property
     def replaces(self) -> bool:
