@@ -159,6 +159,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         update(step, "init", lambda v: v if v in tokenizer_names else path(v))
     for step in sections("recon") + sections("generation"):
         update(step, "data", data)
+        update(step, "probe_data", data)
         update(step, "spaces", space)
 
 
@@ -239,6 +240,7 @@ class ExperimentRunner:
         """Check ``out`` and ``report`` before any step (the report must not hold the runs)."""
         exp, recon = self.exp, self.exp.recon
         specs = [exp.data, *(g.data for g in exp.generation), recon.data if recon else None]
+        specs.append(recon.probe_data if recon else None)
         specs += [s for t in exp.tokenizers for s in (t.data, t.eval_data)]
         spaces = [n for g in exp.generation for n in g.spaces] + (recon.spaces if recon else [])
         spaces += [t.init for t in exp.tokenizers]

@@ -92,6 +92,8 @@ class ReconConfig:
     grid_images: NonNegativeInt = 8
     save_images: bool = False  # write every original and reconstruction as PNG (uint8)
     diagnostics: NonNegativeInt = 32  # images for the latent diagnostics (probe, ...); 0: off
+    probe_data: str | None = None  # linear probe fitted here (ImageNet train), scored on `data`
+    probe_images: PositiveInt | None = None  # images of probe_data (None: all)
     device: Device = None
     num_workers: NonNegativeInt = 0
 
@@ -186,6 +188,16 @@ class Recon:
             self.auto += [auto] if auto else []
             self.extractors[auto.chosen if auto else name] = extractor.to(device)
         self.reference: dict[str, FeatureStats] = {}
+        self.probe_dataset = None
+        if cfg.probe_data is not None:
+            self.probe_dataset = open_images(
+                cfg.probe_data,
+                cfg.image_size,
+                limit=cfg.probe_images,
+                seed=cfg.seed,
+                max_pixels=cfg.max_pixels,
+                quiet=quiet,
+            )
 
     def batches(self, desc: str) -> Iterable[Any]:
         from tqdm.auto import tqdm
@@ -230,6 +242,8 @@ class Recon:
         probe_images: list[Tensor] = []  # the first cfg.diagnostics images, for diagnostics
         probe_labels: list[Tensor] = []
         grid: list[Tensor] = []
+        pooled: list[Tensor] = []  # (B, C) mean-pooled latents of every image, for the probe
+        labels: list[Tensor] = []
         skipped: list[tuple[str, str]] = []
         t_enc = t_dec = 0.0
         for batch in self.batches(f"recon {spec.name}"):
@@ -246,6 +260,8 @@ class Recon:
             y = space.decode(z)  # (B, 3, S', S')
             _sync(self.device)
             t_enc, t_dec = t_enc + t1 - t0, t_dec + time.perf_counter() - t1
+            pooled.append(z.float().mean((2, 3)).cpu())
+            labels.append(batch.labels)
             y = _resize(y.float(), x.shape[-1])
             # Quantised once: every metric, and every saved PNG, sees these same uint8 images.
             xq, yq = to_uint8(x), to_uint8(y)  # (B, 3, S, S) uint8
@@ -276,6 +292,8 @@ class Recon:
         )
         if probe_images:
             metrics.update(self.diagnostics(space, probe_images, probe_labels))
+        if self.probe_dataset is not None:
+            metrics.update(self.train_split_probe(space, torch.cat(pooled), torch.cat(labels)))
         grid_t = torch.cat(grid)[: cfg.grid_images] if grid else None
         return SpaceResult(metrics, rows, grid_t, skipped)
 
@@ -294,6 +312,31 @@ class Recon:
         return latent_diagnostics(
             space, x, y, extractor=extractor, seed=self.cfg.seed, batch_size=self.cfg.batch_size
         )
+
+    def train_split_probe(
+        self, space: LatentSpace, test: Tensor, test_labels: Tensor
+    ) -> dict[str, float]:
+        """The linear probe fitted on ``probe_data``'s mean-pooled latents and scored on those of
+        every image of ``data`` (``test`` (N, C)): keys ``probe/top1``, ``probe/top5``, ..."""
+        from latentbench.metrics.latent import linear_probe
+
+        train, train_labels = [], []
+        assert self.probe_dataset is not None
+        it = iter_batches(self.probe_dataset, self.cfg.batch_size, num_workers=self.cfg.num_workers)
+        for batch in it:
+            if len(batch):
+                x = _resize(batch.images.to(self.device), space.spec.image_size)
+                train.append(space.encode(x).float().mean((2, 3)).cpu())  # (B, C)
+                train_labels.append(batch.labels)
+        probe = linear_probe(
+            torch.cat(train), torch.cat(train_labels), test_features=test, test_labels=test_labels
+        )
+        return {
+            "probe/top1": probe["accuracy"],
+            "probe/top5": probe["top5"],
+            "probe/num_train": probe["num_train"],
+            "probe/num_test": probe["num_test"],
+        }
 
     def originals(self) -> Tensor:
         for batch in iter_batches(self.dataset, self.cfg.grid_images):
@@ -323,7 +366,7 @@ def run_recon(
         out,
         OutputKind.RECON,
         inputs=inputs,
-        data=existing_paths(cfg.data),
+        data=existing_paths(cfg.data, cfg.probe_data),
         overwrite=overwrite,
         cache=True,
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +51,7 @@ FAMILIES = {
     "svae": "semrec",
     "pvae": "semrec",
     "semrec-mlp": "semrec",
+    "semrec-ds": "semrec",
     "rae": "rae",
     "rae-hd": "rae",
 }
@@ -112,6 +114,7 @@ class TrainTokenizerConfig:
     eval_data: str | None = None  # held-out PSNR and linear probes into metrics.json
     eval_images: PositiveInt = 1000
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # larger image files are skipped, not decoded
+    space_options: dict[str, Any] = field(default_factory=dict)  # over the preset's (channels)
 
 
 def _encoder_identity(spec: Any, input_size: int | None = None) -> dict[str, Any]:
@@ -178,6 +181,7 @@ def train_tokenizer(
     if recipe is Recipe.PSVAE and init is None:
         raise UserError("stage 2 (PS-VAE) starts from a stage-1 output: pass --init DIR")
     cfg = load_preset(space, preset, stage)
+    cfg.space = {**cfg.space, **job.space_options}
     if steps is not None:
         cfg.loop.steps = steps
     out = Path(out or f"runs/tokenizers/{space}-stage{stage}")

@@ -41,6 +41,7 @@ _BUILTINS = {
     "svae": "latentbench.spaces.semrec:svae_space",
     "pvae": "latentbench.spaces.semrec:pvae_space",
     "semrec-mlp": "latentbench.spaces.semrec:semrec_mlp_space",
+    "semrec-ds": "latentbench.spaces.semrec:semrec_ds_space",
 }
 for _name, _target in _BUILTINS.items():
     SPACES.register(_name, _target, source="builtin")
@@ -49,7 +50,9 @@ for _name, _target in _BUILTINS.items():
 # Spaces whose decoder (and compact latent) exist only after `latentbench train-tokenizer`: built
 # from their name they have random decoders, so `--space all` leaves them out; pass the trained
 # output folder instead.
-NEEDS_TRAINING = frozenset({"rae", "rae-hd", "semrec", "svae", "pvae", "semrec-mlp"})
+NEEDS_TRAINING = frozenset(
+    {"rae", "rae-hd", "semrec", "svae", "pvae", "semrec-mlp", "semrec-ds"}
+)
 
 
 def ready_space_names() -> list[str]:

@@ -107,6 +107,8 @@ def recipe_for(space: str, stage: int) -> Recipe:
         ("semrec", 2): Recipe.PSVAE,
         ("semrec-mlp", 1): Recipe.SVAE,
         ("semrec-mlp", 2): Recipe.PSVAE,
+        ("semrec-ds", 1): Recipe.SVAE,
+        ("semrec-ds", 2): Recipe.PSVAE,
         ("svae", 1): Recipe.SVAE,
         ("pvae", 1): Recipe.PVAE,
         ("rae", 1): Recipe.RAE,
