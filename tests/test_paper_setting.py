@@ -10,7 +10,6 @@ import torch
 
 from latentbench.bench.recon import ReconConfig, run_recon
 from latentbench.bench.tokenizer import TrainTokenizerConfig, load_preset, train_tokenizer
-from latentbench.data import collate_images
 from latentbench.experiment import load_experiment
 from latentbench.metrics.latent import linear_probe
 from latentbench.spaces import build_space, load_space

@@ -50,9 +50,7 @@ for _name, _target in _BUILTINS.items():
 # Spaces whose decoder (and compact latent) exist only after `latentbench train-tokenizer`: built
 # from their name they have random decoders, so `--space all` leaves them out; pass the trained
 # output folder instead.
-NEEDS_TRAINING = frozenset(
-    {"rae", "rae-hd", "semrec", "svae", "pvae", "semrec-mlp", "semrec-ds"}
-)
+NEEDS_TRAINING = frozenset({"rae", "rae-hd", "semrec", "svae", "pvae", "semrec-mlp", "semrec-ds"})
 
 
 def ready_space_names() -> list[str]:
