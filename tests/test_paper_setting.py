@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
+from test_semrec import TINY, _one_thread  # noqa: F401 (the fixture: one thread)
 
 from latentbench.bench.recon import ReconConfig, run_recon
 from latentbench.bench.tokenizer import TrainTokenizerConfig, load_preset, train_tokenizer
@@ -16,34 +16,10 @@ from latentbench.spaces import build_space, load_space
 from latentbench.train.loop import StepContext
 from latentbench.train.tokenizer import LossConfig, PerceptualKind, Recipe, TokenizerTask
 
-TINY = {
-    "encoder": {
-        "kind": "tiny-vit",
-        "input_size": 16,
-        "patch": 4,
-        "dim": 32,
-        "heads": 2,
-        "depth": 3,
-    },
-    "image_size": 16,
-    "channels": 4,
-    "semantic_depth": 2,
-    "decoder_base": 16,
-    "decoder_layers": 1,
-    "decoder_attention": False,
-}
 PIXEL_ONLY = LossConfig(
     semantic_weight=0, kl_weight=0, perceptual=PerceptualKind.NONE, gan_weight=0.0
 )
 SWEEP = (32, 48, 64, 80, 112, 256)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _pixel_grads(space, recipe: Recipe) -> dict[str, bool]:

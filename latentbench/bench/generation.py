@@ -36,8 +36,9 @@ from latentbench.config import (
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.data.cache import CachedLatents, LatentCache, build_cache
 from latentbench.errors import UserError, unknown_choice
-from latentbench.gen.dit import CondKind, CondSpec, DiT, preset
+from latentbench.gen.dit import CondKind, CondSpec
 from latentbench.gen.flow import FlowConfig, Sampler, dimension_shift
+from latentbench.gen.qwen import build_generator, generator_grid
 from latentbench.gen.text import (
     FrozenTextEncoder,
     TextEncoderKind,
@@ -104,6 +105,7 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
         256, 200_000, 730, 1e-4, 1000, 0.9999, 10_000, 5000, 50, 6.5, 5000, 50_000, 3.0
     ),
 }
+TRAIN_PRESETS["paper"] = TRAIN_PRESETS["xl"]  # the Qwen2 generator (latentbench.gen.qwen)
 
 
 @config
@@ -405,9 +407,9 @@ def train_generator(
     stats = space.stats or cache.stats
     spec = space.spec
     text = make_text_encoder(cfg, cache)
-    dit_cfg = preset(cfg.preset, **{"seed": cfg.seed, **cfg.dit})
     cspec = cond_spec(cfg, cache, text)
-    model = DiT(dit_cfg, spec.channels, spec.latent_size, cspec)
+    model = build_generator(cfg.preset, cfg.dit, spec.channels, spec.latent_size, cspec, cfg.seed)
+    dit_cfg = model.cfg
     shift = (
         cfg.shift
         if cfg.shift is not None
@@ -571,7 +573,7 @@ def train_generators(
     for name in names:
         try:
             space = make_space(name, image_size, base.space_options)
-            grid = preset(base.preset, **base.dit).grid
+            grid = generator_grid(base.preset, base.dit)
             if space.spec.latent_size % grid:
                 raise UserError(
                     f"latent size {space.spec.latent_size} is not a multiple of the "
