@@ -772,7 +772,7 @@ def plan_cmd(
         Path | None, typer.Option(help="Folder for plan.json / plan.md (runs/NAME-plan).")
     ] = None,
     batch: Annotated[int, typer.Option(help="Images per CPU step.")] = 2,
-    budget_minutes: Annotated[float, typer.Option(help="Wall time for the CPU steps.")] = 12.0,
+    budget_minutes: Annotated[float, typer.Option(help="Wall time for the CPU steps.")] = 8.0,
     meta_only: Annotated[bool, typer.Option(help="Parameters and FLOPs; no CPU step.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Write into --out whatever it holds.")] = False,
 ) -> None:

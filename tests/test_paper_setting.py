@@ -83,7 +83,8 @@ def test_paper_imagenet_is_the_papers_setting():
     recon_spaces = set(exp.recon.spaces)
     assert {"pvae", "rae-hd", "psvae-ds", *(f"psvae-c{c}" for c in SWEEP)} <= recon_spaces
     assert exp.recon.probe_data and exp.recon.probe_images is None  # the whole train split
-    (t2i,) = exp.generation
+    t2i, qwen = exp.generation
+    assert qwen.preset == "paper" and (qwen.sample_shift, qwen.guidance) == (3.0, 6.5)
     assert set(t2i.spaces) == recon_spaces - {"sd-vae"}
     assert t2i.preset == "xl" and t2i.sample_steps == 50 and t2i.sampler.value == "euler"
     assert (t2i.sample_shift, t2i.guidance) == (3.0, 6.5)

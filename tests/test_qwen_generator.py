@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_semrec import _one_thread  # noqa: F401 (the fixture: one thread)
 from test_train_gen import TOY, _cfg
 
 from latentbench.bench.generation import train_generator
@@ -30,14 +31,6 @@ TINY_QWEN = {
 }
 TINY_PAPER = {"llm": TINY_QWEN, "grid": 4, "ddt_width": 32, "ddt_heads": 2}
 EDIT = CondSpec(CondKind.TOKENS, vocab_size=20, max_len=5, edit=True)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _condition(batch: int = 2) -> Condition:
