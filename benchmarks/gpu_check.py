@@ -85,8 +85,9 @@ def main() -> None:
     }
     for name, kind in STAGES.items():
         batch = args.batch_gen if kind == "gen" else args.batch_tok
+        compile_ = not args.no_compile
         try:
-            result["stages"][name] = time_stage(stages[name], batch, args.steps, not args.no_compile)
+            result["stages"][name] = time_stage(stages[name], batch, args.steps, compile_)
         except Exception as e:  # report and go on: one failing model must not hide the others
             result["stages"][name] = {"error": f"{type(e).__name__}: {e}"[:500]}
         print(name, json.dumps(result["stages"][name]), flush=True)
