@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
-from test_semrec import TINY, _one_thread  # noqa: F401 (the fixture: one thread)
+from test_semrec import TINY
 
 from latentbench.bench.recon import ReconConfig, run_recon
 from latentbench.bench.tokenizer import TrainTokenizerConfig, load_preset, train_tokenizer
@@ -20,6 +21,7 @@ PIXEL_ONLY = LossConfig(
     semantic_weight=0, kl_weight=0, perceptual=PerceptualKind.NONE, gan_weight=0.0
 )
 SWEEP = (32, 48, 64, 80, 112, 256)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
 
 
 def _pixel_grads(space, recipe: Recipe) -> dict[str, bool]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_semrec import _one_thread  # noqa: F401 (the fixture: one thread)
 from test_train_gen import TOY, _cfg
 
 from latentbench.bench.generation import train_generator
@@ -30,6 +29,7 @@ TINY_QWEN = {
     "max_position_embeddings": 128,
 }
 TINY_PAPER = {"llm": TINY_QWEN, "grid": 4, "ddt_width": 32, "ddt_heads": 2}
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
 EDIT = CondSpec(CondKind.TOKENS, vocab_size=20, max_len=5, edit=True)
 
 
