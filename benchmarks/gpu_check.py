@@ -16,8 +16,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from latentbench.bench.plan import PlanConfig, experiment_stages
 from latentbench.experiment import load_experiment
+from latentbench.plan import PlanConfig, experiment_stages
 
 # Dense bf16 peaks (TFLOP/s) by device-name fragment; PEAK_TFLOPS in the environment overrides.
 PEAKS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "4090": 165.0, "A10": 125.0}

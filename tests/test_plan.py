@@ -8,10 +8,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from latentbench.bench.plan import PlanConfig, gpu_hours, plan_table, run_plan
 from latentbench.cli import app
 from latentbench.errors import UserError
 from latentbench.experiment import load_experiment
+from latentbench.plan import PlanConfig, gpu_hours, plan_table, run_plan
 
 TINY_GEN = {"width": 32, "depth": 1, "heads": 2, "grid": 4}
 

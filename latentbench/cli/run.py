@@ -1,5 +1,5 @@
 """``latentbench run``: the whole pipeline an experiment file describes; ``latentbench plan``: its
-full-size dry run (:mod:`latentbench.bench.plan`)."""
+full-size dry run (:mod:`latentbench.plan`)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def plan_cmd(
     overwrite: Annotated[bool, typer.Option(help="Write into --out whatever it holds.")] = False,
 ) -> None:
     """Dry run at full size: parameters, FLOPs, memory and GPU-hours of every stage."""
-    from latentbench.bench.plan import PlanConfig, plan_experiment, plan_table
+    from latentbench.plan import PlanConfig, plan_experiment, plan_table
 
     flags = {"batch": batch, "budget_minutes": budget_minutes, "meta_only": meta_only}
     plan = plan_experiment(
