@@ -71,11 +71,12 @@ def spaces_cmd(
     as_json: AsJson = False,
 ) -> None:
     """List registered spaces (built-in and plugins)."""
-    from latentbench.spaces import SPACES, build_space
+    from latentbench.spaces import SPACES, build_space, space_info
 
     rows = []
     for entry in SPACES.entries():
         row: dict[str, object] = {"name": entry.name, "source": entry.source}
+        row.update(space_info(entry.name).describe())
         if spec:
             try:
                 row.update(build_space(entry.name, pretrained=False).spec.to_dict())
@@ -85,7 +86,9 @@ def spaces_cmd(
     if as_json:
         print_json(rows)
         return
-    table = Table("space", "source", *(["channels", "latent", "stride"] if spec else []))
+    table = Table(
+        "space", "source", "family", "needs", *(["channels", "latent", "stride"] if spec else [])
+    )
     for r in rows:
         extra = []
         if spec:
@@ -94,7 +97,8 @@ def spaces_cmd(
                 if "error" not in r
                 else [str(r["error"]), "", ""]
             )
-        table.add_row(str(r["name"]), str(r["source"]), *extra)
+        needs = "train-tokenizer" if r["needs_training"] else ""
+        table.add_row(str(r["name"]), str(r["source"]), str(r["family"]), needs, *extra)
     Console().print(table)
 
 

@@ -42,6 +42,7 @@ from latentbench.runs import (
     existing_paths,
     mark_output,
 )
+from latentbench.spaces import LatentSpace
 
 DONE = ".done.json"
 
@@ -199,30 +200,35 @@ class ExperimentRunner:
         """A tokenizer step's name -> its output folder; anything else as given."""
         return str(self.tokenizer_dirs[name]) if name in self.tokenizer_dirs else name
 
-    def available(self, names: list[str], image_size: int) -> list[str]:
-        """The spaces that build here; the others are noted (or are an error)."""
-        from latentbench.spaces import build_space, space_accepts
+    def available(
+        self,
+        names: list[str],
+        image_size: int,
+        options: dict[str, Any] | None = None,
+        weights: str | None = None,
+    ) -> dict[str, LatentSpace]:
+        """The spaces that build here, built once (by step name); the others are noted (or are
+        an error)."""
+        from latentbench.spaces import build_space, options_for, try_space
 
-        keep = []
+        built: dict[str, LatentSpace] = {}
         for name in names:
-            target = self.resolve_space(name)
             if name in self.unavailable:
                 continue
-            try:
-                options = {}
-                if space_accepts(target, "image_size"):
-                    options["image_size"] = image_size
-                build_space(target, **options)
-            except UserError as e:
-                if not self.exp.skip_unavailable:
-                    raise
+            target = self.resolve_space(name)
+            opts = options_for(target, image_size=image_size, weights=weights, options=options)
+            if not self.exp.skip_unavailable:
+                space, why = build_space(target, **opts), None
+            else:
+                space, why = try_space(target, **opts)
+            if space is None:
                 self.unavailable.add(name)
-                self.note(f"{name}: skipped: {e}")
+                self.note(str(why))
                 continue
-            keep.append(name)
-        if not keep:
+            built[name] = space
+        if not built:
             raise UserError(f"none of the spaces {names} can be built here")
-        return keep
+        return built
 
     def note(self, message: str) -> None:
         self.notes.append(message)
@@ -230,10 +236,9 @@ class ExperimentRunner:
 
     def space_identity(self, name: str) -> str:
         """What a step's key depends on for this space: a trained folder's fingerprint."""
-        target = Path(self.resolve_space(name))
-        if (target / "space.json").is_file():
-            return json.loads((target / "space.json").read_text()).get("fingerprint", name)
-        return name
+        from latentbench.spaces import saved_fingerprint
+
+        return saved_fingerprint(self.resolve_space(name)) or name
 
     def claim(self) -> None:
         """Check ``out`` and ``report`` before any step (the report must not hold the runs)."""
@@ -302,7 +307,8 @@ class ExperimentRunner:
         from latentbench.bench.recon import run_recon
 
         folder = self.out / "recon"
-        names = self.available(step.spaces, step.image_size)
+        built = self.available(step.spaces, step.image_size, step.space_options, step.weights)
+        names = list(built)
         data = step.data or self.exp.data
         seed = self.exp.seed + 1 if step.seed is None else step.seed
         key = _key(step, data, seed, names, [self.space_identity(n) for n in names])
@@ -319,7 +325,10 @@ class ExperimentRunner:
                 "seed": seed,
             }
         )
-        run_recon(cfg, folder, quiet=self.quiet, echo=self.echo)
+        from latentbench.spaces import space_label
+
+        by_label = {space_label(self.resolve_space(n)): s for n, s in built.items()}
+        run_recon(cfg, folder, quiet=self.quiet, echo=self.echo, spaces=by_label)
         _mark_done(folder, key, time.perf_counter() - t0)
         return folder
 
@@ -336,7 +345,7 @@ class ExperimentRunner:
             }
         )
         image_size = _image_size(base)
-        for name in self.available(step.spaces, image_size):
+        for name, space in self.available(step.spaces, image_size, base.space_options).items():
             run = folder / Path(name).name
             key = _key(base, self.space_identity(name))
             if _done(run, key):
@@ -351,6 +360,7 @@ class ExperimentRunner:
                 resume=(run / "manifest.json").is_file(),
                 quiet=self.quiet,
                 echo=self.echo,
+                space=space,
             )
             _mark_done(run, key, time.perf_counter() - t0)
         return folder

@@ -98,6 +98,37 @@ def load_pretrained(
         ) from None
 
 
+def hub_snapshot(
+    repo_id: str,
+    files: list[str],
+    what: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """The local folder of hub repo ``repo_id`` holding ``files`` (downloaded unless offline;
+    only those files, never code). A UserError line when it cannot be had."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if _looks_like_path(repo_id):
+        raise UserError(f"{what} {repo_id!r}: no such folder, and not a hub id (OWNER/NAME)")
+    try:
+        folder = snapshot_download(
+            repo_id,
+            allow_patterns=files,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=hub_offline(),
+        )
+    except (OSError, ValueError, HfHubHTTPError) as e:  # not cached offline: an OSError
+        raise UserError(
+            f"cannot get {what} {repo_id!r} from the Hugging Face hub or its cache "
+            f"({first_line(e)}): pass a local folder, or go online (HF_HUB_OFFLINE unset)"
+        ) from None
+    return Path(folder)
+
+
 def pretrained_source(model: str) -> tuple[str, dict[str, Any]]:
     """(what ``from_pretrained`` gets, how a result's variant names the weights): a local
     folder by its path and content digest, anything else as a hub id."""

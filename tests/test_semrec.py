@@ -244,7 +244,7 @@ def test_train_tokenizer_stage1_then_stage2_saves_loadable_spaces(tmp_path):
     manifest = json.loads((tmp_path / "s2" / "manifest.json").read_text())
     assert manifest["config"]["recipe"] == "psvae" and manifest["config"]["loop"]["lr"] == 0.0005
     origin = manifest["config"]["init_space"]  # stage 2 records the stage-1 space it started from
-    s1_meta = json.loads((tmp_path / "s1" / "space.json").read_text())
+    s1_meta = json.loads((tmp_path / "s1" / "config.json").read_text())
     assert origin["fingerprint"] == s1_meta["fingerprint"] == before.fingerprint()
     assert (origin["recipe"], origin["stage"], origin["encoder"]["kind"]) == ("svae", 1, "tiny-vit")
     assert (s2["init_fingerprint"], s2["init_recipe"], s2["init_stage"]) == (

@@ -107,7 +107,7 @@ def test_save_and_load_space_give_identical_outputs(tmp_path, images):
     save_tiny_vae(tmp_path / "vae", latent_channels=16, use_quant_conv=False)
     space = build_space("sdxl-vae", model=str(tmp_path / "vae"), image_size=SIZE)
     space.save(tmp_path / "saved")
-    meta = json.loads((tmp_path / "saved" / "space.json").read_text())
+    meta = json.loads((tmp_path / "saved" / "config.json").read_text())
     assert meta["config"]["arch"]["block_out_channels"] == [8, 8, 16, 16]
     assert meta["config"]["arch"]["use_quant_conv"] is False
     (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").unlink()  # rebuilt from arch only

@@ -52,7 +52,8 @@ from latentbench.runs import (
     existing_paths,
     mark_output,
 )
-from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
+from latentbench.spaces import ALL, LatentSpace, build_space, options_for, space_names
+from latentbench.spaces.resolve import unused_options
 from latentbench.train.generator import (
     EvalSet,
     GenerationEval,
@@ -68,7 +69,6 @@ from latentbench.train.loop import (
     checkpoint_step,
 )
 
-ALL = "all"
 AUTO = "auto"
 
 
@@ -222,10 +222,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
 def make_space(name: str, image_size: int, options: dict[str, Any] | None = None) -> LatentSpace:
     """Build ``name`` with the ``options`` it takes (as recon's ``-o``: the others are for other
     spaces)."""
-    opts = {k: v for k, v in (options or {}).items() if space_accepts(name, k)}
-    if space_accepts(name, "image_size"):
-        opts.setdefault("image_size", image_size)
-    return build_space(name, **opts)
+    return build_space(name, **options_for(name, image_size=image_size, options=options))
 
 
 def open_data(
@@ -544,7 +541,7 @@ def _claim(
 
 # -- many spaces ------------------------------------------------------------------------------
 def resolve_space_names(spaces: list[str]) -> list[str]:
-    return ready_space_names() if spaces == [ALL] else spaces
+    return space_names(spaces)
 
 
 def train_generators(
@@ -562,7 +559,7 @@ def train_generators(
     new, empty or an earlier train-gen ``out``, unless ``overwrite``."""
     out = _claim(out, base, overwrite, spaces)
     names = resolve_space_names(spaces)
-    unused = [k for k in base.space_options if not any(space_accepts(n, k) for n in names)]
+    unused = unused_options(names, base.space_options)
     if unused:
         raise UserError(f"no space here takes the option(s) {', '.join(sorted(unused))}")
     image_size = resolve(base).train.image_size

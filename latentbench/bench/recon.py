@@ -59,9 +59,8 @@ from latentbench.runs import (
     manifest,
     staged_dir,
 )
-from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
+from latentbench.spaces import LatentSpace, build_spaces
 
-ALL = "all"
 INCEPTION = "inception"
 
 
@@ -126,36 +125,10 @@ def resolve_spaces(
     With ``all``, spaces that cannot be built here (e.g. weights missing offline) are skipped
     with a note; a space named explicitly must build.
     """
-    names = ready_space_names() if cfg.spaces == [ALL] else cfg.spaces
-    spaces: dict[str, LatentSpace] = {}
-    notes: list[str] = []
-    unused = set(cfg.space_options)
-    for name in names:
-        options: dict[str, Any] = {}
-        if space_accepts(name, "image_size"):
-            options["image_size"] = cfg.image_size
-        if cfg.weights and space_accepts(name, "weights"):
-            options["weights"] = cfg.weights
-        for key, value in cfg.space_options.items():
-            if space_accepts(name, key):
-                options[key] = value
-                unused.discard(key)
-        try:
-            space = build_space(name, **options)
-        except UserError as e:
-            if cfg.spaces != [ALL]:
-                raise
-            notes.append(f"{name}: skipped: {e}")
-            continue
-        label = Path(name).name if Path(name).is_dir() else name
-        while label in spaces:
-            label += "'"
-        spaces[label] = space.to(device).eval()
-    if unused:
-        raise UserError(f"no space here takes the option(s) {', '.join(sorted(unused))}")
-    if not spaces:
-        raise UserError("no space could be built: " + "; ".join(notes))
-    return spaces, notes
+    built = build_spaces(
+        cfg.spaces, image_size=cfg.image_size, weights=cfg.weights, options=cfg.space_options
+    )
+    return {k: s.to(device).eval() for k, s in built.spaces.items()}, built.notes
 
 
 class Recon:
@@ -313,8 +286,10 @@ def run_recon(
     quiet: bool = True,
     echo: Callable[[str], None] = print,
     overwrite: bool = False,
+    spaces: dict[str, LatentSpace] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run the benchmark and write the run folder ``out``; returns metrics per space.
+    ``spaces``: the spaces of ``cfg.spaces`` already built, by label (default: built here).
 
     ``out`` is replaced when complete; it must be new, empty or an earlier recon run, unless
     ``overwrite`` (:func:`latentbench.runs.claim_output`)."""
@@ -333,7 +308,10 @@ def run_recon(
     for choice in recon.auto:
         echo(f"note: {choice.note()}")
     auto = {c.option: c.to_dict() for c in recon.auto}
-    spaces, notes = resolve_spaces(cfg, device)
+    if spaces is None:
+        spaces, notes = resolve_spaces(cfg, device)
+    else:
+        spaces, notes = {k: s.to(device).eval() for k, s in spaces.items()}, []
     for note in notes:
         echo(note)
     recon.reference_stats()

@@ -55,6 +55,7 @@ from latentbench.files import torch_load
 from latentbench.hub import WEIGHTS_ENV, file_sha256, hub_offline, load_pretrained
 from latentbench.runs import atomic_path
 from latentbench.spaces.base import LatentSpace, LatentSpec
+from latentbench.spaces.catalog import space_factory
 from latentbench.spaces.vae import (
     DEFAULT_IMAGE_SIZE,
     arch_of,
@@ -250,11 +251,9 @@ class TinyAutoencoderSpace(LatentSpace):
             self.variant.name, self.latent_channels, self.image_size // self.stride, self.image_size
         )
 
-    def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"image_size": self.image_size}
-        if isinstance(self.model, AutoencoderTiny):
-            config["arch"] = arch_of(self.model)
-        return config
+    def resolved_options(self) -> dict[str, Any]:
+        """A diffusers model's architecture, read from its config: rebuild offline."""
+        return {"arch": arch_of(self.model)} if isinstance(self.model, AutoencoderTiny) else {}
 
     def _encode(self, images: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
         return self.model.encoder(resize_to(images, self.image_size))  # (B, C, S/8, S/8)
@@ -431,6 +430,7 @@ def _torch_load(path: Path) -> dict[str, Tensor]:
 
 
 # -- factories -----------------------------------------------------------------------------------
+@space_factory("taesd")
 def taesd(
     weights: str | None = None,
     arch: dict[str, Any] | None = None,
@@ -441,6 +441,7 @@ def taesd(
     return build_tiny_space("taesd", image_size, weights, arch, pretrained)
 
 
+@space_factory("taesdxl")
 def taesdxl(
     weights: str | None = None,
     arch: dict[str, Any] | None = None,
@@ -451,6 +452,7 @@ def taesdxl(
     return build_tiny_space("taesdxl", image_size, weights, arch, pretrained)
 
 
+@space_factory("taesd3")
 def taesd3(
     weights: str | None = None,
     arch: dict[str, Any] | None = None,
@@ -461,6 +463,7 @@ def taesd3(
     return build_tiny_space("taesd3", image_size, weights, arch, pretrained)
 
 
+@space_factory("taef1")
 def taef1(
     weights: str | None = None,
     arch: dict[str, Any] | None = None,
@@ -471,6 +474,7 @@ def taef1(
     return build_tiny_space("taef1", image_size, weights, arch, pretrained)
 
 
+@space_factory("taef2")
 def taef2(
     weights: str | None = None,
     image_size: int = DEFAULT_IMAGE_SIZE,
