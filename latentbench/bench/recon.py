@@ -37,7 +37,7 @@ from latentbench.data import (
 )
 from latentbench.errors import UserError
 from latentbench.metrics.features import AUTO, AutoChoice, FeatureExtractor, build_fd_extractor
-from latentbench.metrics.fid import FeatureStats, cached_reference_stats
+from latentbench.metrics.fid import FeatureStats, cached_reference_stats, reference_stats_key
 from latentbench.metrics.pixel import (
     PSNR_VARIANT,
     SSIM_VARIANT,
@@ -183,13 +183,13 @@ class Recon:
         for name, extractor in self.extractors.items():
             if name in self.reference:
                 continue
-            key = {
-                "data": data_identity(self.dataset),
-                "image_size": self.cfg.image_size,
-                "num_images": len(self.dataset),
-                "preprocessing": self.variants()["preprocessing"],
-                "extractor": extractor.variant,
-            }
+            key = reference_stats_key(
+                data_identity(self.dataset),
+                self.cfg.image_size,
+                len(self.dataset),
+                self.variants()["preprocessing"],
+                extractor,
+            )
             images = functools.partial(self.images, f"reference {name}")
             self.reference[name] = cached_reference_stats(None, key, extractor, images)
         return self.reference
