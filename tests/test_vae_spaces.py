@@ -149,3 +149,20 @@ def test_user_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="not a diffusers AutoencoderKL folder"):
         build_space("vae", model=str(tmp_path / "empty"))
+
+
+def test_presets_find_their_weights_under_latentbench_weights(tmp_path, images, monkeypatch):
+    """No model= and the hub id not cached offline: the copy in $LATENTBENCH_WEIGHTS is used,
+    as OWNER/NAME/ (a whole pipeline, its vae/ subfolder) or NAME/ (the VAE itself)."""
+    monkeypatch.setenv("LATENTBENCH_WEIGHTS", str(tmp_path))
+    sd = save_tiny_vae(tmp_path / "stabilityai" / "sd-vae-ft-ema")
+    flux = save_tiny_vae(tmp_path / "FLUX.1-dev" / "vae", latent_channels=16)
+    with torch.no_grad():
+        space = build_space("sd-vae", image_size=SIZE)
+        torch.testing.assert_close(
+            space.encode(images), sd.encode(images).latent_dist.mean * 0.18215
+        )
+        space = build_space("flux-vae", image_size=SIZE)
+        expected = (flux.encode(images).latent_dist.mean - 0.1159) * 0.3611
+        torch.testing.assert_close(space.encode(images), expected)
+    assert space.model == "black-forest-labs/FLUX.1-dev"  # the config names the hub id
