@@ -22,7 +22,8 @@ from latentbench.spaces import (
 )
 from latentbench.spaces.catalog import BUILTIN_SPACES
 from latentbench.spaces.pixel import PixelSpace
-from latentbench.spaces.vae import SD_ARCH
+from latentbench.spaces.taesd import VARIANTS
+from latentbench.spaces.vae import PRESETS, SD_ARCH
 from latentbench.train.loop import StepContext
 from latentbench.train.tokenizer import (
     LossConfig,
@@ -97,13 +98,13 @@ def test_catalog_row_matches_the_built_space(name: str):
 
 
 def _small_arch(info) -> dict:
-    """A 4-level (stride 8) architecture with the row's channels, cheap to build."""
-    ch = info.spec.channels if info.spec else 4
+    """The space's own architecture (its preset's / variant's latent channels, stride 8), made
+    narrow so it builds fast."""
     if info.family is Family.TAESD:
-        return {"latent_channels": ch, "encoder_block_out_channels": [8] * 4,
-                "decoder_block_out_channels": [8] * 4}  # fmt: skip
-    return {**SD_ARCH, "latent_channels": ch, "block_out_channels": [8, 8, 8, 8],
-            "norm_num_groups": 4}  # fmt: skip
+        narrow = {"encoder_block_out_channels": [8] * 4, "decoder_block_out_channels": [8] * 4}
+        return {"latent_channels": VARIANTS[info.name].latent_channels, **narrow}
+    arch = PRESETS[info.name].arch if info.name in PRESETS else SD_ARCH
+    return {**arch, "block_out_channels": [8, 8, 8, 8], "norm_num_groups": 4}
 
 
 RECIPES = [(n, k, r) for n in trainable_space_names() for k, r in space_info(n).recipes.items()]
