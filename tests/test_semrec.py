@@ -17,6 +17,8 @@ from latentbench.spaces import build_space, load_space
 from latentbench.train.loop import Callback, LoopConfig, StepContext, TrainLoop
 from latentbench.train.tokenizer import LossConfig, PerceptualKind, Recipe, TokenizerTask
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
+
 TINY = {
     "encoder": {
         "kind": "tiny-vit",
@@ -34,15 +36,6 @@ TINY = {
     "decoder_attention": False,
 }
 NO_PERCEPTUAL = {"perceptual": PerceptualKind.NONE, "gan_weight": 0.0}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine, two made these steps ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class Blobs(Dataset):
@@ -312,7 +305,7 @@ def test_paper_preset_builds_from_a_local_stand_in(tmp_path):
     assert space.spec.latent_shape == (96, 4, 4) and space.spec.stride == 16
     assert len(space.sem_enc) == 3 and space.encoder.config.hf_config["num_register_tokens"] == 4
     space.save(tmp_path / "saved")
-    again = load_space(tmp_path / "saved")  # rebuilds from space.json alone
+    again = load_space(tmp_path / "saved")  # rebuilds from config.json alone
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(again.eval().encode(x), space.eval().encode(x))
