@@ -38,12 +38,10 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from latentbench.errors import UserError
+from latentbench.hub import hub_snapshot
 from latentbench.runs import atomic_path, atomic_write_json
-
-CONFIG_JSON = "config.json"  # save_pretrained's (huggingface_hub's names)
-WEIGHTS_FILE = "model.safetensors"
-SPACE_JSON = "space.json"  # the format before save_pretrained; still read
-SPACE_WEIGHTS = "space.safetensors"
+from latentbench.spaces.catalog import call_factory
+from latentbench.spaces.saved import CONFIG_JSON, WEIGHTS_FILE, find_saved, load_weights, read_meta
 
 
 @dataclass(frozen=True)
@@ -250,10 +248,33 @@ class LatentSpace(
     def from_pretrained(  # type: ignore[override]
         cls, source: str | Path, *, device: Any = None, revision: str | None = None
     ) -> LatentSpace:
-        """Rebuild a saved space from a folder or a hub id (see :func:`load_space`)."""
-        from latentbench.spaces.resolve import load_space  # the registry sits above this module
-
-        return load_space(source, device=device, revision=revision)
+        """Rebuild a saved space from its folder (either format, :mod:`.saved`) or a hub id:
+        the registered factory with the saved options and ``pretrained=False``, then the weights
+        and statistics. A damaged folder (truncated or garbage JSON / safetensors, missing keys,
+        options the space does not take) is one UserError line naming the file."""
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            files = [CONFIG_JSON, WEIGHTS_FILE]
+            folder = hub_snapshot(str(source), files, "saved space", revision=revision)
+        saved = find_saved(folder)
+        if saved is None:
+            raise UserError(f"not a saved space (no {CONFIG_JSON} naming a space): {source}")
+        meta = read_meta(saved)
+        try:
+            stats = LatentStats.from_dict(meta["stats"]) if meta.get("stats") else None
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(
+                f"{saved.meta_file}: 'stats' are not latent statistics ({e!r})"
+            ) from None
+        try:
+            space = call_factory(meta["space"], {**meta["config"], "pretrained": False})
+        except UserError as e:
+            raise UserError(f"{saved.meta_file}: {e}") from None
+        if not isinstance(space, LatentSpace):
+            raise UserError(f"{saved.meta_file}: {meta['space']!r} does not build a LatentSpace")
+        load_weights(space, saved)
+        space.stats = stats
+        return space.to(device) if device is not None else space
 
 
 def _untie(state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
+import pydantic
+
+from latentbench.config import validation_message
+from latentbench.errors import UserError
 from latentbench.registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -164,3 +168,40 @@ def space_factory(name: str) -> Callable[[F], F]:
         return build  # type: ignore[return-value]
 
     return decorate
+
+
+def call_factory(name: str, options: dict[str, Any]) -> Any:
+    """The factory registered as ``name`` called with ``options``, each checked against its
+    signature and type hints (a UserError naming the valid ones); the space gets its registered
+    name and options (a factory without :func:`space_factory` too)."""
+    factory = SPACES.get(name)
+    _check_options(name, factory, options)
+    space = _call_validated(name, factory, options)
+    if getattr(factory, "registry_name", None) != name:  # a plugin's plain factory
+        name_space(space, name, factory_options(factory, (), options))
+    return space
+
+
+def _check_options(name: str, factory: Any, options: dict[str, Any]) -> None:
+    params = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in options:
+        if key not in params:
+            raise UserError(
+                f"space {name!r} takes no option {key!r}; valid: {', '.join(params) or 'none'}"
+            )
+
+
+def _call_validated(name: str, factory: Any, options: dict[str, Any]) -> Any:
+    """``factory(**options)`` with each option checked against the factory's type hints."""
+    try:
+        validated = pydantic.validate_call(factory)
+    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError, NameError):
+        return factory(**options)  # hints pydantic cannot read (a plugin's): call it as it is
+    try:
+        return validated(**options)
+    except pydantic.ValidationError as e:
+        if e.title != getattr(factory, "__name__", None):
+            raise  # raised inside the factory, not by its arguments
+        raise UserError(validation_message(e, type(None), f"space {name!r}")) from None

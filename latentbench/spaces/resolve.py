@@ -14,33 +14,15 @@ Each space is built once: a caller that probes availability keeps the space it g
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pydantic
-
-from latentbench.config import validation_message
 from latentbench.errors import UserError
-from latentbench.hub import hub_snapshot
-from latentbench.spaces.base import CONFIG_JSON, WEIGHTS_FILE, LatentSpace
-from latentbench.spaces.catalog import (
-    SPACES,
-    SpaceInfo,
-    factory_options,
-    factory_takes,
-    name_space,
-    plugin_info,
-)
-from latentbench.spaces.saved import (
-    find_saved,
-    is_saved_space,
-    load_weights,
-    read_meta,
-    read_stats,
-)
+from latentbench.spaces.base import LatentSpace
+from latentbench.spaces.catalog import SPACES, SpaceInfo, call_factory, factory_takes, plugin_info
+from latentbench.spaces.saved import is_saved_space
 
 ALL = "all"
 
@@ -114,9 +96,10 @@ def build_space(name: str, **options: Any) -> LatentSpace:
     """
     if is_saved_space(name):
         return load_space(name, device=options.get("device"))
-    factory = SPACES.get(name)
     device = options.pop("device", None)
-    space = _call_factory(name, factory, options)
+    space = call_factory(name, options)
+    if not isinstance(space, LatentSpace):
+        raise UserError(f"space {name!r}: factory returned {type(space).__name__}, not LatentSpace")
     return space.to(device) if device is not None else space
 
 
@@ -172,67 +155,10 @@ def build_spaces(
     return built
 
 
-def _call_factory(name: str, factory: Any, options: dict[str, Any]) -> LatentSpace:
-    """``factory(**options)``, options checked against its signature and type hints; the space
-    gets its registered name and options (a factory without :func:`space_factory` too)."""
-    _check_options(name, factory, options)
-    space = _call_validated(name, factory, options)
-    if not isinstance(space, LatentSpace):
-        raise UserError(f"space {name!r}: factory returned {type(space).__name__}, not LatentSpace")
-    if getattr(factory, "registry_name", None) != name:  # a plugin's plain factory
-        name_space(space, name, factory_options(factory, (), options))
-    return space
-
-
-def _check_options(name: str, factory: Any, options: dict[str, Any]) -> None:
-    params = inspect.signature(factory).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    for key in options:
-        if key not in params:
-            raise UserError(
-                f"space {name!r} takes no option {key!r}; valid: {', '.join(params) or 'none'}"
-            )
-
-
-def _call_validated(name: str, factory: Any, options: dict[str, Any]) -> Any:
-    """``factory(**options)`` with each option checked against the factory's type hints."""
-    try:
-        validated = pydantic.validate_call(factory)
-    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError, NameError):
-        return factory(**options)  # hints pydantic cannot read (a plugin's): call it as it is
-    try:
-        return validated(**options)
-    except pydantic.ValidationError as e:
-        if e.title != getattr(factory, "__name__", None):
-            raise  # raised inside the factory, not by its arguments
-        raise UserError(validation_message(e, type(None), f"space {name!r}")) from None
-
-
 # -- saved spaces ------------------------------------------------------------------------------
 def load_space(
     source: str | Path, device: Any = None, *, revision: str | None = None
 ) -> LatentSpace:
-    """Rebuild a saved space from its folder (either format, see :mod:`.saved`) or a hub id.
-
-    A damaged folder (truncated or garbage JSON / safetensors, missing keys, options the space
-    does not take) is one UserError line naming the file.
-    """
-    folder = Path(source).expanduser()
-    if not folder.is_dir():
-        what = "saved space"
-        folder = hub_snapshot(str(source), [CONFIG_JSON, WEIGHTS_FILE], what, revision=revision)
-    saved = find_saved(folder)
-    if saved is None:
-        raise UserError(f"not a saved space (no {CONFIG_JSON} naming a space): {source}")
-    meta = read_meta(saved)
-    name, config = meta["space"], meta["config"]
-    try:
-        factory = SPACES.get(name)
-        stats = read_stats(saved, meta)
-        space = _call_factory(name, factory, {**config, "pretrained": False})
-    except UserError as e:
-        raise UserError(f"{saved.meta_file}: {e}") from None
-    load_weights(space, saved)
-    space.stats = stats
-    return space.to(device) if device is not None else space
+    """Rebuild a saved space from its folder (either format, see :mod:`.saved`) or a hub id:
+    :meth:`LatentSpace.from_pretrained`."""
+    return LatentSpace.from_pretrained(source, device=device, revision=revision)

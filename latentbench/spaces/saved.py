@@ -17,16 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from latentbench.errors import UserError
 from latentbench.files import load_safetensors, read_json_object
-from latentbench.spaces.base import (
-    CONFIG_JSON,
-    SPACE_JSON,
-    SPACE_WEIGHTS,
-    WEIGHTS_FILE,
-    LatentSpace,
-    LatentStats,
-)
+
+CONFIG_JSON = "config.json"  # save_pretrained's (huggingface_hub's names)
+WEIGHTS_FILE = "model.safetensors"
+SPACE_JSON = "space.json"  # the format before save_pretrained; still read
+SPACE_WEIGHTS = "space.safetensors"
 
 
 @dataclass(frozen=True)
@@ -86,17 +85,7 @@ def read_meta(saved: SavedSpace) -> dict[str, Any]:
     return meta
 
 
-def read_stats(saved: SavedSpace, meta: dict[str, Any]) -> LatentStats | None:
-    """The latent statistics a saved space holds (None: none)."""
-    if not meta.get("stats"):
-        return None
-    try:
-        return LatentStats.from_dict(meta["stats"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{saved.meta_file}: 'stats' are not latent statistics ({e!r})") from None
-
-
-def load_weights(space: LatentSpace, saved: SavedSpace) -> None:
+def load_weights(space: nn.Module, saved: SavedSpace) -> None:
     path = saved.weights_file
     if not path.is_file():
         raise UserError(f"not a saved space (no {path.name}): {saved.folder}")
