@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -238,6 +238,20 @@ class LatentSpace(
         with atomic_path(save_directory / WEIGHTS_FILE) as tmp:
             save_file(_untie(state), str(tmp))
         atomic_write_json(save_directory / CONFIG_JSON, self.saved_meta())
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """The mixin's README.md, saying what the space is and how to load it."""
+        card = super().generate_model_card(*args, **kwargs)
+        spec = self.spec
+        c, h, w = spec.latent_shape
+        card.text = (
+            f"A latentbench latent space: "
+            f"`{self.registry_name or spec.name}`, images of {spec.image_size} px to latents "
+            f"{c} x {h} x {w} (stride {spec.stride}); fingerprint `{self.fingerprint()}`.\n\n"
+            "Load it with `latentbench.load_space(FOLDER_OR_HUB_ID)`; `config.json` names its "
+            "factory and options, `model.safetensors` holds its weights.\n"
+        )
+        return card
 
     def save(self, directory: str | Path) -> Path:
         """``save_pretrained(directory)``; returns the folder."""
