@@ -42,7 +42,14 @@ from latentbench.runs import (
     existing_paths,
     mark_output,
 )
-from latentbench.spaces import LatentSpace
+from latentbench.spaces import (
+    LatentSpace,
+    build_space,
+    options_for,
+    saved_fingerprint,
+    space_label,
+    try_space,
+)
 
 DONE = ".done.json"
 
@@ -54,6 +61,7 @@ class TokenizerStep(TrainTokenizerConfig):
 
     data: str | None = None
     name: str = ""  # default: the space's name
+    seeds: list[NonNegativeInt] | None = None  # one run per seed; later steps use the first
 
     def __post_init__(self) -> None:
         self.name = self.name or self.space
@@ -78,6 +86,7 @@ class GenerationStep(TrainGenConfig):
         default_factory=list
     )  # required
     name: str = "gen"
+    seeds: list[NonNegativeInt] | None = None  # one run per seed and space, and their aggregate
 
     def __post_init__(self) -> None:
         if self.space is not None:
@@ -209,8 +218,6 @@ class ExperimentRunner:
     ) -> dict[str, LatentSpace]:
         """The spaces that build here, built once (by step name); the others are noted (or are
         an error)."""
-        from latentbench.spaces import build_space, options_for, try_space
-
         built: dict[str, LatentSpace] = {}
         for name in names:
             if name in self.unavailable:
@@ -236,8 +243,6 @@ class ExperimentRunner:
 
     def space_identity(self, name: str) -> str:
         """What a step's key depends on for this space: a trained folder's fingerprint."""
-        from latentbench.spaces import saved_fingerprint
-
         return saved_fingerprint(self.resolve_space(name)) or name
 
     def claim(self) -> None:
@@ -300,7 +305,14 @@ class ExperimentRunner:
         job = TrainTokenizerConfig(
             **{**_settings(step, TrainTokenizerConfig), "data": data, "init": init}
         )
-        train_tokenizer(job, folder, resume=(folder / "manifest.json").is_file(), quiet=self.quiet)
+        if step.seeds:  # folder/seed_<k> each, the aggregate in folder; later steps: the first
+            from latentbench.bench.seeds import seed_dir, train_tokenizer_seeds
+
+            train_tokenizer_seeds(job, step.seeds, folder, resume=True, quiet=self.quiet)
+            self.tokenizer_dirs[step.name] = seed_dir(folder, step.seeds[0])
+        else:
+            resume = (folder / "manifest.json").is_file()
+            train_tokenizer(job, folder, resume=resume, quiet=self.quiet)
         _mark_done(folder, key, time.perf_counter() - t0)
 
     def recon(self, step: ReconStep) -> Path:
@@ -325,8 +337,6 @@ class ExperimentRunner:
                 "seed": seed,
             }
         )
-        from latentbench.spaces import space_label
-
         by_label = {space_label(self.resolve_space(n)): s for n, s in built.items()}
         run_recon(cfg, folder, quiet=self.quiet, echo=self.echo, spaces=by_label)
         _mark_done(folder, key, time.perf_counter() - t0)
@@ -347,21 +357,29 @@ class ExperimentRunner:
         image_size = _image_size(base)
         for name, space in self.available(step.spaces, image_size, base.space_options).items():
             run = folder / Path(name).name
-            key = _key(base, self.space_identity(name))
+            key = _key(base, self.space_identity(name), *([step.seeds] if step.seeds else []))
             if _done(run, key):
                 self.echo(f"[{step.name} {name}] done already: {run}")
                 continue
             self.echo(f"[{step.name} {name}] train-gen --task {step.task.value} -> {run}")
             t0 = time.perf_counter()
             cfg = replace(base, space=self.resolve_space(name))
-            train_generator(
-                cfg,
-                run,
-                resume=(run / "manifest.json").is_file(),
-                quiet=self.quiet,
-                echo=self.echo,
-                space=space,
-            )
+
+            def one(
+                seed: int | None, folder: Path, cfg: TrainGenConfig = cfg, space: Any = space
+            ) -> dict[str, Any]:
+                cfg = cfg if seed is None else replace(cfg, seed=seed)
+                resume = (folder / "manifest.json").is_file()
+                return train_generator(
+                    cfg, folder, resume=resume, quiet=self.quiet, echo=self.echo, space=space
+                )
+
+            if step.seeds:  # run/seed_<k> each, their aggregate in run/metrics.json
+                from latentbench.bench.seeds import run_seeds
+
+                run_seeds(step.seeds, run, OutputKind.TRAIN_GEN, one, echo=self.echo)
+            else:
+                one(None, run)
             _mark_done(run, key, time.perf_counter() - t0)
         return folder
 

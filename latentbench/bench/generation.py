@@ -65,6 +65,7 @@ from latentbench.train.loop import (
     Callback,
     LoopConfig,
     MixedPrecision,
+    Tracker,
     TrainLoop,
     checkpoint_step,
 )
@@ -140,6 +141,7 @@ class TrainGenConfig:
     mixed_precision: MixedPrecision = MixedPrecision.NO  # bf16 on GPUs (and avx512_bf16 CPUs)
     compile: bool = False
     num_workers: NonNegativeInt = 0
+    log_with: Tracker | None = None  # also log to tensorboard / wandb (accelerate's trackers)
     space_options: dict[str, Any] = field(default_factory=dict)
     dit: dict[str, Any] = field(default_factory=dict)  # overrides of the DiT preset (width, ...)
 
@@ -206,6 +208,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
         log_every=max(1, min(10, tp.steps // 20)),
         checkpoint_every=tp.checkpoint_every,
         num_workers=cfg.num_workers,
+        log_with=cfg.log_with,
     )
     flow = FlowConfig(
         shift=cfg.shift,

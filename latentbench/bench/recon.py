@@ -37,7 +37,13 @@ from latentbench.data import (
 )
 from latentbench.errors import UserError
 from latentbench.metrics.features import AUTO, AutoChoice, FeatureExtractor, build_fd_extractor
-from latentbench.metrics.fid import FeatureStats, cached_reference_stats, reference_stats_key
+from latentbench.metrics.fid import (
+    FeatureStats,
+    GroupedFeatureStats,
+    cached_reference_stats,
+    fd_metrics,
+    reference_stats_key,
+)
 from latentbench.metrics.pixel import (
     PSNR_VARIANT,
     SSIM_VARIANT,
@@ -60,6 +66,8 @@ from latentbench.runs import (
     staged_dir,
 )
 from latentbench.spaces import LatentSpace, build_spaces
+from latentbench.stats import mean_interval
+from latentbench.terminal import Progress, track
 
 INCEPTION = "inception"
 
@@ -90,7 +98,9 @@ class ReconConfig:
     seed: NonNegativeInt = 0
     grid_images: NonNegativeInt = 8
     save_images: bool = False  # write every original and reconstruction as PNG (uint8)
-    diagnostics: NonNegativeInt = 32  # images for the latent diagnostics (probe, ...); 0: off
+    # Images for the latent diagnostics (probe, noise robustness, iFID); 0: off. Off by default:
+    # they decode every image 7 more times (README "Latent diagnostics" gives their cost).
+    diagnostics: NonNegativeInt = 0
     device: Device = None
     num_workers: NonNegativeInt = 0
 
@@ -161,11 +171,10 @@ class Recon:
         self.reference: dict[str, FeatureStats] = {}
 
     def batches(self, desc: str) -> Iterable[Any]:
-        from tqdm.auto import tqdm
-
+        """The batches, with a progress bar (plain lines when stderr is not a terminal)."""
         n = -(-len(self.dataset) // self.cfg.batch_size)
         it = iter_batches(self.dataset, self.cfg.batch_size, num_workers=self.cfg.num_workers)
-        return tqdm(it, total=n, desc=desc, disable=self.quiet, dynamic_ncols=True)
+        return track(it, n, desc, disable=self.quiet)
 
     def images(self, desc: str) -> Iterable[Tensor]:
         """The source images, batch by batch, on the device."""
@@ -198,7 +207,7 @@ class Recon:
     def run_space(self, space: LatentSpace, image_dir: Path | None = None) -> SpaceResult:
         """Measure one space; with ``image_dir``, also write every reconstruction as PNG."""
         cfg, spec = self.cfg, space.spec
-        fake = {name: FeatureStats(e.dims) for name, e in self.extractors.items()}
+        fake = {name: GroupedFeatureStats(e.dims) for name, e in self.extractors.items()}
         rows: list[dict[str, Any]] = []
         probe_images: list[Tensor] = []  # the first cfg.diagnostics images, for diagnostics
         probe_labels: list[Tensor] = []
@@ -238,9 +247,12 @@ class Recon:
         n = len(rows)
         if n == 0:
             raise UserError(f"no readable image in {cfg.data} ({len(skipped)} skipped)")
-        metrics: dict[str, Any] = {k: sum(r[k] for r in rows) / n for k in rows[0] if k != "key"}
+        metrics = per_image_means(rows)
+        warnings: list[str] = []
         for name, stats in fake.items():
-            metrics[fd_key(name)] = self.reference[name].frechet_distance(stats)
+            fd, warned = fd_metrics(fd_key(name), self.reference[name], stats)
+            metrics.update(fd)
+            warnings += warned
         metrics.update(
             num_images=n,
             skipped_images=len(skipped),
@@ -248,13 +260,19 @@ class Recon:
             decode_images_per_s=n / max(t_dec, 1e-9),
         )
         if probe_images:
-            metrics.update(self.diagnostics(space, probe_images, probe_labels))
+            with Progress(1, f"diagnostics {spec.name}", disable=self.quiet) as bar:
+                diagnostics = self.diagnostics(space, probe_images, probe_labels)
+                bar.update()
+            warnings += diagnostics.pop("warnings", [])
+            metrics.update(diagnostics)
+        if warnings:
+            metrics["warnings"] = warnings
         grid_t = torch.cat(grid)[: cfg.grid_images] if grid else None
         return SpaceResult(metrics, rows, grid_t, skipped)
 
     def diagnostics(
         self, space: LatentSpace, images: list[Tensor], labels: list[Tensor]
-    ) -> dict[str, float]:
+    ) -> dict[str, Any]:
         """Latent diagnostics on the first images: channel statistics, effective rank, linear
         probe (when the data has labels), decoder robustness to latent noise, iFID (with the
         first Frechet extractor)."""
@@ -272,6 +290,15 @@ class Recon:
         for batch in iter_batches(self.dataset, self.cfg.grid_images):
             return batch.images
         return torch.empty(0, 3, self.cfg.image_size, self.cfg.image_size)
+
+
+def per_image_means(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of each per-image metric with its bootstrap 95% interval
+    (:meth:`~latentbench.stats.Interval.to_keys`: ``psnr``, ``psnr/ci95_low``, ...)."""
+    out: dict[str, Any] = {}
+    for k in (k for k in rows[0] if k != "key"):
+        out.update(mean_interval([r[k] for r in rows]).to_keys(k))
+    return out
 
 
 def _resize(x: Tensor, size: int) -> Tensor:

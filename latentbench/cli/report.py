@@ -20,11 +20,14 @@ def report_cmd(
     out: ReportOut,
     title: Annotated[str | None, typer.Option(help="Page title.")] = None,
     overwrite: Overwrite = False,
+    commit: Annotated[
+        str | None, typer.Option(help="Label it with this commit; refused unless every run is.")
+    ] = None,
 ) -> None:
     """Compare runs: index.html (self-contained), README.md, metrics.csv, figures/."""
     from latentbench.report import write_report
 
-    summary = write_report(run_dirs, out, title=title, overwrite=overwrite)
+    summary = write_report(run_dirs, out, title=title, overwrite=overwrite, commit=commit)
     for skipped in summary.skipped:
         console.print(f"not read: {skipped}", highlight=False, soft_wrap=True, markup=False)
     console.print(
