@@ -54,8 +54,6 @@ KNOWN_VIOLATIONS: set[str] = {
     "layer: latentbench.gen.sampling -> latentbench.train.generator",
     # train_generator does config, data, loop and evaluation in one function (generator)
     "function: latentbench.bench.generation:train_generator",
-    # bench/generation.py holds train-gen's config loading, space lookup and loop (generator)
-    "module: latentbench.bench.generation",
 }
 
 

@@ -53,7 +53,8 @@ from latentbench.runs import (
     existing_paths,
     mark_output,
 )
-from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
+from latentbench.spaces import ALL, LatentSpace, build_space, options_for, space_names
+from latentbench.spaces.resolve import unused_options
 from latentbench.train.generator import (
     EvalSet,
     GenerationEval,
@@ -65,11 +66,11 @@ from latentbench.train.loop import (
     Callback,
     LoopConfig,
     MixedPrecision,
+    Tracker,
     TrainLoop,
     checkpoint_step,
 )
 
-ALL = "all"
 AUTO = "auto"
 
 
@@ -142,6 +143,7 @@ class TrainGenConfig:
     mixed_precision: MixedPrecision = MixedPrecision.NO  # bf16 on GPUs (and avx512_bf16 CPUs)
     compile: bool = False
     num_workers: NonNegativeInt = 0
+    log_with: Tracker | None = None  # also log to tensorboard / wandb (accelerate's trackers)
     space_options: dict[str, Any] = field(default_factory=dict)
     dit: dict[str, Any] = field(default_factory=dict)  # overrides of the DiT preset (width, ...)
 
@@ -208,6 +210,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
         log_every=max(1, min(10, tp.steps // 20)),
         checkpoint_every=tp.checkpoint_every,
         num_workers=cfg.num_workers,
+        log_with=cfg.log_with,
     )
     flow = FlowConfig(
         shift=cfg.shift,
@@ -224,10 +227,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
 def make_space(name: str, image_size: int, options: dict[str, Any] | None = None) -> LatentSpace:
     """Build ``name`` with the ``options`` it takes (as recon's ``-o``: the others are for other
     spaces)."""
-    opts = {k: v for k, v in (options or {}).items() if space_accepts(name, k)}
-    if space_accepts(name, "image_size"):
-        opts.setdefault("image_size", image_size)
-    return build_space(name, **opts)
+    return build_space(name, **options_for(name, image_size=image_size, options=options))
 
 
 def open_data(
@@ -330,19 +330,14 @@ def reference_stats(
 ) -> Any:
     """Feature statistics of the first ``n`` real images of ``dataset`` (cached on disk)."""
     from latentbench.data import iter_batches
-    from latentbench.metrics.fid import cached_reference_stats
+    from latentbench.metrics.fid import cached_reference_stats, reference_stats_key
 
     n = min(n, len(dataset))
     subset = torch.utils.data.Subset(dataset, range(n))
     for attr in ("spec", "image_size", "label_names"):
         setattr(subset, attr, getattr(dataset, attr, None))
-    key = {
-        "data": dataset.spec,
-        "image_size": dataset.image_size,
-        "num_images": n,
-        "preprocessing": getattr(dataset, "preprocessing", "center-crop+resize"),
-        "extractor": extractor.variant,
-    }
+    preprocessing = getattr(dataset, "preprocessing", "center-crop+resize")
+    key = reference_stats_key(dataset.spec, dataset.image_size, n, preprocessing, extractor)
 
     def images():
         return (b.images.to(device) for b in iter_batches(subset, batch_size))
@@ -546,7 +541,7 @@ def _claim(
 
 # -- many spaces ------------------------------------------------------------------------------
 def resolve_space_names(spaces: list[str]) -> list[str]:
-    return ready_space_names() if spaces == [ALL] else spaces
+    return space_names(spaces)
 
 
 def train_generators(
@@ -564,7 +559,7 @@ def train_generators(
     new, empty or an earlier train-gen ``out``, unless ``overwrite``."""
     out = _claim(out, base, overwrite, spaces)
     names = resolve_space_names(spaces)
-    unused = [k for k in base.space_options if not any(space_accepts(n, k) for n in names)]
+    unused = unused_options(names, base.space_options)
     if unused:
         raise UserError(f"no space here takes the option(s) {', '.join(sorted(unused))}")
     image_size = resolve(base).train.image_size

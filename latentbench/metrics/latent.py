@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch import Tensor
 
 from latentbench.errors import UserError
 from latentbench.spaces.base import LatentSpace, LatentStats
+from latentbench.stats import probe_heldout_warning, proportion_interval
 
 DEFAULT_SIGMAS = (0.0, 0.1, 0.25, 0.5, 1.0)
 
@@ -97,8 +99,11 @@ def linear_probe(
     seed: int = 0,
     test_features: Tensor | None = None,
     test_labels: Tensor | None = None,
-) -> dict[str, float]:
-    """Top-1 and top-5 accuracy of a ridge-regression classifier on held-out images.
+) -> dict[str, Any]:
+    """Top-1 and top-5 accuracy of a ridge-regression classifier on held-out images, the top-1
+    with its Wilson interval (``accuracy/ci95_low``, ``accuracy/ci95_high``, ``accuracy/n``) and
+    ``warnings`` (a line when the held-out split is below
+    :data:`~latentbench.stats.MIN_PROBE_HELDOUT`).
 
     ``features`` (N, F), ``labels`` (N,) with -1 = unlabelled (dropped). Without a test set the
     probe fits on a seeded ``train_fraction`` split and is scored on the rest; with
@@ -141,13 +146,16 @@ def linear_probe(
     scores = xs[te] @ w  # (N_test, K)
     top = scores.topk(min(5, classes), dim=1).indices  # (N_test, 5)
     counts = torch.bincount(y[tr], minlength=classes).double()
+    correct = int((top[:, 0] == y[te]).sum())
+    warning = probe_heldout_warning(len(te))
     return {
-        "accuracy": float((top[:, 0] == y[te]).double().mean()),
+        **proportion_interval(correct, len(te)).to_keys("accuracy"),
         "top5": float((top == y[te][:, None]).any(1).double().mean()),
         "majority_baseline": float((y[te] == counts.argmax()).double().mean()),
         "num_train": float(len(tr)),
         "num_test": float(len(te)),
         "num_classes": float(classes),
+        "warnings": [warning] if warning else [],
     }
 
 
@@ -174,13 +182,14 @@ def decoder_robustness(
     *,
     seed: int = 0,
     batch_size: int = 64,
+    latents: Tensor | None = None,
 ) -> dict[str, float]:
     """Mean PSNR (dB, vs ``images``) of decodes of noised normalised latents, per sigma.
 
     Latents are normalised with the space's stats (fitted on these latents when it has none).
-    Keys ``psnr@sigma``.
+    Keys ``psnr@sigma``. ``latents``: the images' latents when already encoded.
     """
-    z = encode_all(space, images, batch_size)
+    z = encode_all(space, images, batch_size) if latents is None else latents
     mean, std = _normalizer(_stats(space, z))
     zn = (z - mean) / std
     out = {}
@@ -198,6 +207,7 @@ def interpolation_fid(
     extractor: Any,
     *,
     batch_size: int = 64,
+    latents: Tensor | None = None,
 ) -> dict[str, float]:
     """iFID: Frechet distance between features of ``images`` and of decoded NN midpoints.
 
@@ -209,7 +219,7 @@ def interpolation_fid(
 
     if len(images) < 3:
         raise UserError(f"iFID needs >= 3 images, got {len(images)}")
-    z = encode_all(space, images, batch_size)
+    z = encode_all(space, images, batch_size) if latents is None else latents
     mean, std = _normalizer(_stats(space, z))
     zn = ((z - mean) / std).flatten(1)  # (N, C*h*w)
     dist = torch.cdist(zn, zn)  # (N, N)
@@ -241,12 +251,16 @@ def latent_diagnostics(
     pool: Pool | str = Pool.MEAN,
     seed: int = 0,
     batch_size: int = 64,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """All scalar diagnostics in one flat dict (``latent/...`` keys) for a results file.
 
-    The probe runs when ``labels`` has >= 2 classes, iFID when ``extractor`` is given.
+    The probe runs when ``labels`` has >= 2 classes (its accuracy with a Wilson interval; a
+    line in ``warnings`` when the held-out split is small), iFID when ``extractor`` is given.
+    The images are encoded once; ``latent/seconds`` is what the diagnostics took.
     """
+    clock = time.perf_counter()
     z = encode_all(space, images, batch_size)
+    warnings: list[str] = []
     stats = channel_stats(z)
     out: dict[str, float] = {
         "latent/effective_rank": effective_rank(z),
@@ -259,12 +273,17 @@ def latent_diagnostics(
         and len(labels[labels >= 0].unique()) > 1
     ):
         probe = linear_probe(pool_latents(z, pool), labels, seed=seed)
-        out["latent/probe_accuracy"] = probe["accuracy"]
+        accuracy = {k: v for k, v in probe.items() if k.startswith("accuracy")}
+        out.update({f"latent/probe_{k}": v for k, v in accuracy.items()})
         out["latent/probe_top5"] = probe["top5"]
         out["latent/probe_majority_baseline"] = probe["majority_baseline"]
-    robust = decoder_robustness(space, images, sigmas, seed=seed, batch_size=batch_size)
+        warnings += [f"latent/probe_accuracy: {w}" for w in probe["warnings"]]
+    robust = decoder_robustness(space, images, sigmas, seed=seed, batch_size=batch_size, latents=z)
     out.update({f"latent/robust_{k}": v for k, v in robust.items()})
     if extractor is not None:
-        ifid = interpolation_fid(space, images, extractor, batch_size=batch_size)
+        ifid = interpolation_fid(space, images, extractor, batch_size=batch_size, latents=z)
         out.update({f"latent/{k}": v for k, v in ifid.items()})
+    out["latent/seconds"] = time.perf_counter() - clock
+    if warnings:
+        out["warnings"] = warnings
     return out

@@ -186,13 +186,13 @@ def tokenizer_stage(step: TokenizerStep) -> Stage:
 # -- reconstruction ----------------------------------------------------------------------------
 def build_named_space(name: str, exp: Experiment, image_size: int) -> Any:
     """A registered space, or a tokenizer step's architecture, with random weights."""
-    from latentbench.spaces import build_space, space_accepts
+    from latentbench.spaces import build_space, takes_option
 
     steps = {t.name: t for t in exp.tokenizers}
     if name in steps:
         return build_tokenizer_space(steps[name])
     options: dict[str, Any] = {"pretrained": False}
-    if space_accepts(name, "image_size"):
+    if takes_option(name, "image_size"):
         options["image_size"] = image_size
     return build_space(name, **options)
 

@@ -42,6 +42,7 @@ from latentbench.nn.conv import ConvDecoder
 from latentbench.nn.vit import Mlp, ViTBlock, default_heads
 from latentbench.spaces.backbones import Backbone, build_backbone, copy_blocks
 from latentbench.spaces.base import LatentSpace, LatentSpec
+from latentbench.spaces.catalog import space_factory
 
 PAPER_ENCODER = "dinov2-b-reg"
 
@@ -157,7 +158,8 @@ class SemRecSpace(LatentSpace):
     def spec(self) -> LatentSpec:
         return LatentSpec(self.name, self.cfg.channels, self.grid, self.cfg.image_size)
 
-    def config(self) -> dict[str, Any]:
+    def resolved_options(self) -> dict[str, Any]:
+        """The whole typed config, encoder resolved: the factory rebuilds exactly this."""
         return to_dict(self.cfg)
 
     def train(self, mode: bool = True) -> SemRecSpace:
@@ -237,7 +239,7 @@ def _factory(name: str, fixed: dict[str, Any]):
 
     factory.__name__ = f"{name.replace('-', '_')}_space"
     factory.__doc__ = f"The ``{name}`` space (see :mod:`latentbench.spaces.semrec`)."
-    return factory
+    return space_factory(name)(factory)
 
 
 semrec_space = _factory("semrec", {})
