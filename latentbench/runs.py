@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import enum
+import hashlib
 import json
 import math
 import os
@@ -286,6 +287,7 @@ class OutputKind(str, enum.Enum):
     SHAPES = "data shapes"
     EXPORT = "data export"
     EXPERIMENT = "run"
+    PLAN = "plan"
 
     @property
     def replaces(self) -> bool:
@@ -302,9 +304,21 @@ _REPLACED = {
 }
 
 
+CACHE_ENV = "LATENTBENCH_CACHE"
+
+
 def cache_root() -> Path:
-    """``$LATENTBENCH_CACHE``, default ``~/.cache/latentbench``."""
-    return Path(os.environ.get("LATENTBENCH_CACHE") or Path.home() / ".cache" / "latentbench")
+    """The one root of latentbench's caches: ``$LATENTBENCH_CACHE``, default
+    ``~/.cache/latentbench``. Under it: ``latents/`` (encoded datasets), ``fid/`` (statistics of
+    real images), ``weights/`` (downloaded weight files)."""
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/latentbench").expanduser()
+
+
+def cache_digest(key: Any, length: int = 20) -> str:
+    """The one cache-key function: sha256 of ``key``'s canonical JSON (sorted keys; objects
+    JSON cannot write by ``str``), cut to ``length`` hex digits. Names cache entries."""
+    blob = json.dumps(key, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
 def output_kind(folder: str | Path) -> str | None:

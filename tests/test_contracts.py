@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"__main__"},  # python -m latentbench
     {"cli", "testing"},  # the command line; stand-in models for tests (nothing imports either)
     {ROOT},  # `import latentbench`: load_space, the runners, the config types
+    {"plan"},  # `latentbench plan`: an experiment's full-size dry run
     {"experiment"},  # an experiment file: the steps below in order, then the report
     {"bench"},  # one runner per command: recon, train-tokenizer, train-gen, eval-gen, ...
     {"train"},  # training loops of tokenizers and generators

@@ -25,7 +25,6 @@ import torch
 from torch.utils.data import Dataset
 
 from latentbench.bench.generation_config import (
-    ALL,
     AUTO,
     TRAIN_PRESETS,
     Resolved,
@@ -48,7 +47,7 @@ from latentbench.config import to_dict
 from latentbench.data.cache import CachedLatents, LatentCache, build_cache
 from latentbench.errors import UserError
 from latentbench.gen.flow import dimension_shift
-from latentbench.gen.generator import Generator
+from latentbench.gen.generator import AnyGenerator, generator_class
 from latentbench.gen.text import FrozenTextEncoder, WordTokenizer
 from latentbench.runs import (
     OutputKind,
@@ -58,7 +57,8 @@ from latentbench.runs import (
     existing_paths,
     mark_output,
 )
-from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
+from latentbench.spaces import ALL, LatentSpace, build_space, options_for, space_names
+from latentbench.spaces.resolve import unused_options
 from latentbench.train.generator import GeneratorTask, collate_latents
 from latentbench.train.generator_eval import GenerationEval
 from latentbench.train.loop import Callback, TrainLoop, checkpoint_step
@@ -81,10 +81,7 @@ __all__ = [
 def make_space(name: str, image_size: int, options: dict[str, Any] | None = None) -> LatentSpace:
     """Build ``name`` with the ``options`` it takes (as recon's ``-o``: the others are for other
     spaces)."""
-    opts = {k: v for k, v in (options or {}).items() if space_accepts(name, k)}
-    if space_accepts(name, "image_size"):
-        opts.setdefault("image_size", image_size)
-    return build_space(name, **opts)
+    return build_space(name, **options_for(name, image_size=image_size, options=options))
 
 
 def space_label(name: str) -> str:
@@ -111,7 +108,7 @@ def build_generator(
     space: LatentSpace,
     cache: LatentCache,
     text: WordTokenizer | FrozenTextEncoder | None,
-) -> Generator:
+) -> AnyGenerator:
     """The generator of ``cfg`` for ``space``'s latent shape, untrained (seeded init)."""
     spec = space.spec
     dit = dit_config(cfg)
@@ -122,7 +119,7 @@ def build_generator(
         )
     patch = spec.latent_size // dit.grid
     stats = space.stats or cache.stats
-    generator = Generator(
+    generator = generator_class(dit)(
         dit=dit,
         cond=cond_spec(cfg, cache, text),
         channels=spec.channels,
@@ -142,7 +139,7 @@ def build_generator(
 
 
 def run_config(
-    r: Resolved, space: LatentSpace, cache: LatentCache, generator: Generator, processes: int
+    r: Resolved, space: LatentSpace, cache: LatentCache, generator: AnyGenerator, processes: int
 ) -> dict[str, Any]:
     """What the run's manifest records."""
     text = generator.text
@@ -191,7 +188,7 @@ def make_evaluator(
     space: LatentSpace,
     cache: LatentCache,
     data: Dataset,
-    generator: Generator,
+    generator: AnyGenerator,
     extractor: Any | None,
     echo: Callable[[str], None],
 ) -> GenerationEval:
@@ -285,7 +282,7 @@ def train_generator(
 def final_metrics(
     r: Resolved,
     space: LatentSpace,
-    generator: Generator,
+    generator: AnyGenerator,
     evaluator: GenerationEval,
     loop: TrainLoop,
     cache: LatentCache,
@@ -339,7 +336,7 @@ def _claim(
 
 # -- many spaces ------------------------------------------------------------------------------
 def resolve_space_names(spaces: list[str]) -> list[str]:
-    return ready_space_names() if spaces == [ALL] else spaces
+    return space_names(spaces)
 
 
 def train_generators(
@@ -357,7 +354,7 @@ def train_generators(
     new, empty or an earlier train-gen ``out``, unless ``overwrite``."""
     out = _claim(out, base, overwrite, spaces)
     names = resolve_space_names(spaces)
-    unused = [k for k in base.space_options if not any(space_accepts(n, k) for n in names)]
+    unused = unused_options(names, base.space_options)
     if unused:
         raise UserError(f"no space here takes the option(s) {', '.join(sorted(unused))}")
     image_size = resolve(base).train.image_size

@@ -26,10 +26,10 @@ from latentbench.errors import UserError, unknown_choice
 from latentbench.gen.dit import DiTConfig, preset
 from latentbench.gen.flow import FlowConfig, Sampler
 from latentbench.gen.generator import TaskKind
+from latentbench.gen.qwen import PAPER_PRESET, QwenGenConfig, paper_generator_config
 from latentbench.gen.text import TextEncoderKind
 from latentbench.train.loop import LoopConfig, MixedPrecision, Tracker
 
-ALL = "all"
 AUTO = "auto"
 
 
@@ -65,6 +65,7 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
         256, 200_000, 730, 1e-4, 1000, 0.9999, 10_000, 5000, 50, 6.5, 5000, 50_000, 3.0
     ),
 }
+TRAIN_PRESETS["paper"] = TRAIN_PRESETS["xl"]  # the Qwen2 generator (latentbench.gen.qwen)
 
 
 @config
@@ -135,10 +136,14 @@ def load_config(path: str | Path | None, **overrides: Any) -> TrainGenConfig:
     return from_dict(TrainGenConfig, data, where=str(path) if path else "train-gen")
 
 
-def dit_config(cfg: TrainGenConfig) -> DiTConfig:
-    """The DiT of ``cfg``: architecture preset ``arch`` (else ``preset``), seeded by ``seed``,
-    with the ``dit`` overrides."""
-    return preset(cfg.arch or cfg.preset, **{"seed": cfg.seed, **cfg.dit})
+def dit_config(cfg: TrainGenConfig) -> DiTConfig | QwenGenConfig:
+    """The network of ``cfg``: architecture preset ``arch`` (else ``preset``; ``paper``: the
+    Qwen2 generator of :mod:`latentbench.gen.qwen`), seeded by ``seed``, with the ``dit``
+    overrides."""
+    name = cfg.arch or cfg.preset
+    if name.lower() == PAPER_PRESET:
+        return paper_generator_config(cfg.dit, cfg.seed)
+    return preset(name, **{"seed": cfg.seed, **cfg.dit})
 
 
 def resolve(cfg: TrainGenConfig) -> Resolved:

@@ -123,19 +123,14 @@ def reference_stats(
 ) -> Any:
     """Feature statistics of the first ``n`` real images of ``dataset`` (cached on disk)."""
     from latentbench.data import iter_batches
-    from latentbench.metrics.fid import cached_reference_stats
+    from latentbench.metrics.fid import cached_reference_stats, reference_stats_key
 
     n = min(n, len(dataset))
     subset = torch.utils.data.Subset(dataset, range(n))
     for attr in ("spec", "image_size", "label_names"):
         setattr(subset, attr, getattr(dataset, attr, None))
-    key = {
-        "data": dataset.spec,
-        "image_size": dataset.image_size,
-        "num_images": n,
-        "preprocessing": getattr(dataset, "preprocessing", "center-crop+resize"),
-        "extractor": extractor.variant,
-    }
+    preprocessing = getattr(dataset, "preprocessing", "center-crop+resize")
+    key = reference_stats_key(dataset.spec, dataset.image_size, n, preprocessing, extractor)
 
     def images():
         return (b.images.to(device) for b in iter_batches(subset, batch_size))

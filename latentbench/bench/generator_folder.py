@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latentbench.gen.generator import Generator
+from latentbench.gen.generator import AnyGenerator
 from latentbench.runs import staged_dir
 
 GENERATOR_DIR = "generator"  # the run folder's saved generator
@@ -20,7 +20,7 @@ def space_record(
     return {"name": name, "image_size": image_size, "options": options, "fingerprint": fingerprint}
 
 
-def save_generator(generator: Generator, path: Path) -> Path:
+def save_generator(generator: AnyGenerator, path: Path) -> Path:
     """``generator.save_pretrained`` into ``path`` atomically, with the umask's file modes."""
     with staged_dir(path) as tmp:
         generator.save_pretrained(tmp)

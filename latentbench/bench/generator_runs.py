@@ -36,7 +36,13 @@ from latentbench.errors import UserError
 from latentbench.files import load_safetensors, read_json_object
 from latentbench.gen.dit import EditLayout
 from latentbench.gen.flow import FlowConfig, Sampler
-from latentbench.gen.generator import Generator, TaskKind
+from latentbench.gen.generator import (
+    AnyGenerator,
+    TaskKind,
+    generator_class,
+    make_generator,
+)
+from latentbench.gen.qwen import PAPER_PRESET
 from latentbench.gen.sampling import Conditions, decode, generate
 from latentbench.spaces.base import LatentSpace
 
@@ -76,7 +82,7 @@ class TrainedGenerator:
 
     def __init__(
         self,
-        generator: Generator,
+        generator: AnyGenerator,
         space: LatentSpace,
         *,
         run_dir: Path,
@@ -217,8 +223,10 @@ def legacy_generator_config(run_dir: Path) -> dict[str, Any]:
         space = config["space"]
         # runs written before DiTConfig.edit_layout existed put the text first
         legacy = {"edit_layout": EditLayout.TEXT_SOURCE_NOISY.value}
+        train_gen = config["train_gen"]
+        paper = str(train_gen.get("arch") or train_gen.get("preset", "")).lower() == PAPER_PRESET
         return {
-            "dit": {**legacy, **config["dit"]},
+            "dit": config["dit"] if paper else {**legacy, **config["dit"]},
             "cond": config["cond"],
             "channels": int(space["spec"]["channels"]),
             "latent_size": int(space["spec"]["latent_size"]),
@@ -247,7 +255,7 @@ def run_generator_config(run_dir: Path) -> dict[str, Any]:
     return read_json_object(saved) if saved.is_file() else legacy_generator_config(run_dir)
 
 
-def rebuild_space(generator: Generator, source: str | Path) -> LatentSpace:
+def rebuild_space(generator: AnyGenerator, source: str | Path) -> LatentSpace:
     """The space ``generator`` was trained on, from its ``space`` record (fingerprint checked)."""
     info = generator.space_info
     if not info.get("name"):
@@ -292,7 +300,7 @@ def load_generator(
             weights="model.safetensors",
             step=-1,
         )
-    generator = Generator(**run_generator_config(run_dir))
+    generator = make_generator(**run_generator_config(run_dir))
     untrained = str(checkpoint) == UNTRAINED
     if untrained:
         ckpt, name, step = run_dir / "checkpoints" / UNTRAINED, "seeded initialisation", 0
@@ -311,7 +319,7 @@ def load_generator(
     )
 
 
-def _from_pretrained(source: str | Path) -> Generator:
+def _from_pretrained(source: str | Path) -> AnyGenerator:
     """``Generator.from_pretrained`` of a folder or a hub id, failing in one line."""
     path = Path(source)
     if path.is_dir() and not (path / "config.json").is_file():
@@ -325,7 +333,13 @@ def _from_pretrained(source: str | Path) -> Generator:
             f"{source}: not found (a train-gen run folder, a saved generator or a hub id)"
         )
     try:
-        return Generator.from_pretrained(str(source))
+        if path.is_dir():
+            config = read_json_object(path / "config.json")
+        else:
+            from huggingface_hub import hf_hub_download
+
+            config = read_json_object(Path(hf_hub_download(str(source), "config.json")))
+        return generator_class(config.get("dit")).from_pretrained(str(source))
     except (OSError, ValueError) as e:  # hub errors: not found, offline, no such file
         raise UserError(f"{source}: cannot load the generator ({type(e).__name__}: {e})") from None
 
@@ -339,7 +353,7 @@ def convert_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pa
     out = run_dir / GENERATOR_DIR
     if (out / "config.json").is_file():
         raise UserError(f"{out} already exists: {run_dir} needs no conversion")
-    generator = Generator(**legacy_generator_config(run_dir))
+    generator = make_generator(**legacy_generator_config(run_dir))
     ckpt = find_checkpoint(run_dir, checkpoint)
     name = "ema.safetensors" if (ckpt / "ema.safetensors").is_file() else "model.safetensors"
     generator.load_state_dict(load_safetensors(ckpt / name))

@@ -1,7 +1,7 @@
 """The runner behind ``latentbench train-tokenizer``: preset -> space -> the loop -> a space folder.
 
 The output folder is both a run folder (manifest.json, metrics.jsonl, metrics.json,
-checkpoints/) and a saved space (space.json + space.safetensors with fitted stats), so
+checkpoints/) and a saved space (config.json + model.safetensors with fitted stats), so
 ``build_space(DIR)`` and ``latentbench recon --space DIR`` load it.
 
 Presets are YAML files (the shipped ``tiny``, ``quickstart`` and ``paper`` in
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,7 +33,7 @@ from latentbench.configs import ConfigKind, config_path
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.errors import UserError
 from latentbench.runs import OutputKind, RunDir, claim_output, existing_paths
-from latentbench.spaces import build_space, load_space
+from latentbench.spaces import build_space, load_space, space_info, trainable_space_names
 from latentbench.spaces.backbones import resolve_backbone
 from latentbench.spaces.base import LatentSpace
 from latentbench.spaces.semrec import PAPER_ENCODER
@@ -45,14 +46,8 @@ from latentbench.train.tokenizer import (
     recipe_for,
 )
 
-FAMILIES = {
-    "semrec": "semrec",
-    "svae": "semrec",
-    "pvae": "semrec",
-    "semrec-mlp": "semrec",
-    "rae": "rae",
-    "rae-hd": "rae",
-}
+# trainable space -> its family (a stage-2 init must be of the same family): from the catalog
+FAMILIES = {name: space_info(name).family.value for name in trainable_space_names()}
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -112,6 +107,7 @@ class TrainTokenizerConfig:
     eval_data: str | None = None  # held-out PSNR and linear probes into metrics.json
     eval_images: PositiveInt = 1000
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # larger image files are skipped, not decoded
+    space_options: dict[str, Any] = field(default_factory=dict)  # over the preset's (channels)
     seed: NonNegativeInt | None = None  # None: the preset's (`--seeds` sets one per run)
     log_with: Tracker | None = None  # also log to tensorboard / wandb (accelerate's trackers)
 
@@ -179,6 +175,7 @@ def train_tokenizer(
     if recipe is Recipe.PSVAE and init is None:
         raise UserError("stage 2 (PS-VAE) starts from a stage-1 output: pass --init DIR")
     cfg = load_preset(space, preset, stage)
+    cfg.space = {**cfg.space, **job.space_options}
     _override_loop(cfg.loop, job)
     out = Path(out or f"runs/tokenizers/{space}-stage{stage}")
     claim_output(

@@ -27,6 +27,7 @@ from latentbench.config import from_dict
 from latentbench.errors import UserError
 from latentbench.gen.dit import Condition, CondKind, CondSpec, DiT, DiTConfig
 from latentbench.gen.flow import FlowConfig
+from latentbench.gen.qwen import QwenGenConfig, QwenGenerator
 from latentbench.gen.text import FrozenTextEncoder, WordTokenizer, build_text_encoder
 
 TextEncoder = WordTokenizer | FrozenTextEncoder
@@ -51,37 +52,22 @@ class _Shared:
         return self
 
 
-class Generator(
-    DiT,
-    PyTorchModelHubMixin,
-    library_name="latentbench",
-    tags=["latentbench", "rectified-flow", "dit"],
-):
-    """DiT + latent statistics + text encoder description + flow settings.
+class GeneratorParts:
+    """What a Generator adds to its network: normalisation, conditions, text encoder, kind,
+    strict loading. Shared by :class:`Generator` (the DiT) and :class:`PaperGenerator` (Qwen2)."""
 
-    ``latent_mean`` / ``latent_std`` (C,): the per-channel statistics that map the space's raw
-    latents to the normalised scale the DiT works on. ``shift``: the training time shift (the
-    sampling shift defaults to it). ``text_encoder``: the encoder's ``state()`` (None for a
-    class-conditional generator). ``space``: the space it was trained on (name, options, image
-    size, fingerprint), to rebuild it; not used by the generator itself.
-    """
+    cond_spec: CondSpec
 
-    def __init__(
+    def _attach(
         self,
-        dit: DiTConfig | dict[str, Any],
-        cond: CondSpec | dict[str, Any],
-        channels: int,
-        latent_size: int,
         latent_mean: list[float],
         latent_std: list[float],
         shift: float,
-        flow: FlowConfig | dict[str, Any] | None = None,
-        text_encoder: dict[str, Any] | None = None,
-        space: dict[str, Any] | None = None,
+        flow: FlowConfig | dict[str, Any] | None,
+        text_encoder: dict[str, Any] | None,
+        space: dict[str, Any] | None,
     ) -> None:
-        dit_cfg = dit if isinstance(dit, DiTConfig) else from_dict(DiTConfig, dit, "dit")
-        cspec = cond if isinstance(cond, CondSpec) else from_dict(CondSpec, cond, "cond")
-        super().__init__(dit_cfg, int(channels), int(latent_size), cspec)
+        channels = self.channels  # type: ignore[attr-defined]
         self.flow = (
             flow if isinstance(flow, FlowConfig) else from_dict(FlowConfig, flow or {}, "flow")
         )
@@ -89,13 +75,16 @@ class Generator(
         if len(latent_mean) != channels or len(latent_std) != channels:
             raise ValueError(f"latent statistics must have {channels} channels")
         stat = lambda v: torch.tensor(v, dtype=torch.float32)[None, :, None, None]  # noqa: E731
-        self.register_buffer("latent_mean", stat(latent_mean), persistent=False)  # (1, C, 1, 1)
-        self.register_buffer("latent_std", stat(latent_std), persistent=False)
-        if cspec.kind is not CondKind.CLASS and not text_encoder:
-            raise ValueError(f"a {cspec.kind.value}-conditional generator needs a text encoder")
+        register = self.register_buffer  # type: ignore[attr-defined]
+        register("latent_mean", stat(latent_mean), persistent=False)  # (1, C, 1, 1)
+        register("latent_std", stat(latent_std), persistent=False)
+        if self.cond_spec.kind is not CondKind.CLASS and not text_encoder:
+            raise ValueError(
+                f"a {self.cond_spec.kind.value}-conditional generator needs a text encoder"
+            )
         self.text_encoder_state = text_encoder
         self.space_info = dict(space or {})
-        self._text = _Shared()
+        self._text_encoder = _Shared()
 
     # -- what it is ------------------------------------------------------------------------------
     @property
@@ -109,18 +98,18 @@ class Generator(
         """The text encoder, built from its description on first use (None for a class)."""
         if self.text_encoder_state is None:
             return None
-        if self._text.value is None:
+        if self._text_encoder.value is None:
             te = self.text_encoder_state
-            self._text.value = build_text_encoder(
+            self._text_encoder.value = build_text_encoder(
                 te["kind"], path=te.get("path"), max_len=int(te["max_len"]), vocab=te.get("vocab")
             )
-        return self._text.value
+        return self._text_encoder.value
 
     def use_text_encoder(self, encoder: TextEncoder) -> None:
         """Use an already built ``encoder`` (it must be the one the config describes)."""
         if encoder.state() != self.text_encoder_state:
             raise ValueError("the text encoder differs from the generator's description")
-        self._text.value = encoder
+        self._text_encoder.value = encoder
 
     # -- normalisation (the space's per-channel stats) -------------------------------------------
     def normalize(self, z: Tensor) -> Tensor:
@@ -171,7 +160,7 @@ class Generator(
         map_location: str = "cpu",
         strict: bool = True,
         **model_kwargs: Any,
-    ) -> Generator:
+    ) -> Any:
         """As the mixin's, but strict (a missing or extra tensor is an error), silent, and
         reading safetensors only (no pickle fallback)."""
         from huggingface_hub import constants, hf_hub_download
@@ -197,3 +186,73 @@ class Generator(
             )
         load_model(model, str(weights), strict=strict, device=map_location)
         return model.eval()
+
+
+HUB = {"library_name": "latentbench", "tags": ["latentbench", "rectified-flow"]}
+
+
+class Generator(GeneratorParts, DiT, PyTorchModelHubMixin, **HUB):  # type: ignore[misc]
+    """DiT + latent statistics + text encoder description + flow settings.
+
+    ``latent_mean`` / ``latent_std`` (C,): the per-channel statistics that map the space's raw
+    latents to the normalised scale the DiT works on. ``shift``: the training time shift (the
+    sampling shift defaults to it). ``text_encoder``: the encoder's ``state()`` (None for a
+    class-conditional generator). ``space``: the space it was trained on (name, options, image
+    size, fingerprint), to rebuild it; not used by the generator itself.
+    """
+
+    def __init__(
+        self,
+        dit: DiTConfig | dict[str, Any],
+        cond: CondSpec | dict[str, Any],
+        channels: int,
+        latent_size: int,
+        latent_mean: list[float],
+        latent_std: list[float],
+        shift: float,
+        flow: FlowConfig | dict[str, Any] | None = None,
+        text_encoder: dict[str, Any] | None = None,
+        space: dict[str, Any] | None = None,
+    ) -> None:
+        dit_cfg = dit if isinstance(dit, DiTConfig) else from_dict(DiTConfig, dit, "dit")
+        cspec = cond if isinstance(cond, CondSpec) else from_dict(CondSpec, cond, "cond")
+        DiT.__init__(self, dit_cfg, int(channels), int(latent_size), cspec)
+        self._attach(latent_mean, latent_std, shift, flow, text_encoder, space)
+
+
+class PaperGenerator(GeneratorParts, QwenGenerator, PyTorchModelHubMixin, **HUB):  # type: ignore[misc]
+    """The paper's Qwen2 generator (:mod:`latentbench.gen.qwen`, preset ``paper``) with the
+    same arguments as :class:`Generator` (``dit``: a :class:`QwenGenConfig`)."""
+
+    def __init__(
+        self,
+        dit: QwenGenConfig | dict[str, Any],
+        cond: CondSpec | dict[str, Any],
+        channels: int,
+        latent_size: int,
+        latent_mean: list[float],
+        latent_std: list[float],
+        shift: float,
+        flow: FlowConfig | dict[str, Any] | None = None,
+        text_encoder: dict[str, Any] | None = None,
+        space: dict[str, Any] | None = None,
+    ) -> None:
+        qcfg = dit if isinstance(dit, QwenGenConfig) else from_dict(QwenGenConfig, dit, "dit")
+        cspec = cond if isinstance(cond, CondSpec) else from_dict(CondSpec, cond, "cond")
+        QwenGenerator.__init__(self, qcfg, int(channels), int(latent_size), cspec)
+        self._attach(latent_mean, latent_std, shift, flow, text_encoder, space)
+
+
+AnyGenerator = Generator | PaperGenerator
+
+
+def generator_class(dit: Any) -> type[Generator] | type[PaperGenerator]:
+    """The class a ``dit`` config (object or dict) belongs to: Qwen2 when it names an ``llm``."""
+    if isinstance(dit, QwenGenConfig) or (isinstance(dit, dict) and "llm" in dit):
+        return PaperGenerator
+    return Generator
+
+
+def make_generator(**config: Any) -> Generator | PaperGenerator:
+    """A generator of either class from its saved arguments (``config.json``)."""
+    return generator_class(config["dit"])(**config)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from latentbench.gen.dit import Condition
 from latentbench.gen.flow import FlowConfig, VelocityFn, sample
-from latentbench.gen.generator import Generator
+from latentbench.gen.generator import AnyGenerator
 
 ConditionalVelocity = Callable[[Tensor, Tensor, Condition], Tensor]  # (x, t, cond) -> v
 
@@ -66,7 +66,7 @@ class Conditions:
 
 @torch.no_grad()
 def generate(
-    generator: Generator,
+    generator: AnyGenerator,
     conditions: Conditions,
     indices: Sequence[int],
     *,
@@ -114,7 +114,7 @@ class Decoder(Protocol):
     def decode(self, z: Tensor) -> Tensor: ...
 
 
-def decode(space: Decoder, generator: Generator, z: Tensor, batch_size: int = 32) -> Tensor:
+def decode(space: Decoder, generator: AnyGenerator, z: Tensor, batch_size: int = 32) -> Tensor:
     """Normalised latents (N, C, h, w) -> images (N, 3, S, S) in [-1, 1] on the CPU."""
     out = []
     with torch.inference_mode():

@@ -15,9 +15,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import zipfile
 from collections.abc import Callable, Iterable
@@ -31,7 +29,7 @@ from torch import Tensor
 
 from latentbench.errors import UserError
 from latentbench.files import first_line, note
-from latentbench.runs import atomic_path
+from latentbench.runs import atomic_path, cache_digest, cache_root
 from latentbench.stats import (
     FD_GROUPS,
     Interval,
@@ -39,7 +37,6 @@ from latentbench.stats import (
     jackknife_interval,
 )
 
-CACHE_ENV = "LATENTBENCH_CACHE"
 STATS_FORMAT = 2  # bump when the statistics or their file change meaning
 
 
@@ -332,15 +329,26 @@ def _checked(a: np.ndarray) -> np.ndarray:
 
 # -- cached statistics of the real images ---------------------------------------------------------
 def default_cache_dir() -> Path:
-    """``$LATENTBENCH_CACHE/fid``, default ``~/.cache/latentbench/fid``."""
-    root = os.environ.get(CACHE_ENV) or "~/.cache/latentbench"
-    return Path(root).expanduser() / "fid"
+    """``fid/`` under the cache root (:func:`latentbench.runs.cache_root`)."""
+    return cache_root() / "fid"
 
 
-def reference_key(key: dict[str, Any], extractor: Any) -> str:
-    """Canonical JSON of everything the cached statistics depend on."""
-    full = {"format": STATS_FORMAT, "data": key, "extractor": extractor.variant}
-    return json.dumps(full, sort_keys=True, default=str)
+def reference_key(key: dict[str, Any], extractor: Any) -> dict[str, Any]:
+    """Everything the cached statistics depend on."""
+    return {"format": STATS_FORMAT, "data": key, "extractor": extractor.variant}
+
+
+def reference_stats_key(
+    data: str, image_size: int, num_images: int, preprocessing: str, extractor: Any
+) -> dict[str, Any]:
+    """What defines the real images whose statistics are cached (recon and train-gen alike)."""
+    return {
+        "data": data,
+        "image_size": image_size,
+        "num_images": num_images,
+        "preprocessing": preprocessing,
+        "extractor": extractor.variant,
+    }
 
 
 def cached_reference_stats(
@@ -363,8 +371,9 @@ def cached_reference_stats(
     computing it again; the file is written atomically (temp file + rename).
     """
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    canonical = reference_key(key, extractor)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:20]
+    full = reference_key(key, extractor)
+    canonical = json.dumps(full, sort_keys=True, default=str)
+    digest = cache_digest(full)
     name = re.sub(r"[^\w.-]+", "_", str(extractor.variant.get("name", "features")))
     path = cache / f"{name}-{digest}.npz"
     cache.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ Plain functions over a space and a batch of images (B, 3, H, W) in [-1, 1]; the 
 - :func:`effective_rank`: exp(entropy of the normalised singular values) of the (N*h*w, C) token
   matrix, centred (Roy & Vetterli 2007): how many channels carry variance.
 - :func:`linear_probe`: closed-form ridge regression onto one-hot labels from standardised pooled
-  latents, fitted on a seeded ``train_fraction`` split and scored (top-1) on the rest.
+  latents, fitted on a seeded ``train_fraction`` split and scored (top-1, top-5) on the rest, or
+  fitted on a train set and scored on a separate test set (ImageNet's train / val protocol).
 - :func:`decoder_robustness`: PSNR against the input of ``decode(denorm(norm(z) + sigma * eps))``
   over a sigma sweep on normalised latents (sigma = 0 is plain reconstruction PSNR).
 - :func:`interpolation_fid` (iFID, arXiv 2603.05630): decode the midpoint of each normalised latent
@@ -96,24 +97,41 @@ def linear_probe(
     train_fraction: float = 0.8,
     ridge: float = 1.0,
     seed: int = 0,
+    test_features: Tensor | None = None,
+    test_labels: Tensor | None = None,
 ) -> dict[str, Any]:
-    """Top-1 accuracy of a ridge-regression classifier on a held-out split, with its Wilson
-    interval (``accuracy/ci95_low``, ``accuracy/ci95_high``, ``accuracy/n``) and ``warnings``
-    (a line when the held-out split is below :data:`~latentbench.stats.MIN_PROBE_HELDOUT`).
+    """Top-1 and top-5 accuracy of a ridge-regression classifier on held-out images, the top-1
+    with its Wilson interval (``accuracy/ci95_low``, ``accuracy/ci95_high``, ``accuracy/n``) and
+    ``warnings`` (a line when the held-out split is below
+    :data:`~latentbench.stats.MIN_PROBE_HELDOUT`).
 
-    ``features`` (N, F), ``labels`` (N,) with -1 = unlabelled (dropped). Features are standardised
-    with the training split's statistics; W = (X^T X + ridge * n I)^-1 X^T Y on one-hot Y (the
-    dual form when F > n).
+    ``features`` (N, F), ``labels`` (N,) with -1 = unlabelled (dropped). Without a test set the
+    probe fits on a seeded ``train_fraction`` split and is scored on the rest; with
+    ``test_features`` / ``test_labels`` it fits on all of ``features`` (ImageNet's protocol:
+    the train split) and is scored on the test set (the val split). Features are standardised
+    with the training statistics; W = (X^T X + ridge * n I)^-1 X^T Y on one-hot Y (the dual
+    form when F > n). ``top5`` is top-min(5, classes).
     """
     keep = labels >= 0
     x, y = features[keep].double(), labels[keep].long()
+    if test_features is not None and test_labels is not None:
+        keep_test = test_labels >= 0
+        n_train = len(y)
+        x = torch.cat([x, test_features[keep_test].double()])
+        y = torch.cat([y, test_labels[keep_test].long()])
+        tr, te = torch.arange(n_train), torch.arange(n_train, len(y))
+        if len(te) == 0:
+            raise UserError("linear probe: the test set has no labelled image")
+    else:
+        tr = te = None
     n = len(y)
     classes = int(y.max()) + 1 if n else 0
     if n < 4 or classes < 2:
         raise UserError(f"linear probe needs >= 4 labelled images of >= 2 classes (got {n})")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_train = min(n - 1, max(1, int(round(train_fraction * n))))
-    tr, te = perm[:n_train], perm[n_train:]
+    if tr is None or te is None:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        n_train = min(n - 1, max(1, int(round(train_fraction * n))))
+        tr, te = perm[:n_train], perm[n_train:]
     mu, sd = x[tr].mean(0), x[tr].std(0).clamp_min(1e-8)
     xs = (x - mu) / sd
     xs = torch.cat([xs, torch.ones(n, 1, dtype=xs.dtype)], 1)  # bias column
@@ -125,12 +143,14 @@ def linear_probe(
     else:
         eye = torch.eye(len(tr), dtype=xt.dtype)
         w = xt.T @ torch.linalg.solve(xt @ xt.T + lam * eye, yt)
-    pred = (xs[te] @ w).argmax(1)
+    scores = xs[te] @ w  # (N_test, K)
+    top = scores.topk(min(5, classes), dim=1).indices  # (N_test, 5)
     counts = torch.bincount(y[tr], minlength=classes).double()
-    correct = int((pred == y[te]).sum())
+    correct = int((top[:, 0] == y[te]).sum())
     warning = probe_heldout_warning(len(te))
     return {
         **proportion_interval(correct, len(te)).to_keys("accuracy"),
+        "top5": float((top == y[te][:, None]).any(1).double().mean()),
         "majority_baseline": float((y[te] == counts.argmax()).double().mean()),
         "num_train": float(len(tr)),
         "num_test": float(len(te)),
@@ -255,6 +275,7 @@ def latent_diagnostics(
         probe = linear_probe(pool_latents(z, pool), labels, seed=seed)
         accuracy = {k: v for k, v in probe.items() if k.startswith("accuracy")}
         out.update({f"latent/probe_{k}": v for k, v in accuracy.items()})
+        out["latent/probe_top5"] = probe["top5"]
         out["latent/probe_majority_baseline"] = probe["majority_baseline"]
         warnings += [f"latent/probe_accuracy: {w}" for w in probe["warnings"]]
     robust = decoder_robustness(space, images, sigmas, seed=seed, batch_size=batch_size, latents=z)
