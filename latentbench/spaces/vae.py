@@ -27,6 +27,7 @@ else from the preset's known architecture; the space's config keeps ``arch`` so 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,105 +240,52 @@ def _offline_arch(
     )
 
 
-@space_factory("vae")
-def vae_space(
-    model: str | None = None,
-    subfolder: str | None = None,
-    scale: float | None = None,
-    shift: float | None = None,
-    arch: dict[str, Any] | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    pretrained: bool = True,
-) -> DiffusersVAESpace:
+def _vae_factory(name: str, doc: str) -> Callable[..., DiffusersVAESpace]:
+    """The registered factory of the VAE space ``name`` (a preset of :data:`PRESETS`, or the
+    generic ``vae``): one signature for all of them, so their options cannot drift apart."""
+
+    def factory(
+        model: str | None = None,
+        subfolder: str | None = None,
+        scale: float | None = None,
+        shift: float | None = None,
+        arch: dict[str, Any] | None = None,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        pretrained: bool = True,
+    ) -> DiffusersVAESpace:
+        return build_vae_space(
+            name,
+            model=model,
+            subfolder=subfolder,
+            scale=scale,
+            shift=shift,
+            arch=arch,
+            image_size=image_size,
+            pretrained=pretrained,
+            preset=PRESETS.get(name),
+        )
+
+    factory.__name__ = factory.__qualname__ = name.replace("-", "_")
+    factory.__doc__ = doc
+    return space_factory(name)(factory)
+
+
+vae_space = _vae_factory(
+    "vae",
     """Any diffusers AutoencoderKL (hub id or local folder); scale/shift default to the model
     config's ``scaling_factor`` / ``shift_factor`` (0 when absent). With ``pretrained=False``
-    and no model, the SD-VAE architecture."""
-    return build_vae_space(
-        "vae",
-        model=model,
-        subfolder=subfolder,
-        scale=scale,
-        shift=shift,
-        arch=arch,
-        image_size=image_size,
-        pretrained=pretrained,
-    )
-
-
-def _preset_space(
-    preset: str,
-    model: str | None,
-    subfolder: str | None,
-    scale: float | None,
-    shift: float | None,
-    arch: dict[str, Any] | None,
-    image_size: int,
-    pretrained: bool,
-) -> DiffusersVAESpace:
-    return build_vae_space(
-        preset,
-        model=model,
-        subfolder=subfolder,
-        scale=scale,
-        shift=shift,
-        arch=arch,
-        image_size=image_size,
-        pretrained=pretrained,
-        preset=PRESETS[preset],
-    )
-
-
-@space_factory("sd-vae")
-def sd_vae(
-    model: str | None = None,
-    subfolder: str | None = None,
-    scale: float | None = None,
-    shift: float | None = None,
-    arch: dict[str, Any] | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    pretrained: bool = True,
-) -> DiffusersVAESpace:
-    """SD 1.x/2.x VAE (stabilityai/sd-vae-ft-ema): 4 channels, stride 8, scale 0.18215."""
-    return _preset_space("sd-vae", model, subfolder, scale, shift, arch, image_size, pretrained)
-
-
-@space_factory("sdxl-vae")
-def sdxl_vae(
-    model: str | None = None,
-    subfolder: str | None = None,
-    scale: float | None = None,
-    shift: float | None = None,
-    arch: dict[str, Any] | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    pretrained: bool = True,
-) -> DiffusersVAESpace:
-    """SDXL VAE (stabilityai/sdxl-vae): 4 channels, stride 8, scale 0.13025."""
-    return _preset_space("sdxl-vae", model, subfolder, scale, shift, arch, image_size, pretrained)
-
-
-@space_factory("sd3-vae")
-def sd3_vae(
-    model: str | None = None,
-    subfolder: str | None = None,
-    scale: float | None = None,
-    shift: float | None = None,
-    arch: dict[str, Any] | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    pretrained: bool = True,
-) -> DiffusersVAESpace:
-    """SD3 VAE (stable-diffusion-3-medium-diffusers/vae): 16 ch, scale 1.5305, shift 0.0609."""
-    return _preset_space("sd3-vae", model, subfolder, scale, shift, arch, image_size, pretrained)
-
-
-@space_factory("flux-vae")
-def flux_vae(
-    model: str | None = None,
-    subfolder: str | None = None,
-    scale: float | None = None,
-    shift: float | None = None,
-    arch: dict[str, Any] | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    pretrained: bool = True,
-) -> DiffusersVAESpace:
-    """FLUX.1 VAE (black-forest-labs/FLUX.1-dev/vae): 16 ch, scale 0.3611, shift 0.1159."""
-    return _preset_space("flux-vae", model, subfolder, scale, shift, arch, image_size, pretrained)
+    and no model, the SD-VAE architecture.""",
+)
+sd_vae = _vae_factory(
+    "sd-vae", "SD 1.x/2.x VAE (stabilityai/sd-vae-ft-ema): 4 channels, stride 8, scale 0.18215."
+)
+sdxl_vae = _vae_factory(
+    "sdxl-vae", "SDXL VAE (stabilityai/sdxl-vae): 4 channels, stride 8, scale 0.13025."
+)
+sd3_vae = _vae_factory(
+    "sd3-vae",
+    "SD3 VAE (stable-diffusion-3-medium-diffusers/vae): 16 ch, scale 1.5305, shift 0.0609.",
+)
+flux_vae = _vae_factory(
+    "flux-vae", "FLUX.1 VAE (black-forest-labs/FLUX.1-dev/vae): 16 ch, scale 0.3611, shift 0.1159."
+)
