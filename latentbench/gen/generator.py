@@ -57,6 +57,27 @@ class GeneratorParts:
     strict loading. Shared by :class:`Generator` (the DiT) and :class:`PaperGenerator` (Qwen2)."""
 
     cond_spec: CondSpec
+    net_config: type[DiTConfig] | type[QwenGenConfig]  # the config of the network class
+
+    def __init__(
+        self,
+        dit: DiTConfig | QwenGenConfig | dict[str, Any],
+        cond: CondSpec | dict[str, Any],
+        channels: int,
+        latent_size: int,
+        latent_mean: list[float],
+        latent_std: list[float],
+        shift: float,
+        flow: FlowConfig | dict[str, Any] | None = None,
+        text_encoder: dict[str, Any] | None = None,
+        space: dict[str, Any] | None = None,
+    ) -> None:
+        net = self.net_config
+        net_cfg = dit if isinstance(dit, net) else from_dict(net, dit, "dit")
+        cspec = cond if isinstance(cond, CondSpec) else from_dict(CondSpec, cond, "cond")
+        # the network class after GeneratorParts in the MRO: DiT or QwenGenerator
+        super().__init__(net_cfg, int(channels), int(latent_size), cspec)  # type: ignore[call-arg]
+        self._attach(latent_mean, latent_std, shift, flow, text_encoder, space)
 
     def _attach(
         self,
@@ -201,46 +222,14 @@ class Generator(GeneratorParts, DiT, PyTorchModelHubMixin, **HUB):  # type: igno
     size, fingerprint), to rebuild it; not used by the generator itself.
     """
 
-    def __init__(
-        self,
-        dit: DiTConfig | dict[str, Any],
-        cond: CondSpec | dict[str, Any],
-        channels: int,
-        latent_size: int,
-        latent_mean: list[float],
-        latent_std: list[float],
-        shift: float,
-        flow: FlowConfig | dict[str, Any] | None = None,
-        text_encoder: dict[str, Any] | None = None,
-        space: dict[str, Any] | None = None,
-    ) -> None:
-        dit_cfg = dit if isinstance(dit, DiTConfig) else from_dict(DiTConfig, dit, "dit")
-        cspec = cond if isinstance(cond, CondSpec) else from_dict(CondSpec, cond, "cond")
-        DiT.__init__(self, dit_cfg, int(channels), int(latent_size), cspec)
-        self._attach(latent_mean, latent_std, shift, flow, text_encoder, space)
+    net_config = DiTConfig
 
 
 class PaperGenerator(GeneratorParts, QwenGenerator, PyTorchModelHubMixin, **HUB):  # type: ignore[misc]
     """The paper's Qwen2 generator (:mod:`latentbench.gen.qwen`, preset ``paper``) with the
     same arguments as :class:`Generator` (``dit``: a :class:`QwenGenConfig`)."""
 
-    def __init__(
-        self,
-        dit: QwenGenConfig | dict[str, Any],
-        cond: CondSpec | dict[str, Any],
-        channels: int,
-        latent_size: int,
-        latent_mean: list[float],
-        latent_std: list[float],
-        shift: float,
-        flow: FlowConfig | dict[str, Any] | None = None,
-        text_encoder: dict[str, Any] | None = None,
-        space: dict[str, Any] | None = None,
-    ) -> None:
-        qcfg = dit if isinstance(dit, QwenGenConfig) else from_dict(QwenGenConfig, dit, "dit")
-        cspec = cond if isinstance(cond, CondSpec) else from_dict(CondSpec, cond, "cond")
-        QwenGenerator.__init__(self, qcfg, int(channels), int(latent_size), cspec)
-        self._attach(latent_mean, latent_std, shift, flow, text_encoder, space)
+    net_config = QwenGenConfig
 
 
 AnyGenerator = Generator | PaperGenerator
