@@ -18,7 +18,6 @@ no ``encoder`` gives a test-size model (tiny ViT encoder, 2-block 64-wide decode
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -28,7 +27,7 @@ from torch import Tensor
 from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict, to_dict
 from latentbench.errors import UserError
 from latentbench.nn.vit import ViTDecoder
-from latentbench.spaces.backbones import build_backbone
+from latentbench.spaces.backbones import build_space_encoder
 from latentbench.spaces.base import LatentSpace, LatentSpec
 from latentbench.spaces.catalog import space_factory
 from latentbench.spaces.semrec import PAPER_ENCODER, arch_options
@@ -61,12 +60,7 @@ class RAESpace(LatentSpace):
     def __init__(self, config: RAEConfig, pretrained: bool = True, name: str = "rae") -> None:
         super().__init__()
         self.name = name
-        self.encoder = build_backbone(config.encoder, pretrained, config.encoder_input_size)
-        self.cfg = replace(
-            config,
-            encoder=self.encoder.config.to_dict(),
-            encoder_input_size=self.encoder.config.input_size,
-        )
+        self.encoder, self.cfg = build_space_encoder(config, pretrained)
         # RAE's latent: the encoder's own final LayerNorm, minus its affine
         self.encoder_standardises = config.token_norm and self.encoder.drop_final_affine()
         self.grid = self.encoder.grid

@@ -30,7 +30,6 @@ narrow decoder) so the contract test and ``latentbench spaces --spec`` run in se
 from __future__ import annotations
 
 import enum
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -40,7 +39,7 @@ from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict, t
 from latentbench.errors import UserError
 from latentbench.nn.conv import ConvDecoder
 from latentbench.nn.vit import Mlp, ViTBlock, default_heads
-from latentbench.spaces.backbones import Backbone, build_backbone, copy_blocks
+from latentbench.spaces.backbones import Backbone, build_space_encoder, copy_blocks
 from latentbench.spaces.base import LatentSpace, LatentSpec
 from latentbench.spaces.catalog import space_factory
 
@@ -111,12 +110,7 @@ class SemRecSpace(LatentSpace):
     def __init__(self, config: SemRecConfig, pretrained: bool = True, name: str = "semrec") -> None:
         super().__init__()
         self.name = name
-        self.encoder = build_backbone(config.encoder, pretrained, config.encoder_input_size)
-        self.cfg = replace(
-            config,
-            encoder=self.encoder.config.to_dict(),
-            encoder_input_size=self.encoder.config.input_size,
-        )
+        self.encoder, self.cfg = build_space_encoder(config, pretrained)
         d, c = self.encoder.dim, config.channels
         self.grid = self.encoder.grid
         self.stride = latent_stride(self.encoder, config.image_size)
