@@ -148,15 +148,7 @@ class Recon:
 
     def __init__(self, cfg: ReconConfig, device: torch.device, quiet: bool = True) -> None:
         self.cfg, self.device, self.quiet = cfg, device, quiet
-        self.dataset = open_images(
-            cfg.data,
-            cfg.image_size,
-            limit=cfg.num_images,
-            strict=cfg.strict,
-            seed=cfg.seed,
-            max_pixels=cfg.max_pixels,
-            quiet=quiet,
-        )
+        self.dataset = self._open(cfg.data, cfg.num_images, strict=cfg.strict)
         self.auto: list[AutoChoice] = []  # what each `auto` option became
         self.lpips: dict[str, LPIPSMetric] = {}
         for choice in cfg.lpips:
@@ -173,14 +165,20 @@ class Recon:
         self.reference: dict[str, FeatureStats] = {}
         self.probe_dataset = None
         if cfg.probe_data is not None:
-            self.probe_dataset = open_images(
-                cfg.probe_data,
-                cfg.image_size,
-                limit=cfg.probe_images,
-                seed=cfg.seed,
-                max_pixels=cfg.max_pixels,
-                quiet=quiet,
-            )
+            self.probe_dataset = self._open(cfg.probe_data, cfg.probe_images)
+
+    def _open(self, data: str, limit: int | None, strict: bool = False) -> Any:
+        """The images of ``data`` at the benchmark's size, seed and pixel limit."""
+        cfg = self.cfg
+        return open_images(
+            data,
+            cfg.image_size,
+            limit=limit,
+            strict=strict,
+            seed=cfg.seed,
+            max_pixels=cfg.max_pixels,
+            quiet=self.quiet,
+        )
 
     def batches(self, desc: str) -> Iterable[Any]:
         """The batches, with a progress bar (plain lines when stderr is not a terminal)."""
