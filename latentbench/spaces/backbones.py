@@ -23,7 +23,7 @@ import enum
 import inspect
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -451,22 +451,6 @@ def build_backbone(
             f"encoder input_size {cfg.input_size} is not a multiple of its stride {bb.stride}"
         )
     return bb
-
-
-SpaceConfig = TypeVar("SpaceConfig")  # a space config with ``encoder``, ``encoder_input_size``
-
-
-def build_space_encoder(config: SpaceConfig, pretrained: bool) -> tuple[Backbone, SpaceConfig]:
-    """The encoder of a space ``config`` (fields ``encoder`` and ``encoder_input_size``), and the
-    config with both resolved to what was built, so that saving it rebuilds the same encoder."""
-    spec, size = config.encoder, config.encoder_input_size  # type: ignore[attr-defined]
-    encoder = build_backbone(spec, pretrained, size)
-    resolved = replace(
-        config,  # type: ignore[type-var]
-        encoder=encoder.config.to_dict(),
-        encoder_input_size=encoder.config.input_size,
-    )
-    return encoder, resolved
 
 
 def copy_blocks(backbone: Backbone, which: list[int]) -> list[nn.Module] | None:

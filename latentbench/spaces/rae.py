@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict, to_dict
+from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict
 from latentbench.errors import UserError
 from latentbench.nn.vit import ViTDecoder
-from latentbench.spaces.backbones import build_space_encoder
-from latentbench.spaces.base import LatentSpace, LatentSpec
+from latentbench.spaces.base import LatentSpec
 from latentbench.spaces.catalog import space_factory
+from latentbench.spaces.encoder_space import EncoderSpace
 from latentbench.spaces.semrec import PAPER_ENCODER, arch_options
 
 
@@ -54,13 +54,13 @@ TINY_ARCH: dict[str, Any] = {
 }
 
 
-class RAESpace(LatentSpace):
+class RAESpace(EncoderSpace):
     """Frozen (rae) or fine-tuned (rae-hd) encoder features -> ViT decoder."""
 
     def __init__(self, config: RAEConfig, pretrained: bool = True, name: str = "rae") -> None:
         super().__init__()
         self.name = name
-        self.encoder, self.cfg = build_space_encoder(config, pretrained)
+        self._build_encoder(config, pretrained)
         # RAE's latent: the encoder's own final LayerNorm, minus its affine
         self.encoder_standardises = config.token_norm and self.encoder.drop_final_affine()
         self.grid = self.encoder.grid
@@ -81,15 +81,6 @@ class RAESpace(LatentSpace):
     @property
     def spec(self) -> LatentSpec:
         return LatentSpec(self.name, self.encoder.dim, self.grid, self.cfg.image_size)
-
-    def resolved_options(self) -> dict[str, Any]:
-        """The whole typed config, encoder resolved: the factory rebuilds exactly this."""
-        return to_dict(self.cfg)
-
-    def train(self, mode: bool = True) -> RAESpace:
-        super().train(mode)
-        self.encoder.eval()
-        return self
 
     def latent_from_features(self, features: Tensor) -> Tensor:
         """(B, D, h, w) encoder features -> (B, D, h, w) latent."""

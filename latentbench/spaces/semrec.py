@@ -35,13 +35,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict, to_dict
+from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict
 from latentbench.errors import UserError
 from latentbench.nn.conv import ConvDecoder
 from latentbench.nn.vit import Mlp, ViTBlock, default_heads
-from latentbench.spaces.backbones import Backbone, build_space_encoder, copy_blocks
-from latentbench.spaces.base import LatentSpace, LatentSpec
+from latentbench.spaces.backbones import Backbone, copy_blocks
+from latentbench.spaces.base import LatentSpec
 from latentbench.spaces.catalog import space_factory
+from latentbench.spaces.encoder_space import EncoderSpace
 
 PAPER_ENCODER = "dinov2-b-reg"
 
@@ -104,13 +105,13 @@ def latent_stride(encoder: Backbone, image_size: int) -> int:
     return stride
 
 
-class SemRecSpace(LatentSpace):
+class SemRecSpace(EncoderSpace):
     """S-VAE / PS-VAE: encoder -> E_s -> KL latent; D_s -> features; conv decoder -> pixels."""
 
     def __init__(self, config: SemRecConfig, pretrained: bool = True, name: str = "semrec") -> None:
         super().__init__()
         self.name = name
-        self.encoder, self.cfg = build_space_encoder(config, pretrained)
+        self._build_encoder(config, pretrained)
         d, c = self.encoder.dim, config.channels
         self.grid = self.encoder.grid
         self.stride = latent_stride(self.encoder, config.image_size)
@@ -151,15 +152,6 @@ class SemRecSpace(LatentSpace):
     @property
     def spec(self) -> LatentSpec:
         return LatentSpec(self.name, self.cfg.channels, self.grid, self.cfg.image_size)
-
-    def resolved_options(self) -> dict[str, Any]:
-        """The whole typed config, encoder resolved: the factory rebuilds exactly this."""
-        return to_dict(self.cfg)
-
-    def train(self, mode: bool = True) -> SemRecSpace:
-        super().train(mode)
-        self.encoder.eval()  # see the module docstring
-        return self
 
     def _encode(self, images: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
         mean, logvar = self.posterior(self.encoder(images))

@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -420,48 +421,35 @@ def _torch_load(path: Path) -> dict[str, Tensor]:
 
 
 # -- factories -----------------------------------------------------------------------------------
-@space_factory("taesd")
-def taesd(
-    weights: str | None = None,
-    arch: dict[str, Any] | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    pretrained: bool = True,
-) -> TinyAutoencoderSpace:
-    """TAESD for SD 1.x/2.x: 4 channels, stride 8, latents ~ 0.18215 * SD-VAE mean."""
-    return build_tiny_space("taesd", image_size, weights, arch, pretrained)
+def _tiny_factory(name: str, doc: str) -> Callable[..., TinyAutoencoderSpace]:
+    """The registered factory of the TAESD space ``name`` (those with a diffusers ``arch``)."""
+
+    def factory(
+        weights: str | None = None,
+        arch: dict[str, Any] | None = None,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        pretrained: bool = True,
+    ) -> TinyAutoencoderSpace:
+        return build_tiny_space(name, image_size, weights, arch, pretrained)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return space_factory(name)(factory)
 
 
-@space_factory("taesdxl")
-def taesdxl(
-    weights: str | None = None,
-    arch: dict[str, Any] | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    pretrained: bool = True,
-) -> TinyAutoencoderSpace:
-    """TAESD for SDXL: 4 channels, stride 8, latents ~ 0.13025 * SDXL-VAE mean."""
-    return build_tiny_space("taesdxl", image_size, weights, arch, pretrained)
-
-
-@space_factory("taesd3")
-def taesd3(
-    weights: str | None = None,
-    arch: dict[str, Any] | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    pretrained: bool = True,
-) -> TinyAutoencoderSpace:
-    """TAESD for SD3: 16 channels, stride 8, latents ~ 1.5305 * (SD3-VAE mean - 0.0609)."""
-    return build_tiny_space("taesd3", image_size, weights, arch, pretrained)
-
-
-@space_factory("taef1")
-def taef1(
-    weights: str | None = None,
-    arch: dict[str, Any] | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    pretrained: bool = True,
-) -> TinyAutoencoderSpace:
-    """TAESD for FLUX.1: 16 channels, stride 8, latents ~ 0.3611 * (FLUX.1-VAE mean - 0.1159)."""
-    return build_tiny_space("taef1", image_size, weights, arch, pretrained)
+taesd = _tiny_factory(
+    "taesd", "TAESD for SD 1.x/2.x: 4 channels, stride 8, latents ~ 0.18215 * SD-VAE mean."
+)
+taesdxl = _tiny_factory(
+    "taesdxl", "TAESD for SDXL: 4 channels, stride 8, latents ~ 0.13025 * SDXL-VAE mean."
+)
+taesd3 = _tiny_factory(
+    "taesd3", "TAESD for SD3: 16 channels, stride 8, latents ~ 1.5305 * (SD3-VAE mean - 0.0609)."
+)
+taef1 = _tiny_factory(
+    "taef1",
+    "TAESD for FLUX.1: 16 channels, stride 8, latents ~ 0.3611 * (FLUX.1-VAE mean - 0.1159).",
+)
 
 
 @space_factory("taef2")
