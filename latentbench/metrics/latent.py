@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -41,19 +41,18 @@ class Pool(str, enum.Enum):
 @torch.inference_mode()
 def encode_all(space: LatentSpace, images: Tensor, batch_size: int = 64) -> Tensor:
     """(N, 3, H, W) -> (N, C, h, w) float32 latents on the CPU (posterior means)."""
-    out = [
-        space.encode(images[i : i + batch_size]).float().cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out)
+    return _in_batches(space.encode, images, batch_size)
 
 
 @torch.inference_mode()
 def decode_all(space: LatentSpace, latents: Tensor, batch_size: int = 64) -> Tensor:
-    out = [
-        space.decode(latents[i : i + batch_size]).float().cpu()
-        for i in range(0, len(latents), batch_size)
-    ]
+    """(N, C, h, w) latents -> (N, 3, H, W) float32 images on the CPU."""
+    return _in_batches(space.decode, latents, batch_size)
+
+
+def _in_batches(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int) -> Tensor:
+    """``fn`` over ``x`` in batches of ``batch_size``, the outputs float32 on the CPU."""
+    out = [fn(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out)
 
 
