@@ -165,9 +165,7 @@ class TrainedGenerator:
         """
         if self.kind is not TaskKind.T2I:
             raise UserError(f"{self.run_dir} holds a {self.kind.value} generator, not t2i")
-        idx = list(noise_indices) if noise_indices is not None else list(range(len(prompts)))
-        if len(idx) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(idx)} noise indices")
+        idx = _noise_index_list(noise_indices, len(prompts), "prompts")
         if not idx:
             return torch.empty(0, 3, self.image_size, self.image_size)
         captions = [""] * (max(idx) + 1)
@@ -190,9 +188,7 @@ class TrainedGenerator:
             raise UserError(f"{self.run_dir} holds a {self.kind.value} generator, not edit")
         if len(sources) != len(instructions):
             raise ValueError(f"{len(sources)} sources but {len(instructions)} instructions")
-        idx = list(noise_indices) if noise_indices is not None else list(range(len(sources)))
-        if len(idx) != len(sources):
-            raise ValueError(f"{len(sources)} sources but {len(idx)} noise indices")
+        idx = _noise_index_list(noise_indices, len(sources), "sources")
         if not idx:
             return torch.empty(0, 3, self.image_size, self.image_size)
         bs = options.batch_size
@@ -358,3 +354,11 @@ def convert_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pa
     name = "ema.safetensors" if (ckpt / "ema.safetensors").is_file() else "model.safetensors"
     generator.load_state_dict(load_safetensors(ckpt / name))
     return save_generator(generator, out)
+
+
+def _noise_index_list(noise_indices: Sequence[int] | None, n: int, what: str) -> list[int]:
+    """The noise index of each of ``n`` ``what`` (default 0 .. n-1), checked to be ``n``."""
+    idx = list(noise_indices) if noise_indices is not None else list(range(n))
+    if len(idx) != n:
+        raise ValueError(f"{n} {what} but {len(idx)} noise indices")
+    return idx
