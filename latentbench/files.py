@@ -83,6 +83,18 @@ def read_json_object(
     return obj
 
 
+def read_nonempty_lines(path: str | Path, what: str) -> list[str]:
+    """The non-empty lines of the text file ``path`` (a JSON-lines file, say); a missing or
+    unreadable file is one UserError line that names it as ``what``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} file not found: {path}")
+    try:
+        return [line for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {what} file {path}: {e}") from None
+
+
 # -- weights --------------------------------------------------------------------------------------
 def safetensors_problem(path: str | Path) -> str | None:
     """Why ``path`` is not a complete safetensors file, or None when it is.

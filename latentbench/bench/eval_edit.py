@@ -47,6 +47,7 @@ from latentbench.config import (
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.data.decode import UnreadableImage, open_rgb
 from latentbench.errors import UserError
+from latentbench.files import read_nonempty_lines
 from latentbench.metrics.uncertainty import add_success_interval
 from latentbench.runs import (
     OutputKind,
@@ -106,12 +107,7 @@ class Skipped:
 def read_edits(path: str | Path, skipped: Skipped) -> list[tuple[int, dict[str, Any]]]:
     """(row index, row) of each usable line; others skipped and counted."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"edits file not found: {path}")
-    try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read edits file {path}: {e}") from None
+    lines = read_nonempty_lines(path, "edits")
     rows = []
     for i, line in enumerate(lines):
         try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from latentbench.errors import UserError
+from latentbench.files import read_nonempty_lines
 from latentbench.geneval.vocabulary import GenevalTask, Relation
 from latentbench.runs import atomic_write_text
 
@@ -83,12 +84,7 @@ def read_entries(path: str | Path, skipped: Skipped) -> list[tuple[int, dict[str
     """(index, entry) of each scoreable line of a GenEval metadata file; bad lines are skipped
     and counted. The index is the line's position among non-empty lines (GenEval's folder index)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"GenEval metadata file not found: {path}")
-    try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read GenEval metadata {path}: {e}") from None
+    lines = read_nonempty_lines(path, "GenEval metadata")
     entries = []
     for index, line in enumerate(lines):
         where = f"{path}:{index + 1}"
