@@ -162,6 +162,26 @@ def pretrained_source(model: str) -> tuple[str, dict[str, Any]]:
     return model, {"hub_id": model}
 
 
+def load_frozen(
+    model_cls: Any,
+    processor_cls: Any,
+    model: str,
+    what: str,
+    option: str,
+    device: str | torch.device | None = None,
+) -> tuple[Any, Any, torch.device, dict[str, Any]]:
+    """A transformers model in eval mode without gradients, on ``device`` (default CPU), and its
+    processor, both from ``model`` (hub id or folder): (model, processor, device, the weights as
+    a result's variant names them). ``what`` ("CLIP") and ``option`` name them in errors."""
+    path, weights = pretrained_source(model)
+    net = load_pretrained(model_cls, path, f"{what} model", option=option)
+    net = net.eval().requires_grad_(False)
+    processor = load_pretrained(processor_cls, path, f"{what} processor", option=option)
+    dev = torch.device(device or "cpu")
+    net.to(dev)
+    return net, processor, dev, weights
+
+
 # -- weight files ---------------------------------------------------------------------------------
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()

@@ -32,7 +32,7 @@ from PIL import Image
 from torch import Tensor
 
 from latentbench.geneval import GENEVAL_COLORS
-from latentbench.hub import load_pretrained, pretrained_source
+from latentbench.hub import load_frozen
 
 GENEVAL_CLIP = "openai/clip-vit-large-patch14"
 MAGICBRUSH_CLIP = "openai/clip-vit-base-patch32"
@@ -76,15 +76,9 @@ class ClipModel:
     ) -> None:
         from transformers import CLIPModel, CLIPProcessor
 
-        path, weights = pretrained_source(model)
-        self.model = (
-            load_pretrained(CLIPModel, path, "CLIP model", option=CLIP_OPTION)
-            .eval()
-            .requires_grad_(False)
+        self.model, self.processor, self.device, weights = load_frozen(
+            CLIPModel, CLIPProcessor, model, "CLIP", CLIP_OPTION, device
         )
-        self.processor = load_pretrained(CLIPProcessor, path, "CLIP processor", option=CLIP_OPTION)
-        self.device = torch.device(device or "cpu")
-        self.model.to(self.device)
         ip = self.processor.image_processor
         self.variant: dict[str, Any] = {
             "model": "transformers CLIPModel",

@@ -35,7 +35,7 @@ from PIL import Image
 from torch import Tensor
 
 from latentbench.data import DEFAULT_MAX_PIXELS
-from latentbench.hub import load_pretrained, pretrained_source
+from latentbench.hub import load_frozen
 from latentbench.metrics.clip import ClipModel
 from latentbench.registry import Registry
 
@@ -110,17 +110,9 @@ class DinoModel:
     ) -> None:
         from transformers import AutoImageProcessor, AutoModel
 
-        path, weights = pretrained_source(model)
-        self.model = (
-            load_pretrained(AutoModel, path, "DINO model", option=DINO_OPTION)
-            .eval()
-            .requires_grad_(False)
+        self.model, self.processor, self.device, weights = load_frozen(
+            AutoModel, AutoImageProcessor, model, "DINO", DINO_OPTION, device
         )
-        self.processor = load_pretrained(
-            AutoImageProcessor, path, "DINO processor", option=DINO_OPTION
-        )
-        self.device = torch.device(device or "cpu")
-        self.model.to(self.device)
         size = getattr(self.processor, "size", None)
         self.variant = {
             "model": f"transformers {type(self.model).__name__}",
