@@ -37,6 +37,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -231,10 +232,12 @@ class DDTHead(nn.Module):
 CHANNEL_DEPENDENT = ("x_embed", "src_embed", "final.linear", "head.x_embed", "head.final.linear")
 
 
-class DiT(nn.Module):
-    """Flow-matching transformer over (B, C, h, w) latents; predicts the velocity."""
+class TokenGridModel(nn.Module):
+    """What every generator network shares: its config ``cfg`` (with a token ``grid``), its
+    conditioning, and (B, C, h, w) latents of ``channels`` x ``latent_size``^2 cut into
+    ``grid`` x ``grid`` tokens of ``patch`` x ``patch`` latent pixels."""
 
-    def __init__(self, cfg: DiTConfig, channels: int, latent_size: int, cond: CondSpec) -> None:
+    def __init__(self, cfg: Any, channels: int, latent_size: int, cond: CondSpec) -> None:
         super().__init__()
         if latent_size % cfg.grid:
             raise UserError(
@@ -244,6 +247,15 @@ class DiT(nn.Module):
         self.cfg, self.cond_spec = cfg, cond
         self.channels, self.latent_size = channels, latent_size
         self.patch = latent_size // cfg.grid
+
+
+class DiT(TokenGridModel):
+    """Flow-matching transformer over (B, C, h, w) latents; predicts the velocity."""
+
+    cfg: DiTConfig
+
+    def __init__(self, cfg: DiTConfig, channels: int, latent_size: int, cond: CondSpec) -> None:
+        super().__init__(cfg, channels, latent_size, cond)
         d, p_dim = cfg.width, channels * self.patch**2
 
         self.t_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))

@@ -47,6 +47,7 @@ from latentbench.gen.dit import (
     DiT,
     EditLayout,
     FinalLayer,
+    TokenGridModel,
     sincos_2d,
     timestep_features,
 )
@@ -120,18 +121,13 @@ def build_llm(cfg: QwenGenConfig) -> nn.Module:
     return Qwen2Model(hf)
 
 
-class QwenGenerator(nn.Module):
+class QwenGenerator(TokenGridModel):
     """Flow-matching generator on a Qwen2 stack; predicts the velocity (module docstring)."""
 
+    cfg: QwenGenConfig
+
     def __init__(self, cfg: QwenGenConfig, channels: int, latent_size: int, cond: CondSpec) -> None:
-        super().__init__()
-        if latent_size % cfg.grid:
-            raise UserError(
-                f"latent size {latent_size} is not a multiple of the token grid {cfg.grid}"
-            )
-        self.cfg, self.cond_spec = cfg, cond
-        self.channels, self.latent_size = channels, latent_size
-        self.patch = latent_size // cfg.grid
+        super().__init__(cfg, channels, latent_size, cond)
         self.llm = build_llm(cfg)
         d, p_dim = self.llm.config.hidden_size, channels * self.patch**2
         gen = torch.Generator().manual_seed(cfg.seed + 1)
