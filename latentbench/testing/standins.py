@@ -93,6 +93,22 @@ def text_config(tokenizer: Any, max_len: int, width: int = 32) -> dict[str, Any]
     }
 
 
+def _write_text_image_model(
+    config_cls: Any, model_cls: Any, folder: Path, sizes: tuple[int, int, int, int]
+) -> Any:
+    """Save a tiny randomly initialised text + image model (CLIP, OWLv2) to ``folder``; return
+    its tokenizer. ``sizes``: (text length, image size, patch size, projection dim)."""
+    max_len, image_size, patch_size, projection_dim = sizes
+    tok = standin_tokenizer(folder / "_tokenizer")
+    cfg = config_cls(
+        text_config=text_config(tok, max_len),
+        vision_config={**TINY_TOWER, "image_size": image_size, "patch_size": patch_size},
+        projection_dim=projection_dim,
+    )
+    model_cls(cfg).save_pretrained(folder)
+    return tok
+
+
 def write_clip_standin(folder: str | Path, seed: int = 0) -> Path:
     """Save a tiny randomly initialised ``CLIPModel`` + processor to ``folder`` (offline tests
     and demos: the code path of the real model, meaningless values). Returns ``folder``."""
@@ -100,13 +116,7 @@ def write_clip_standin(folder: str | Path, seed: int = 0) -> Path:
 
     folder = Path(folder)
     torch.manual_seed(seed)
-    tok = standin_tokenizer(folder / "_tokenizer")
-    cfg = CLIPConfig(
-        text_config=text_config(tok, 77),
-        vision_config={**TINY_TOWER, "image_size": 32, "patch_size": 8},
-        projection_dim=16,
-    )
-    CLIPModel(cfg).save_pretrained(folder)
+    tok = _write_text_image_model(CLIPConfig, CLIPModel, folder, (77, 32, 8, 16))
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
     )
@@ -168,13 +178,7 @@ def write_detector_standin(
         Owlv2Processor,
     )
 
-    tok = standin_tokenizer(folder / "_tokenizer")
-    cfg = Owlv2Config(
-        text_config=text_config(tok, 16),
-        vision_config={**TINY_TOWER, "image_size": 64, "patch_size": 16},
-        projection_dim=32,
-    )
-    Owlv2ForObjectDetection(cfg).save_pretrained(folder)
+    tok = _write_text_image_model(Owlv2Config, Owlv2ForObjectDetection, folder, (16, 64, 16, 32))
     processor = Owlv2Processor(
         image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tok
     )
