@@ -41,6 +41,8 @@ from latentbench.train.tokenizer import (
     Recipe,
     TokenizerConfig,
     TokenizerTask,
+    cached_constants,
+    collate_constants,
     export_space,
     recipe_for,
 )
@@ -210,13 +212,18 @@ def train_tokenizer(
         data, model_space.spec.image_size, seed=cfg.loop.seed, max_pixels=max_pixels
     )
     task = TokenizerTask(model_space, recipe, cfg.loss)
+    constants = cached_constants(task, dataset, cfg.cache_features, quiet=quiet)
+    record["cached_constants"] = constants is not None  # precomputed encoder/perceptual inputs
     # The run folder appears only once everything above was built without error.
     if resume:
         run = RunDir(out)
         run.resume("train-tokenizer", record, cfg.loop.seed, checkpoint_step(out))
     else:
         run = RunDir.create(out, "train-tokenizer", record, cfg.loop.seed)
-    loop = TrainLoop(task, dataset, collate_images, cfg.loop, run, quiet=quiet)
+    if constants is None:
+        loop = TrainLoop(task, dataset, collate_images, cfg.loop, run, quiet=quiet)
+    else:
+        loop = TrainLoop(task, constants, collate_constants, cfg.loop, run, quiet=quiet)
     last = loop.fit(resume=resume)
 
     trained = export_space(loop.eval_model).eval()

@@ -194,14 +194,7 @@ class LatentSpace(nn.Module, ABC):
     # -- identity, save, load --------------------------------------------------------------------
     def fingerprint(self) -> str:
         """sha256 over name, config and every weight; stats are not part of it."""
-        h = hashlib.sha256()
-        h.update(json.dumps([self.registry_name, self.config()], sort_keys=True).encode())
-        for key, value in sorted(self.state_dict().items()):
-            h.update(key.encode())
-            t = value.detach().to("cpu").contiguous()
-            h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return h.hexdigest()[:16]
+        return module_fingerprint([self.registry_name, self.config()], self)
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
@@ -272,3 +265,15 @@ def load_weights(space: LatentSpace, directory: str | Path) -> None:
             f"{path}: weights do not match the architecture "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
+
+
+def module_fingerprint(header: Any, module: nn.Module) -> str:
+    """sha256 over ``header`` (JSON) and every tensor of ``module``'s state dict, 16 hex digits."""
+    h = hashlib.sha256()
+    h.update(json.dumps(header, sort_keys=True).encode())
+    for key, value in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        t = value.detach().to("cpu").contiguous()
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
