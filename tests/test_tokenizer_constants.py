@@ -43,9 +43,13 @@ def _task(recipe: Recipe, perceptual: PerceptualKind) -> TokenizerTask:
     return task
 
 
-@pytest.mark.parametrize("recipe", list(Recipe))
-def test_cached_constants_give_the_losses_and_gradients_of_recomputing(recipe):
-    task = _task(recipe, PerceptualKind.EFFNET_LITE0)
+@pytest.mark.parametrize(
+    "recipe, perceptual",
+    [(r, PerceptualKind.NONE) for r in Recipe]
+    + [(Recipe.RAE, PerceptualKind.EFFNET_LITE0), (Recipe.PSVAE, PerceptualKind.EFFNET_LITE0)],
+)
+def test_cached_constants_give_the_losses_and_gradients_of_recomputing(recipe, perceptual):
+    task = _task(recipe, perceptual)
     data = open_images("shapes:6", 16, seed=0)
     cached = cached_constants(task, data, CacheFeatures.ON)
     assert cached is not None and len(cached) == 6
@@ -62,7 +66,8 @@ def test_cached_constants_give_the_losses_and_gradients_of_recomputing(recipe):
         grads = [p.grad.clone() for p in task.model.parameters() if p.grad is not None]
         results.append((out, grads))
     (recomputed, g0), (from_cache, g1) = results
-    assert set(recomputed) == set(from_cache) and "perceptual" in recomputed
+    assert set(recomputed) == set(from_cache)
+    assert ("perceptual" in recomputed) == (perceptual is PerceptualKind.EFFNET_LITE0)
     for k in recomputed:
         torch.testing.assert_close(from_cache[k], recomputed[k], rtol=1e-4, atol=1e-6, msg=k)
     assert len(g0) == len(g1) > 0
@@ -112,3 +117,44 @@ def test_feature_cache_is_reused_keyed_and_rebuilt_when_damaged(tmp_path):
     rebuilt = build_feature_cache("fp-a", data, compute, batch_size=5, root=tmp_path)
     assert calls[-1] == 5 and CachedFeatures(rebuilt)[0]["double"].shape == (3, 16, 16)
     assert json.loads((rebuilt.path / "meta.json").read_text())["num_items"] == 5
+
+
+PRESET = """
+rae:
+  space: {space}
+  loss: {{perceptual: none, gan_weight: 0.0}}
+  loop: {{steps: 3, batch_size: 4, lr: 0.001, ema_decay: null, checkpoint_every: 3, log_every: 1}}
+  stats_images: 8
+  cache_features: {mode}
+"""
+
+
+def test_training_with_and_without_the_cache_ends_with_the_same_weights(tmp_path):
+    from latentbench.bench.tokenizer import TrainTokenizerConfig, train_tokenizer
+
+    arch = {"encoder": ENCODER, "image_size": 16, "decoder_dim": 32, "decoder_depth": 1}
+    spaces = {}
+    for mode in ("on", "off"):
+        preset = tmp_path / f"{mode}.yaml"
+        preset.write_text(PRESET.format(space=json.dumps(arch), mode=mode))
+        job = TrainTokenizerConfig(space="rae", data="shapes:8", preset=str(preset))
+        train_tokenizer(job, tmp_path / mode, quiet=True)
+        manifest = json.loads((tmp_path / mode / "manifest.json").read_text())
+        assert manifest["config"]["cached_constants"] is (mode == "on")
+        spaces[mode] = build_space(str(tmp_path / mode))
+    on, off = (spaces[m].state_dict() for m in ("on", "off"))
+    changed = 0
+    for k in on:
+        torch.testing.assert_close(on[k], off[k], rtol=1e-4, atol=1e-5, msg=k)
+        changed += not torch.equal(
+            on[k],
+            build_space(
+                "rae",
+                pretrained=False,
+                encoder=ENCODER,
+                image_size=16,
+                decoder_dim=32,
+                decoder_depth=1,
+            ).state_dict()[k],
+        )
+    assert changed > 0

@@ -41,10 +41,11 @@ from __future__ import annotations
 import copy
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import BeforeValidator
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch.utils.data import Dataset
@@ -99,6 +100,13 @@ class LossConfig:
     noise_tau: NonNegativeFloat = 0.8  # rae / rae-hd: decoder-input noise sigma ~ |N(0, tau^2)|
 
 
+def _on_off(value: Any) -> Any:
+    """YAML 1.1 reads a bare ``on`` / ``off`` as true / false: take them back."""
+    if isinstance(value, bool):
+        return CacheFeatures.ON if value else CacheFeatures.OFF
+    return value
+
+
 @config
 class TokenizerConfig:
     """One training run: the space's options, the losses, the loop, the stats fit."""
@@ -107,7 +115,8 @@ class TokenizerConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     stats_images: PositiveInt = 512  # training images encoded to fit the exported space's stats
-    cache_features: CacheFeatures = CacheFeatures.AUTO  # precompute the constant inputs (docstring)
+    # precompute the constant inputs (module docstring); YAML's bare on / off read as booleans
+    cache_features: Annotated[CacheFeatures, BeforeValidator(_on_off)] = CacheFeatures.AUTO
 
 
 def recipe_for(space: str, stage: int) -> Recipe:
