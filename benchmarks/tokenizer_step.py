@@ -112,7 +112,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.environ["LATENTBENCH_CACHE"] = tempfile.mkdtemp(prefix="lb-tokenizer-step-")
-    load_before = os.getloadavg()
+    load_before, commit = os.getloadavg(), git_hash()  # the code that runs: HEAD at the start
     results = {
         f"{space}-stage{stage}": measure(
             space, stage, args.preset, args.images, args.steps, args.block
@@ -125,7 +125,7 @@ def main() -> None:
         "preset": args.preset,
         "images": args.images,
         "results": results,
-        "git_commit": git_hash(),
+        "git_commit": commit,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "torch_threads": torch.get_num_threads(),
