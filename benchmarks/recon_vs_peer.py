@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "recon_vs_peer.json")
     args = parser.parse_args()
 
-    from latentbench.metrics.features import write_inception_standin
+    from latentbench.testing.standins import write_inception_standin
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

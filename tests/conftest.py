@@ -26,6 +26,17 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: on a busy 2-core machine two made the steps of tiny
+    models ~100x slower (synchronisation cost). Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def images() -> torch.Tensor:
     """(4, 3, 64, 64) smooth random images in [-1, 1], fixed seed."""
     g = torch.Generator().manual_seed(0)
@@ -36,7 +47,7 @@ def images() -> torch.Tensor:
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A He-initialised stand-in for torch-fidelity's Inception-v3, under the real file name."""
-    from latentbench.metrics.features import write_inception_standin
+    from latentbench.testing.standins import write_inception_standin
 
     return write_inception_standin(tmp_path_factory.mktemp("inception"))
 

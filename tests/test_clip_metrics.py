@@ -20,8 +20,8 @@ from latentbench.metrics.clip import (
     clip_score,
     clip_t,
     to_pil,
-    write_clip_standin,
 )
+from latentbench.testing.standins import write_clip_standin
 
 
 @pytest.fixture(scope="module")

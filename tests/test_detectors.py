@@ -24,8 +24,8 @@ from latentbench.metrics.detectors import (
     Owlv2Detector,
     build_detector,
     mask_box,
-    write_detector_standin,
 )
+from latentbench.testing.standins import write_detector_standin
 
 CLASSES = ["cat", "dog", "bird"]
 # GenEval's prompts/object_names.txt (djghosh13/geneval), in its order: every class its

@@ -15,8 +15,8 @@ from latentbench.bench.eval_edit import EvalEditConfig, Skipped, read_edits, run
 from latentbench.bench.generation import load_config, train_generator
 from latentbench.data.shapes import write_dataset
 from latentbench.errors import UserError
-from latentbench.metrics.clip import write_clip_standin
-from latentbench.metrics.edit_natural import EDIT_JUDGES, write_dino_standin
+from latentbench.metrics.edit_natural import EDIT_JUDGES
+from latentbench.testing.standins import write_clip_standin, write_dino_standin
 
 TOY = {
     "data": "shapes-edits:24",

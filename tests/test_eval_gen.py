@@ -21,9 +21,9 @@ from latentbench.cli import app
 from latentbench.errors import UserError
 from latentbench.gen.sampling import SamplingOptions, load_generator
 from latentbench.geneval import GenevalRules, Skipped, evaluate_entry, read_entries, scan_folder
-from latentbench.metrics.clip import write_clip_standin
-from latentbench.metrics.detectors import ObjectDetection, write_detector_standin
+from latentbench.metrics.detectors import ObjectDetection
 from latentbench.metrics.geneval import NeuralJudge
+from latentbench.testing.standins import write_clip_standin, write_detector_standin
 
 # Lines in the official format of GenEval's prompts/evaluation_metadata.jsonl (one per task).
 OFFICIAL = [

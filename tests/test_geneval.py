@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -320,20 +318,7 @@ def test_layout_errors_are_user_errors(tmp_path: Path) -> None:
         run_eval_gen(SHAPES, images=tmp_path)
 
 
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    from latentbench.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["latentbench", *args])
-    try:
-        main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
-def test_cli_geneval_round_trip(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+def test_cli_geneval_round_trip(tmp_path: Path, cli, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "gt"
     args = (
         "data",
@@ -347,11 +332,10 @@ def test_cli_geneval_round_trip(
         "1",
         "-q",
     )
-    assert run_cli(monkeypatch, *args) == 0
-    assert run_cli(monkeypatch, *args) == 0  # its own earlier output is replaced
+    assert cli(*args) == 0
+    assert cli(*args) == 0  # its own earlier output is replaced
     assert (
-        run_cli(
-            monkeypatch,
+        cli(
             "eval-gen",
             "--suite",
             "geneval-shapes",
@@ -368,8 +352,7 @@ def test_cli_geneval_round_trip(
     assert saved["tasks"]["position"]["total"] == 2 and len(saved["per_image"]) == 12
     custom = tmp_path / "scores.json"
     assert (
-        run_cli(
-            monkeypatch,
+        cli(
             "eval-gen",
             "--suite",
             "geneval-shapes",
@@ -401,47 +384,9 @@ def test_cli_geneval_round_trip(
 def test_cli_eval_gen_errors_are_one_line(
     args: tuple[str, ...],
     message: str,
-    monkeypatch: pytest.MonkeyPatch,
+    cli,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    assert run_cli(monkeypatch, *args) == 2
+    assert cli(*args) == 2
     err = capsys.readouterr().err
     assert message in err and err.strip().count("\n") == 0
-
-
-# -- the layering of the GenEval / Shapes / metrics side (docs: issue #12) ----------------------
-PACKAGE = Path(__file__).resolve().parent.parent / "latentbench"
-
-
-def imports_of(path: Path) -> list[tuple[str, str]]:
-    """(module, name) of every ``latentbench`` import in a file, in functions too."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found += [(a.name, "") for a in node.names if a.name.startswith("latentbench")]
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("latentbench"):
-            found += [(node.module, a.name) for a in node.names]  # type: ignore[misc]
-    return found
-
-
-def test_geneval_and_data_import_nothing_above_them() -> None:
-    above_data = ("metrics", "train", "bench", "experiment", "cli", "latentbench")  # root: the API
-    above_geneval = ("data", "gen", "spaces", *above_data)
-    for folder, banned in (("geneval", above_geneval), ("data", above_data)):
-        for path in (PACKAGE / folder).rglob("*.py"):
-            for module, _ in imports_of(path):
-                top = module.split(".")[1] if "." in module else module
-                assert top not in banned, f"{path.relative_to(PACKAGE)} imports {module}"
-
-
-def test_features_and_pixel_do_not_import_each_other() -> None:
-    for name, other in (("features", "pixel"), ("pixel", "features")):
-        modules = {m for m, _ in imports_of(PACKAGE / "metrics" / f"{name}.py")}
-        assert f"latentbench.metrics.{other}" not in modules, name
-
-
-def test_no_module_imports_another_modules_private_name() -> None:
-    for path in PACKAGE.rglob("*.py"):
-        found = imports_of(path)
-        private = [f"{m}.{n}" for m, n in found if n.startswith("_") and not n.startswith("__")]
-        assert not private, f"{path.relative_to(PACKAGE)} imports {private}"

@@ -13,6 +13,8 @@ from latentbench.spaces import build_space, load_space
 from latentbench.train.loop import StepContext
 from latentbench.train.tokenizer import LossConfig, PerceptualKind, Recipe, TokenizerTask
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
+
 TINY = {
     "encoder": {
         "kind": "tiny-vit",
@@ -26,15 +28,6 @@ TINY = {
     "decoder_dim": 32,
     "decoder_depth": 1,
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine, two made these steps ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _batch(n=4):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import html
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,8 +17,8 @@ from PIL import Image
 
 from latentbench.errors import UserError
 from latentbench.report import write_report
+from latentbench.report.catalog import Direction, direction
 from latentbench.report.load import ImageRole, RunKind, load_runs
-from latentbench.report.tables import Direction, direction
 from latentbench.runs import RunDir, atomic_write_json
 
 EVIL_PROMPT = "a red circle <script>document.title='PWNED';window.__pwned=1;</script>"
@@ -49,9 +48,19 @@ def make_runs(root: Path) -> dict[str, Path]:
     atomic_write_json(recon.path / "manifest.json", info)
     recon.write_metrics(
         {
-            "pixel": {"psnr": 40.0, "ssim": 0.99, "lpips": 0.01, "rfid": 0.5, "num_images": 8},
+            "pixel": {
+                "psnr": 40.0,
+                "psnr/ci95_low": 39.5,
+                "psnr/ci95_high": 40.5,
+                "ssim": 0.99,
+                "lpips": 0.01,
+                "rfid": 0.5,
+                "num_images": 8,
+            },
             EVIL_SPACE: {
                 "psnr": 28.5,
+                "psnr/ci95_low": 28.0,
+                "psnr/ci95_high": 29.0,
                 "ssim": 0.81,
                 "lpips": 0.12,
                 "rfid": 4.25,
@@ -168,8 +177,8 @@ def test_writes_every_output(built) -> None:
         assert (out / name).is_file(), name
     figures = {p.name for p in (out / "figures").glob("*.png")}
     for name in (
-        "table_recon.png",
-        "table_train-gen.png",
+        "table_headline.png",
+        "geneval_tasks.png",
         "curve_fd_inception.png",
         "curve_geneval.png",
         "curve_geneval_tasks.png",
@@ -183,8 +192,6 @@ def test_writes_every_output(built) -> None:
         "plugin-bench__images_view.png",
         "toy__tail.png",
         "curve_tail.png",
-        "table_train-tokenizer.png",
-        "table_toy-manifold.png",
     ):
         assert name in figures, name
     assert "pixel__images_step_00000000.png" not in figures  # only the last sample grid
@@ -195,9 +202,20 @@ def test_metrics_csv_long_format(built) -> None:
     _, out = built
     with open(out / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["run", "kind", "space", "metric", "value", "variant"]
+    assert list(rows[0]) == [
+        "run",
+        "kind",
+        "space",
+        "metric",
+        "value",
+        "ci95_low",
+        "ci95_high",
+        "variant",
+    ]
     psnr = {r["space"]: r for r in rows if r["run"] == "recon" and r["metric"] == "psnr"}
     assert float(psnr["pixel"]["value"]) == 40.0
+    assert (psnr["pixel"]["ci95_low"], psnr["pixel"]["ci95_high"]) == ("39.5", "40.5")
+    assert not [r for r in rows if r["metric"].endswith("ci95_low")]  # bounds are not metrics
     assert float(psnr[EVIL_SPACE]["value"]) == 28.5
     assert psnr["pixel"]["variant"] == "name: psnr; data_range: 255"
     fd = [r for r in rows if r["metric"] == "fd_inception"]
@@ -243,23 +261,25 @@ def test_direction_table(metric: str, expected: Direction) -> None:
 
 def _cells(page: str) -> list[tuple[str, str, str]]:
     """(class attribute, href, text) of every linked table cell."""
-    pattern = r'<td( class="best")?><a href="([^"]+)" title="[^"]*">([^<]+)</a>'
+    pattern = r'<td data-column="[^"]*"( class="\w+")?><a href="([^"]+)" title="[^"]*">([^<]+)</a>'
     return re.findall(pattern, page)
 
 
-def test_best_values_marked_and_linked(built) -> None:
+def test_best_values_marked_only_beyond_intervals_and_linked(built) -> None:
     runs, out = built
     page = (out / "index.html").read_text()
-    best = {text for cls, _, text in _cells(page) if cls}
-    assert "40 \u2605" in best  # the higher PSNR
-    assert "0.01 \u2605" in best  # the lower LPIPS
-    assert "0.5 \u2605" in best  # the lower rFID
-    assert "28.5 \u2605" not in best
-    assert "psnr\u2191" in page and "lpips\u2193" in page
-    for _, link, _ in _cells(page):  # every number links to the file it came from
-        assert (out / unquote(html.unescape(link))).resolve().is_file(), link
+    best = {text for cls, _, text in _cells(page) if cls == ' class="best"'}
+    assert "40.00 \u00b1 0.50 \u2605" in best  # the higher PSNR, separated beyond the intervals
+    assert not [t for t in best if t.startswith(("0.01", "0.5"))]  # LPIPS, rFID: no interval
+    assert "PSNR (dB)\u2191" in page and "LPIPS\u2193" in page and "psnr\u2191" in page
+    for _, link, _ in _cells(page):  # every number links to a copy inside the report
+        target = (out / unquote(html.unescape(link))).resolve()
+        assert target.is_file() and out.resolve() in target.parents, link
     links = {unquote(html.unescape(link)) for _, link, _ in _cells(page)}
-    assert os.path.relpath(runs["recon"] / "metrics.json", out) in links
+    assert "sources/recon/metrics.json" in links
+    assert (out / "sources" / "recon" / "metrics.json").read_bytes() == (
+        runs["recon"] / "metrics.json"
+    ).read_bytes()
     assert "name: psnr; data_range: 255" in page  # the variant, in a title and a footnote
 
 

@@ -17,6 +17,8 @@ from latentbench.spaces import build_space, load_space
 from latentbench.train.loop import Callback, LoopConfig, StepContext, TrainLoop
 from latentbench.train.tokenizer import LossConfig, PerceptualKind, Recipe, TokenizerTask
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
+
 TINY = {
     "encoder": {
         "kind": "tiny-vit",
@@ -34,15 +36,6 @@ TINY = {
     "decoder_attention": False,
 }
 NO_PERCEPTUAL = {"perceptual": PerceptualKind.NONE, "gan_weight": 0.0}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine, two made these steps ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class Blobs(Dataset):

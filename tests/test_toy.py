@@ -9,6 +9,8 @@ import torch
 
 from latentbench.bench.toy_manifold import ToyConfig, embedding, ps_curve, run_toy_manifold
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
+
 FAST = ToyConfig(
     steps=150, eval_every=75, batch_size=128, num_samples=400, sample_steps=10, num_reference=5000
 )
@@ -19,15 +21,6 @@ def test_embedding_is_orthonormal_and_curve_is_on_strokes():
     torch.testing.assert_close(q.T @ q, torch.eye(2), atol=1e-6, rtol=0)
     pts = ps_curve(1000, torch.Generator().manual_seed(0))
     assert pts.shape == (1000, 2) and pts.abs().max() < 2.5
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The toy MLP is tiny: more threads only add synchronisation cost on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_tail_distance_is_higher_in_8d(tmp_path):

@@ -160,7 +160,8 @@ def train_gen_args(tmp_path: Path, out: Path, *extra: str) -> list[str]:
 
 # -- 1. no code from a folder someone else wrote --------------------------------------------------
 def _clip(folder: Path) -> Callable[[], object]:
-    from latentbench.metrics.clip import ClipModel, write_clip_standin
+    from latentbench.metrics.clip import ClipModel
+    from latentbench.testing.standins import write_clip_standin
 
     write_clip_standin(folder)
     return lambda: ClipModel(str(folder))
@@ -168,7 +169,8 @@ def _clip(folder: Path) -> Callable[[], object]:
 
 def _detector(kind: str) -> Callable[[Path], Callable[[], object]]:
     def make(folder: Path) -> Callable[[], object]:
-        from latentbench.metrics.detectors import build_detector, write_detector_standin
+        from latentbench.metrics.detectors import build_detector
+        from latentbench.testing.standins import write_detector_standin
 
         write_detector_standin(kind, folder, ["cat", "dog"])
         return lambda: build_detector(kind, str(folder))
@@ -177,7 +179,8 @@ def _detector(kind: str) -> Callable[[Path], Callable[[], object]]:
 
 
 def _dino(folder: Path) -> Callable[[], object]:
-    from latentbench.metrics.edit_natural import DinoModel, write_dino_standin
+    from latentbench.metrics.edit_natural import DinoModel
+    from latentbench.testing.standins import write_dino_standin
 
     write_dino_standin(folder)
     return lambda: DinoModel(str(folder))

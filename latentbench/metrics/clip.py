@@ -24,7 +24,6 @@ context (77 tokens for OpenAI CLIP) is truncated.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -222,68 +221,3 @@ class ColorClassifier:
         crops = [self.crop(image, b, m) for b, m in zip(boxes, masks)]
         logits = self.clip.image_embeds(crops) @ self.head(cls).T  # (N, K)
         return [self.colors[int(i)] for i in logits.argmax(1)]
-
-
-# -- offline stand-ins ----------------------------------------------------------------------------
-def standin_tokenizer(folder: str | Path) -> Any:
-    """A CLIP tokenizer with a byte-level character vocabulary and no merges (tests, demos).
-
-    Every lower-case text tokenizes to one token per character; saved under ``folder``.
-    """
-    import json
-
-    from transformers import CLIPTokenizer
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    chars = [chr(c) for c in printable] + [chr(256 + i) for i in range(256 - len(printable))]
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-
-
-def text_config(tokenizer: Any, max_len: int, width: int = 32) -> dict[str, Any]:
-    """A tiny CLIP text-tower config for ``tokenizer``."""
-    return {
-        "vocab_size": len(tokenizer),
-        "hidden_size": width,
-        "intermediate_size": 2 * width,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "max_position_embeddings": max_len,
-        "eos_token_id": tokenizer.eos_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-
-
-def write_clip_standin(folder: str | Path, seed: int = 0) -> Path:
-    """Save a tiny randomly initialised ``CLIPModel`` + processor to ``folder`` (offline tests
-    and demos: the code path of the real model, meaningless values). Returns ``folder``."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-    folder = Path(folder)
-    torch.manual_seed(seed)
-    tok = standin_tokenizer(folder / "_tokenizer")
-    cfg = CLIPConfig(
-        text_config=text_config(tok, 77),
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        projection_dim=16,
-    )
-    CLIPModel(cfg).save_pretrained(folder)
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    )
-    CLIPProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(folder)
-    return folder

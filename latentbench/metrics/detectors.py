@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -248,80 +247,3 @@ def build_detector(
     if kind is DetectorKind.MASK2FORMER:
         return Mask2FormerDetector(model, device=device)
     return Owlv2Detector(model, device=device)
-
-
-def write_detector_standin(
-    kind: DetectorKind | str, folder: str | Path, classes: Sequence[str], seed: int = 0
-) -> Path:
-    """Save a tiny randomly initialised detector of ``kind`` (+ processor) to ``folder``.
-
-    For offline tests and demos: the architecture and code path of the real model, meaningless
-    detections. Mask2Former gets ``classes`` as its ``id2label``; OWLv2 is open-vocabulary.
-    """
-    from latentbench.metrics.clip import standin_tokenizer, text_config
-
-    kind = parse_choice(DetectorKind, kind, "detector") if isinstance(kind, str) else kind
-    folder = Path(folder)
-    torch.manual_seed(seed)
-    if kind is DetectorKind.MASK2FORMER:
-        from transformers import (
-            Mask2FormerConfig,
-            Mask2FormerForUniversalSegmentation,
-            Mask2FormerImageProcessor,
-            SwinConfig,
-        )
-
-        swin = SwinConfig(
-            image_size=64,
-            embed_dim=16,
-            depths=[1, 1, 1, 1],
-            num_heads=[1, 1, 1, 1],
-            window_size=4,
-            out_features=["stage1", "stage2", "stage3", "stage4"],
-        )
-        cfg = Mask2FormerConfig(
-            backbone_config=swin,
-            feature_size=32,
-            mask_feature_size=32,
-            hidden_dim=32,
-            encoder_feedforward_dim=64,
-            dim_feedforward=64,
-            encoder_layers=1,
-            decoder_layers=2,
-            num_attention_heads=2,
-            num_queries=10,
-            id2label=dict(enumerate(classes)),
-            label2id={c: i for i, c in enumerate(classes)},
-            use_pretrained_backbone=False,
-        )
-        Mask2FormerForUniversalSegmentation(cfg).save_pretrained(folder)
-        Mask2FormerImageProcessor(
-            size={"shortest_edge": 64, "longest_edge": 64}, size_divisor=32
-        ).save_pretrained(folder)
-        return folder
-    from transformers import (
-        Owlv2Config,
-        Owlv2ForObjectDetection,
-        Owlv2ImageProcessor,
-        Owlv2Processor,
-    )
-
-    tok = standin_tokenizer(folder / "_tokenizer")
-    cfg = Owlv2Config(
-        text_config=text_config(tok, 16),
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 64,
-            "patch_size": 16,
-        },
-        projection_dim=32,
-    )
-    Owlv2ForObjectDetection(cfg).save_pretrained(folder)
-    processor = Owlv2Processor(
-        image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tok
-    )
-    processor.save_pretrained(folder)
-    return folder

@@ -263,22 +263,3 @@ def load_mask(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> 
 
     with open_image(Path(path), max_pixels) as im:
         return np.asarray(im.convert("L")) > 127
-
-
-def write_dino_standin(folder: str | Path, seed: int = 0) -> Path:
-    """Save a tiny randomly initialised ViT (the DINO architecture) + processor to ``folder``."""
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    folder = Path(folder)
-    torch.manual_seed(seed)
-    cfg = ViTConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
-    ViTModel(cfg, add_pooling_layer=False).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder

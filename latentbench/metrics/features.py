@@ -167,34 +167,6 @@ class InceptionExtractor(FeatureExtractor):
         return self.model(images)[0]  # (B, 2048) float32
 
 
-def write_inception_standin(folder: str | Path, seed: int = 0) -> Path:
-    """Save a randomly initialised Inception-v3 under the real file name; return its path.
-
-    For offline tests and speed benchmarks only: the architecture is torch-fidelity's own, the
-    convolutions are He-initialised (with the default initialisation the pool3 features are
-    nearly constant and FID collapses to 0). Its sha256 is not the official one, so every
-    result computed with it says ``"official": false`` in its variant.
-    """
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    class Architecture(FeatureExtractorInceptionV3):  # builds the layers, skips loading weights
-        def load_state_dict(self, state_dict, strict=True, assign=False):
-            return None
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save({}, folder / "empty.pth")
-    model = Architecture("inception-v3-compat", ["2048"], str(folder / "empty.pth"))
-    (folder / "empty.pth").unlink()
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, generator=g)
-    path = folder / INCEPTION_FILE
-    torch.save(model.state_dict(), path)
-    return path
-
-
 def _fuse_conv_bn(model: nn.Module) -> None:
     """Fold the BatchNorm of every conv -> bn -> relu block into the conv (eval-mode maths)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval

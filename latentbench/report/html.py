@@ -1,9 +1,9 @@
 """The self-contained ``index.html``: inline CSS, images as base64 data URIs, no script.
 
 Every piece of user text (run and space names, prompts, paths, notes, variants) goes through
-:func:`e` (``html.escape``); a prompt holding ``<script>`` is shown as text. Every number is a
-link to the file it was read from, relative to the report folder, with its metric variant in
-the link's ``title`` and as a numbered footnote under the table.
+:func:`e` (``html.escape``); a prompt holding ``<script>`` is shown as text. A number links to
+the copy of the file it was read from (``sources/``, inside the report folder), with its
+interval and metric variant in the link's ``title`` and the variant as a numbered footnote.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from latentbench.report.load import PromptResult, Run, items, obj
-from latentbench.report.tables import BEST_MARK, Direction, Table, fmt, href
+from latentbench.report.jsonfields import items, obj
+from latentbench.report.load import PromptResult, Run
+from latentbench.report.significance import BEST_MARK, Mark, interval_text
+from latentbench.report.sources import Sources
+from latentbench.report.tables import Cell, Column, Table
 
 if TYPE_CHECKING:
     from latentbench.report import Report, Section
@@ -30,6 +33,8 @@ h1 { font-size: 1.7rem; margin-bottom: .2rem; }
 h2 { font-size: 1.3rem; margin-top: 2.4rem; border-bottom: 1px solid #d8d8e0; }
 h3 { font-size: 1.05rem; }
 .meta, .note, .caption { color: #5b5b6b; font-size: .9rem; }
+.warning { background: #fff4e5; border-left: 4px solid #e8590c; padding: .4rem .8rem;
+  margin: .5rem 0; font-size: .9rem; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: .6rem 0; font-size: .88rem; background: #fff; }
 th, td { border: 1px solid #d8d8e0; padding: .3rem .55rem; text-align: right;
@@ -38,13 +43,16 @@ th { background: #eeeef5; }
 td.text, th.text { text-align: left; white-space: normal; max-width: 28rem; }
 td a { color: inherit; text-decoration: none; border-bottom: 1px dotted #99a; }
 td.best { background: #e3f4e3; font-weight: 600; }
+td.tie { background: #f4f4e3; }
+tr.verdict td { font-size: .78rem; color: #5b5b6b; white-space: normal; text-align: left; }
+table.headline { font-size: .95rem; }
 sup { color: #66a; }
 ol.notes { font-size: .8rem; color: #5b5b6b; }
 .figs { display: flex; flex-wrap: wrap; gap: 0 1.5rem; align-items: flex-start; }
 figure { margin: 1rem 0 1.2rem; flex: 0 1 560px; }
+figure.wide { flex: 1 1 100%; }
 figure.grid { flex: 0 1 auto; }
-figure img { max-width: 100%; border: 1px solid #d8d8e0; background: #fff;
-  image-rendering: auto; }
+figure img { max-width: 100%; border: 1px solid #d8d8e0; background: #fff; }
 figure.grid img { image-rendering: pixelated; min-width: 320px; }
 .ok { color: #1a7f37; } .fail { color: #b42318; }
 """
@@ -59,39 +67,70 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def table_html(table: Table, out: Path) -> str:
-    head = ['<th class="text">run</th>', '<th class="text">space</th>']
+def warnings_html(lines: Sequence[str]) -> str:
+    return "".join(f'<p class="warning">\u26a0 {e(w)}</p>' for w in lines)
+
+
+def _head(table: Table) -> str:
+    head = ['<th class="text">run</th>'] if table.show_run else []
+    head.append('<th class="text">space</th>')
     for c in table.columns:
-        d = table.direction(c)
-        tip = f"{d.value} is better" if d is not Direction.NONE else "no direction"
-        note = table.column_note(c)
-        sup = f"<sup>[{note}]</sup>" if note else ""
-        head.append(f'<th title="{e(tip)}">{e(c)}{e(d.arrow)}{sup}</th>')
+        tip = f"{c.direction.value} is better" if c.direction.arrow else "no direction"
+        sup = f"<sup>[{c.note}]</sup>" if c.note else ""
+        head.append(
+            f'<th data-column="{e(c.key)}" title="{e(tip)}">{e(c.label)}{e(c.direction.arrow)}'
+            f"{sup}</th>"
+        )
+    return "".join(head)
+
+
+def cell_html(table: Table, column: Column, cell: Cell | None, sources: Sources) -> str:
+    if cell is None:
+        return f'<td data-column="{e(column.key)}"></td>'
+    s = cell.scalar
+    best = cell.mark is Mark.BEST
+    text = cell.text + (f" {BEST_MARK}" if best else "")
+    note = table.cell_note(column, cell)
+    sup = f"<sup>[{note}]</sup>" if note else ""
+    title = f"{s.metric} from {s.run}; {interval_text(s.interval)}"
+    if s.seeds:
+        title += f"; {len(s.seeds)} seeds: " + ", ".join(f"{v:.4g}" for v in s.seeds)
+    title += f"; variant: {s.variant}" if s.variant else ""
+    link = sources.href(s.source)
+    body = f'<a href="{e(link)}" title="{e(title)}">{e(text)}</a>' if link else e(text)
+    cls = f' class="{cell.mark.value}"' if cell.mark is not Mark.NONE else ""
+    span = "" if link else f' title="{e(title)}"'
+    return f'<td data-column="{e(column.key)}"{cls}{span}>{body}{sup}</td>'
+
+
+def table_html(table: Table, sources: Sources, level: int = 2) -> str:
     body = []
-    for run, space, cells in table.rows:
-        tds = [f'<td class="text">{e(run)}</td>', f'<td class="text">{e(space)}</td>']
-        for c in table.columns:
-            s = cells.get(c)
-            if s is None:
-                tds.append("<td></td>")
-                continue
-            best = table.is_best(s)
-            text = fmt(s.value) + (f" {BEST_MARK}" if best else "")
-            note = table.cell_note(s)
-            sup = f"<sup>[{note}]</sup>" if note else ""
-            title = f"{s.metric} from {s.run}" + (f"; variant: {s.variant}" if s.variant else "")
-            cls = ' class="best"' if best else ""
-            link = f'<a href="{e(href(s.source, out))}" title="{e(title)}">{e(text)}</a>'
-            tds.append(f"<td{cls}>{link}{sup}</td>")
+    for row in table.rows:
+        tds = [f'<td class="text">{e(row.run)}</td>'] if table.show_run else []
+        tds.append(f'<td class="text">{e(row.space)}</td>')
+        tds += [cell_html(table, c, row.cells.get(c.key), sources) for c in table.columns]
         body.append("<tr>" + "".join(tds) + "</tr>")
+    lead = 2 if table.show_run else 1
+    verdicts = "".join(f"<td>{e(c.verdict)}</td>" for c in table.columns)
+    foot = (
+        f'<tfoot><tr class="verdict"><td colspan="{lead}" class="text">difference</td>'
+        f"{verdicts}</tr></tfoot>"
+        if any(c.verdict for c in table.columns)
+        else ""
+    )
     notes = "".join(f'<li value="{n}">{e(v)}</li>' for v, n in table.notes.items())
     legend = (
-        f'<p class="note">{BEST_MARK} best in its column; \u2191 higher is better, '
-        "\u2193 lower is better. Each number links to the file it was read from.</p>"
+        f'<p class="note">{BEST_MARK} best beyond the 95% intervals (none when the best is not '
+        "separated from the runner-up); \u2191 higher is better, \u2193 lower is better. "
+        "Each number links to a copy of the file it was read from.</p>"
     )
     return (
-        f'<div class="scroll"><table><thead><tr>{"".join(head)}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>{legend}"
+        f'<h{level} id="{e(table.key)}">{e(table.title)}</h{level}>'
+        + (f'<p class="note">{e(table.intro)}</p>' if table.intro else "")
+        + warnings_html(table.warnings)
+        + f'<div class="scroll"><table class="metrics {e(table.key)}" data-table="{e(table.key)}">'
+        f"<thead><tr>{_head(table)}</tr></thead><tbody>{''.join(body)}</tbody>{foot}</table></div>"
+        + legend
         + (f'<ol class="notes">{notes}</ol>' if notes else "")
     )
 
@@ -100,7 +139,8 @@ def section_html(section: Section, root: Path) -> str:
     parts = [f"<h2>{e(section.title)}</h2>"]
     if section.intro:
         parts.append(f'<p class="note">{e(section.intro)}</p>')
-    cls = ' class="grid"' if section.pixel_art else ""
+    parts += [f'<p class="note">{e(line)}</p>' for line in section.lines]
+    cls = ' class="grid"' if section.pixel_art else (' class="wide"' if section.wide else "")
     parts.append('<div class="figs">')
     for ref in section.figures:
         parts.append(
@@ -135,31 +175,29 @@ def prompts_html(prompts: Sequence[PromptResult]) -> str:
     )
 
 
-def runs_html(runs: Sequence[Run], out: Path) -> str:
+def _device(manifest: dict) -> str:
+    device = obj(manifest.get("device"))
+    gpus = ", ".join(map(str, items(device.get("gpus")))) or ("cpu" if device else None)
+    return ", ".join(str(x) for x in (device.get("platform"), gpus) if x)
+
+
+def runs_html(runs: Sequence[Run], sources: Sources) -> str:
     rows = []
     for r in runs:
         m = r.manifest
-        device = obj(m.get("device"))
-        where = ", ".join(
-            str(x)
-            for x in (
-                device.get("platform"),
-                ", ".join(map(str, items(device.get("gpus")))) or ("cpu" if device else None),
-            )
-            if x
-        )
-        notes = "; ".join(r.notes)
+        link = sources.run_href(r)
+        name = f'<a href="{e(link)}">{e(r.name)}</a>' if link else e(r.name)
+        seeds = ", ".join(map(str, r.seed_dirs)) or str(m.get("seed", ""))
         rows.append(
-            "<tr>"
-            f'<td class="text"><a href="{e(href(r.path, out))}">{e(r.name)}</a></td>'
-            f'<td class="text">{e(r.command)}</td><td class="text">{e(m.get("git") or "")}</td>'
-            f'<td>{e(m.get("seed", ""))}</td><td class="text">{e(m.get("time") or "")}</td>'
-            f'<td class="text">{e(where)}</td><td class="text">{e(notes)}</td></tr>'
+            f'<tr><td class="text">{name}</td><td class="text">{e(r.command)}</td>'
+            f'<td class="text">{e(r.git or "unknown")}</td><td>{e(seeds)}</td>'
+            f'<td class="text">{e(m.get("time") or "")}</td><td class="text">{e(_device(m))}</td>'
+            f'<td class="text">{e("; ".join(r.notes))}</td></tr>'
         )
     return (
         "<h2>Runs</h2>"
         '<div class="scroll"><table><thead><tr><th class="text">run</th><th class="text">'
-        'command</th><th class="text">git</th><th>seed</th><th class="text">time</th>'
+        'command</th><th class="text">git commit</th><th>seed(s)</th><th class="text">time</th>'
         '<th class="text">device</th><th class="text">notes</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
@@ -170,18 +208,21 @@ def render_html(report: Report, root: Path) -> str:
     parts = [
         f"<h1>{e(report.title)}</h1>",
         f'<p class="meta">{len(report.runs)} run(s); generated {e(report.created)} by '
-        f"latentbench {e(report.version)}. Numbers are read from the run folders, never "
-        "recomputed; metrics.csv and curves.csv hold all of them.</p>",
+        f"latentbench {e(report.version)}. {e(report.commit)} Numbers are read from the run "
+        "folders, never recomputed; metrics.csv and curves.csv hold all of them.</p>",
     ]
-    for table in report.tables:
-        parts.append(f"<h2>{e(table.title)}</h2>")
-        parts.append(table_html(table, report.out))
+    if report.headline is not None:
+        parts.append(table_html(report.headline, report.sources))
     for section in report.sections:
         parts.append(section_html(section, root))
+    if report.tables:
+        parts.append("<h2>Details</h2>")
+    for table in report.tables:
+        parts.append(table_html(table, report.sources, level=3))
     prompts = [p for r in report.runs for p in r.prompts]
     if prompts:
         parts.append(prompts_html(prompts))
-    parts.append(runs_html(report.runs, report.out))
+    parts.append(runs_html(report.runs, report.sources))
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

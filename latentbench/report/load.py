@@ -16,29 +16,51 @@ of the wrong type is read as absent.
 Metric variants: a curve point's variant is its extra keys in ``metrics.jsonl`` (e.g.
 ``extractor``, ``num_samples``); a final scalar takes ``manifest["metric_variants"][name]`` when
 the run records one (recon), else the variant of the last curve point of the same name.
+
+Uncertainty: a metric ``<m>`` carries the interval of ``<m>/ci95_low`` / ``<m>/ci95_high`` (and
+``<m>/std``, ``<m>/values`` of a seed aggregate) when the file holds them; a curve row carries
+``ci95_low`` / ``ci95_high`` as extra keys or as rows named ``<m>/ci95_low``, and ``seconds``
+(wall-clock since the start). A seed group is a folder ``<space>/`` with run folders
+``seed_<k>/`` and an aggregate ``metrics.json`` beside them: one run, whose numbers come from
+the aggregate and whose curves are the per-seed curves (``Point.seed``).
 """
 
 from __future__ import annotations
 
 import enum
 import json
-import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from latentbench.errors import UserError
+from latentbench.report.jsonfields import (
+    Measured,
+    flatten,
+    format_variant,
+    items,
+    measured,
+    number,
+    obj,
+    per_space,
+    read_json,
+    read_jsonl,
+    space_label,
+)
+from latentbench.stats import Interval, t_interval
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 CURVES = "metrics.jsonl"
 GENEVAL_RESULTS = "results.json"
 MAX_GENERIC_IMAGES = 24  # a run with --save-images holds thousands; the report shows a few
-SKIP_KEYS = ("config",)  # metrics.json sections that are settings, not results
 BOOKKEEPING = ("train/lr", "train/grad_norm")  # curves that are not results
-VECTOR_KEYS = ("channel_mean", "channel_std", "channel_absmax", "channel_kurtosis")
+SEED_DIR = re.compile(r"^seed_(\d+)$")
+# a run's training wall-clock in metrics.json, the first found
+WALL_CLOCK = ("train_seconds", "wall_seconds", "wall_clock_s", "seconds")
+CURVE_BOUNDS = ("ci95_low", "ci95_high")
 
 
 class RunKind(str, enum.Enum):
@@ -75,6 +97,9 @@ class Scalar:
     value: float
     variant: str
     source: Path  # the file the number was read from
+    interval: Interval | None = None  # None: the run recorded none
+    std: float | None = None  # over seeds (a seed aggregate)
+    seeds: tuple[float, ...] = ()  # per-seed values (a seed aggregate)
 
 
 @dataclass(frozen=True)
@@ -86,6 +111,10 @@ class Point:
     value: float
     variant: str
     source: Path
+    low: float | None = None  # the interval recorded with the point, if any
+    high: float | None = None
+    seconds: float | None = None  # wall-clock since the start of the run
+    seed: int | None = None  # which seed of a seed group
 
 
 @dataclass(frozen=True)
@@ -95,6 +124,7 @@ class ImageRef:
     path: Path
     role: ImageRole
     caption: str
+    rows: tuple[str, ...] = ()  # a grid's row names, top to bottom (recon: originals, spaces)
 
 
 @dataclass(frozen=True)
@@ -121,13 +151,14 @@ class Run:
     prompts: list[PromptResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # files not read, with the reason
+    seed_dirs: dict[int, Path] = field(default_factory=dict)  # seed -> run folder (seed group)
 
     def readable(self, path: Path) -> bool:
         """Whether ``path`` is a regular file inside the run folder, links resolved. One that
         exists but is not (a link out of the folder, a device, a folder) goes to ``skipped``."""
         if not path.exists() and not path.is_symlink():
             return False
-        reason = _outside(path, self.path)
+        reason = outside(path, self.path)
         if reason:
             self.skipped.append(f"{path.relative_to(self.path).as_posix()} ({reason})")
         return not reason
@@ -141,38 +172,20 @@ class Run:
         """The comparison table a run belongs to: its kind, or its command when generic."""
         return self.kind.value if self.kind is not RunKind.GENERIC else self.command
 
+    @property
+    def files_root(self) -> Path:
+        """Where the run's images are: the first seed's folder of a seed group, else the run."""
+        return next(iter(self.seed_dirs.values()), self.path)
+
+    @property
+    def git(self) -> str:
+        """The commit the run was made from ('+dirty': uncommitted changes), '' if unknown."""
+        value = self.manifest.get("git")
+        return value if isinstance(value, str) else ""
+
 
 # -- small helpers ------------------------------------------------------------------------------
-def format_variant(variant: object) -> str:
-    """A metric variant (dict, list or string) as one line: ``key: value; key: value``."""
-    if variant is None or variant == {}:
-        return ""
-    if isinstance(variant, dict):
-        return "; ".join(f"{k}: {format_variant(v)}" for k, v in variant.items())
-    if isinstance(variant, (list, tuple)):
-        return ", ".join(format_variant(v) for v in variant)
-    return str(variant)
-
-
-def _number(value: object) -> float | None:
-    """A finite float from a JSON scalar (bools and strings are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def obj(value: object) -> dict[str, Any]:
-    """A JSON object field, or {} when the file holds something else there."""
-    return value if isinstance(value, dict) else {}
-
-
-def items(value: object) -> list[Any]:
-    """A JSON array field, or [] when the file holds something else there."""
-    return value if isinstance(value, list) else []
-
-
-def _outside(path: Path, root: Path) -> str:
+def outside(path: Path, root: Path) -> str:
     """'' when ``path`` is a regular file inside ``root`` once links are resolved, else why not."""
     real = path.resolve()
     if real != root.resolve() and root.resolve() not in real.parents:
@@ -180,70 +193,29 @@ def _outside(path: Path, root: Path) -> str:
     return "" if real.is_file() else "not a regular file"
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: unreadable JSON ({e})") from None
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
-def flatten(metrics: dict[str, Any], prefix: str = "") -> tuple[dict[str, float], dict[str, list]]:
-    """Nested metrics -> ({'a/b': scalar}, {'a/channel_std': [floats]}); other values dropped."""
-    scalars: dict[str, float] = {}
-    vectors: dict[str, list] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            if key in SKIP_KEYS and not prefix:
-                continue
-            s, v = flatten(value, f"{name}/")
-            scalars.update(s)
-            vectors.update(v)
-        elif isinstance(value, list):
-            numeric = all(_number(x) is not None for x in value)
-            if numeric and name.rsplit("/", 1)[-1] in VECTOR_KEYS:
-                vectors[name] = [float(x) for x in value]
-        elif (number := _number(value)) is not None:
-            scalars[name] = number
-    return scalars, vectors
-
-
-def per_space(metrics: dict[str, Any], spaces: Sequence[str], default: str) -> dict[str, dict]:
-    """``metrics.json`` -> {space: metrics}: a dict of dicts is one entry per space; a flat one
-    belongs to the run's only space (or ``default``)."""
-    nested = bool(metrics) and all(isinstance(v, dict) for v in metrics.values())
-    if nested and (not spaces or set(metrics) <= set(spaces)):
-        return metrics
-    return {spaces[0] if len(spaces) == 1 else default: metrics}
-
-
-def space_label(name: object) -> str:
-    """A space's label as the runners write it: a folder path's last component."""
-    text = str(name)
-    return Path(text).name if "/" in text or "\\" in text else text
-
-
 # -- reading one run ----------------------------------------------------------------------------
 def is_run_dir(path: Path) -> bool:
-    return (path / MANIFEST).is_file() or _is_geneval_results(path / GENEVAL_RESULTS)
+    return (
+        (path / MANIFEST).is_file()
+        or _is_geneval_results(path / GENEVAL_RESULTS)
+        or bool(seed_dirs(path))
+    )
+
+
+def seed_dirs(path: Path) -> dict[int, Path]:
+    """The ``seed_<k>/`` run folders of a seed group, by seed (empty for any other folder)."""
+    if not path.is_dir():
+        return {}
+    found = {}
+    for child in path.iterdir():
+        m = SEED_DIR.match(child.name)
+        if m and child.is_dir() and not outside(child / MANIFEST, path):
+            found[int(m.group(1))] = child
+    return dict(sorted(found.items()))
 
 
 def _is_geneval_results(path: Path) -> bool:
-    if not path.is_file() or _outside(path, path.parent):
+    if not path.is_file() or outside(path, path.parent):
         return False
     try:
         data = json.loads(path.read_text())
@@ -298,44 +270,88 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
 def load_run(path: str | Path, name: str | None = None) -> Run:
     path = Path(path)
     name = name or path.name
-    if not (path / MANIFEST).is_file():
+    seeds = seed_dirs(path)
+    own = path / MANIFEST
+    if not own.is_file() and not seeds:
         if _is_geneval_results(path / GENEVAL_RESULTS):
-            if reason := _outside(path / GENEVAL_RESULTS, path):
+            if reason := outside(path / GENEVAL_RESULTS, path):
                 raise UserError(f"{path / GENEVAL_RESULTS}: {reason}; not read")
             run = Run(name, path, RunKind.GENEVAL, {"command": RunKind.GENEVAL.value})
             _read_geneval(run, path / GENEVAL_RESULTS, space=name)
             return run
         raise UserError(f"{path} is not a run folder (no {MANIFEST})")
-    if reason := _outside(path / MANIFEST, path):
-        raise UserError(f"{path / MANIFEST}: {reason}; not read")
-    manifest = _read_json(path / MANIFEST)
+    source = own if own.is_file() else next(iter(seeds.values())) / MANIFEST
+    if reason := outside(source, path):
+        raise UserError(f"{source}: {reason}; not read")
+    manifest = read_json(source)
     if not isinstance(manifest, dict):
-        raise UserError(f"{path / MANIFEST}: not a manifest (a JSON object)")
-    run = Run(name, path, RunKind.of(manifest.get("command")), manifest)
+        raise UserError(f"{source}: not a manifest (a JSON object)")
+    run = Run(name, path, RunKind.of(manifest.get("command")), manifest, seed_dirs=seeds)
     READERS.get(run.kind, _read_generic)(run)
     if not (path / METRICS).is_file():
         _scalars_from_curves(run)
     if _is_geneval_results(path / GENEVAL_RESULTS) and run.readable(path / GENEVAL_RESULTS):
         spaces = {s.space for s in run.scalars} or {name}
         _read_geneval(run, path / GENEVAL_RESULTS, space=sorted(spaces)[0])
+    if seeds:
+        run.notes.append(f"{len(seeds)} seed(s): " + ", ".join(map(str, seeds)))
     if run.skipped:
         shown = ", ".join(run.skipped[:5]) + (", ..." if len(run.skipped) > 5 else "")
         run.notes.append(f"{len(run.skipped)} file(s) not read: {shown}")
     return run
 
 
+def _curve_files(run: Run) -> list[tuple[int | None, Path]]:
+    """(seed, metrics.jsonl): each seed's of a seed group, else the run's own."""
+    if run.seed_dirs:
+        return [(seed, folder / CURVES) for seed, folder in run.seed_dirs.items()]
+    return [(None, run.path / CURVES)]
+
+
+def _bound_rows(rows: list[dict[str, Any]]) -> dict[tuple[int, str], dict[str, float]]:
+    """Rows named ``<m>/ci95_low`` / ``<m>/ci95_high``: {(step, m): {"ci95_low": v, ...}}."""
+    out: dict[tuple[int, str], dict[str, float]] = {}
+    for row in rows:
+        base, _, suffix = str(row.get("name", "")).rpartition("/")
+        value, step = number(row.get("value")), row.get("step")
+        if base and suffix in CURVE_BOUNDS and value is not None and isinstance(step, int):
+            out.setdefault((step, base), {})[suffix] = value
+    return out
+
+
 def _curve_points(run: Run, space_of=None) -> None:
-    """metrics.jsonl -> Points; extra keys of a row are its variant."""
-    source = run.path / CURVES
-    for row in _read_jsonl(source) if run.readable(source) else []:
-        value, metric = _number(row.get("value")), row.get("name")
-        if value is None or not isinstance(metric, str) or not isinstance(row.get("step"), int):
-            continue
-        extra = {k: v for k, v in row.items() if k not in ("step", "name", "value")}
-        space, metric = space_of(metric) if space_of else (run.name, metric)
-        run.curves.append(
-            Point(run.name, space, metric, row["step"], value, format_variant(extra), source)
-        )
+    """metrics.jsonl -> Points; extra keys of a row (but its bounds and seconds) are its
+    variant."""
+    skip = ("step", "name", "value", "seconds", *CURVE_BOUNDS)
+    for seed, source in _curve_files(run):
+        rows = read_jsonl(source) if run.readable(source) else []
+        bounds = _bound_rows(rows)
+        for row in rows:
+            value, metric, step = number(row.get("value")), row.get("name"), row.get("step")
+            if value is None or not isinstance(metric, str) or type(step) is not int:
+                continue
+            if metric.rpartition("/")[2] in CURVE_BOUNDS:
+                continue
+            got = bounds.get((step, metric), {})
+            got.update({k: v for k in CURVE_BOUNDS if (v := number(row.get(k))) is not None})
+            variant = format_variant({k: v for k, v in row.items() if k not in skip})
+            space, metric = space_of(metric) if space_of else (run.name, metric)
+            low, high, seconds = got.get("ci95_low"), got.get("ci95_high"), row.get("seconds")
+            run.curves.append(
+                Point(
+                    run.name,
+                    space,
+                    metric,
+                    step,
+                    value,
+                    variant,
+                    source,
+                    low,
+                    high,
+                    number(seconds),
+                    seed,
+                )
+            )
 
 
 def _scalars_from_curves(run: Run) -> None:
@@ -353,28 +369,51 @@ def _last_variants(run: Run) -> dict[tuple[str, str], str]:
     return {(p.space, p.metric): p.variant for p in run.curves}
 
 
+def _scalar(run: Run, space: str, metric: str, m: Measured, variant: str, source: Path) -> Scalar:
+    return Scalar(run.name, space, metric, m.value, variant, source, m.interval, m.std, m.seeds)
+
+
 def _add_metrics(
     run: Run,
     metrics: dict[str, Any],
     spaces: Sequence[str],
     variants: dict[str, Any] | None = None,
 ) -> None:
-    """Scalars (and channel vectors) of a metrics.json, one space or a dict per space."""
+    """Scalars (with their intervals) and channel vectors of a metrics.json, one space or a
+    dict per space."""
     source = run.path / METRICS
     from_curves = _last_variants(run)
     for space, values in per_space(metrics, spaces, run.name).items():
         if not isinstance(values, dict):
             continue
-        scalars, vectors = flatten(values)
-        for metric, value in scalars.items():
+        for metric, m in measured(values).items():
             variant = (
                 format_variant((variants or {}).get(metric))
                 if variants and metric in variants
                 else from_curves.get((space, metric), "")
             )
-            run.scalars.append(Scalar(run.name, space, metric, value, variant, source))
-        for key, vec in vectors.items():
+            run.scalars.append(_scalar(run, space, metric, m, variant, source))
+        for key, vec in flatten(values)[1].items():
             run.vectors[(space, key)] = vec
+
+
+def _wall_clock(run: Run, space: str) -> None:
+    """A run's training wall-clock when metrics.json holds none: the last ``seconds`` of its
+    curves (the mean over seeds, with a t interval, for a seed group)."""
+    if any(s.metric in WALL_CLOCK for s in run.scalars):
+        return
+    last: dict[int | None, Point] = {}
+    for p in run.curves:
+        if p.seconds is not None and p.step >= last.get(p.seed, p).step:
+            last[p.seed] = p
+    if not last:
+        return
+    values = [p.seconds for p in last.values() if p.seconds is not None]
+    iv = t_interval(values) if len(values) > 1 else None
+    source = next(iter(last.values())).source
+    variant = f"last logged seconds ({len(values)} seed(s))" if run.seed_dirs else "last logged"
+    m = Measured(iv.value if iv else values[0], iv, None, tuple(values) if iv else ())
+    run.scalars.append(_scalar(run, space, WALL_CLOCK[0], m, variant, source))
 
 
 def _pngs(folder: Path, limit: int) -> list[Path]:
@@ -386,7 +425,8 @@ def _pngs(folder: Path, limit: int) -> list[Path]:
 
 def _generic_images(run: Run, space: str, skip: Iterable[Path] = ()) -> None:
     skip = set(skip)
-    found = sorted(run.path.glob("*.png")) + _pngs(run.path / "images", MAX_GENERIC_IMAGES)
+    root = run.files_root
+    found = sorted(root.glob("*.png")) + _pngs(root / "images", MAX_GENERIC_IMAGES)
     for p in found[:MAX_GENERIC_IMAGES]:
         if p in skip or not run.readable(p):
             continue
@@ -399,11 +439,12 @@ def _generic_images(run: Run, space: str, skip: Iterable[Path] = ()) -> None:
 def _read_recon(run: Run) -> None:
     spaces = [str(s) for s in obj(run.manifest.get("spaces"))]
     _add_metrics(run, _read_metrics(run), spaces, obj(run.manifest.get("metric_variants")))
-    grid = run.path / "images" / "grid.png"
+    grid = run.files_root / "images" / "grid.png"
     if run.readable(grid):
         shown = spaces or sorted({s.space for s in run.scalars})
         caption = f"{run.name}: rows are the originals, then " + ", ".join(shown)
-        run.images.append(ImageRef(run.name, "", grid, ImageRole.RECON, caption))
+        rows = ("original", *shown)
+        run.images.append(ImageRef(run.name, "", grid, ImageRole.RECON, caption, rows))
     run.notes += [str(n) for n in items(run.manifest.get("skipped_spaces"))]
     skipped = items(run.manifest.get("skipped_files"))
     if skipped:
@@ -426,11 +467,11 @@ def _read_train_gen(run: Run) -> None:
     _add_metrics(run, {k: v for k, v in metrics.items() if k != "fd_extractor"}, [space])
     for i, s in enumerate(run.scalars):
         if s.metric in variants and not s.variant:
-            run.scalars[i] = Scalar(
-                s.run, s.space, s.metric, s.value, format_variant(variants[s.metric]), s.source
-            )
+            run.scalars[i] = replace(s, variant=format_variant(variants[s.metric]))
+    _wall_clock(run, space)
     task = str(obj(obj(run.manifest.get("config")).get("train_gen")).get("task", ""))
-    steps = [p for p in sorted((run.path / "images").glob("step_*.png")) if run.readable(p)]
+    images = run.files_root / "images"
+    steps = [p for p in sorted(images.glob("step_*.png")) if run.readable(p)]
     if steps:
         last = steps[-1]
         step = int(re.sub(r"\D", "", last.stem) or 0)
@@ -438,7 +479,7 @@ def _read_train_gen(run: Run) -> None:
         role = ImageRole.EDITS if edit else ImageRole.SAMPLES
         what = "edited samples" if edit else "samples"
         run.images.append(ImageRef(run.name, space, last, role, f"{space}: {what} at step {step}"))
-    _generic_images(run, space, skip=(run.path / "images").glob("step_*.png"))
+    _generic_images(run, space, skip=images.glob("step_*.png"))
 
 
 def _read_tokenizer(run: Run) -> None:
@@ -477,12 +518,19 @@ def _read_metrics(run: Run) -> dict[str, Any]:
         if not path.exists() and not path.is_symlink():
             run.notes.append(f"no {METRICS} (an unfinished run?)")
         return {}
-    data = _read_json(path)
-    return data if isinstance(data, dict) else {}
+    data = read_json(path)
+    if not isinstance(data, dict):
+        return {}
+    run.notes += [str(w) for w in items(data.get("warnings"))]  # e.g. FD on too few samples
+    return data
 
 
 def _read_geneval(run: Run, path: Path, space: str) -> None:
-    data = _read_json(path)
+    """``results.json`` of eval-gen: ``overall`` and ``tasks.<t>.score``, each with its
+    ``/ci95_low`` / ``/ci95_high`` when recorded."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        return
     variant = format_variant(
         {
             "suite": data.get("suite"),
@@ -492,15 +540,17 @@ def _read_geneval(run: Run, path: Path, space: str) -> None:
         }
     )
 
-    def add(metric: str, value: object) -> None:
-        if (number := _number(value)) is not None:
-            run.scalars.append(Scalar(run.name, space, metric, number, variant, path))
+    found = measured({k: v for k, v in data.items() if k != "per_image"})
 
-    add("geneval", data.get("overall"))
-    for tag, task in obj(data.get("tasks")).items():
-        add(f"geneval/{tag}", obj(task).get("score"))
-    add("prompt_accuracy", data.get("prompt_accuracy"))
-    add("num_images", data.get("num_images"))
+    def add(metric: str, key: str) -> None:
+        if key in found:
+            run.scalars.append(_scalar(run, space, metric, found[key], variant, path))
+
+    add("geneval", "overall")
+    for tag in obj(data.get("tasks")):
+        add(f"geneval/{tag}", f"tasks/{tag}/score")
+    add("prompt_accuracy", "prompt_accuracy")
+    add("num_images", "num_images")
     for row in items(data.get("per_image")):
         if isinstance(row, dict):
             run.prompts.append(

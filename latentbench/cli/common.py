@@ -1,0 +1,153 @@
+"""What every command shares: the console, the option blocks, turning flags into a typed config,
+printing results, and the one-line error.
+
+A command module imports the option types it declares (``Quiet``, ``Overwrite``, ...) so that
+typer reads them from the command's own module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from latentbench.errors import UserError
+
+console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
+C = TypeVar("C")
+
+# -- option blocks repeated across commands --------------------------------------------------
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option(help="Replace (or write into) --out even when it is not this command's output."),
+]
+MaxPixelsFlag = Annotated[
+    int | None,
+    typer.Option(
+        help="Skip images of more than N pixels, judged from the file header without decoding "
+        "them (default 64 MP; at most Pillow's bomb limit, 179 MP)."
+    ),
+]
+Device = Annotated[
+    str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+]
+SpaceOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option", "-o", help="KEY=VALUE for every space that takes it, e.g. -o model=DIR."
+    ),
+]
+LpipsRandomBackbone = Annotated[
+    bool, typer.Option(help="Offline demo: LPIPS heads on a random backbone (named as such).")
+]
+# Sampling from a train-gen run (eval-gen, eval-edit).
+Checkpoint = Annotated[
+    str | None, typer.Option(help="Step, folder, or 'init' (untrained); default: last.")
+]
+OverrideSteps = Annotated[int | None, typer.Option(help="Override the run's steps.")]
+OverrideGuidance = Annotated[float | None, typer.Option(help="Override the run's guidance.")]
+
+
+# -- flags -> typed settings -----------------------------------------------------------------
+def max_pixels_or_default(value: int | None) -> int:
+    from latentbench.data import DEFAULT_MAX_PIXELS
+
+    return DEFAULT_MAX_PIXELS if value is None else value
+
+
+def split_names(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise UserError("no space given")
+    return names
+
+
+def names_or_none(value: str) -> list[str]:
+    """'a,b' -> ['a', 'b']; 'none' -> []."""
+    return [] if value.strip().lower() == "none" else split_names(value)
+
+
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """['a=1', 'b=x'] -> {'a': 1, 'b': 'x'} (values read as YAML scalars)."""
+    import yaml
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"-o {pair!r} is not KEY=VALUE")
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            raise UserError(f"-o {pair!r}: the value is not valid YAML") from None
+    return options
+
+
+def from_flags(cls: type[C], command: str, **flags: object) -> C:
+    """The config ``cls`` of ``command`` from its flags, validated; errors name the flag."""
+    from latentbench.config import from_dict
+
+    return from_dict(cls, flags, command, flags=flags.keys())
+
+
+# -- output ----------------------------------------------------------------------------------
+def echo(message: str) -> None:
+    """A runner's progress note, printed as given (no highlighting)."""
+    console.print(message, highlight=False)
+
+
+def print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+SHORT_NAMES = {
+    "num_images": "images",
+    "skipped_images": "skipped",
+    "encode_images_per_s": "enc img/s",
+    "decode_images_per_s": "dec img/s",
+}
+TABLE_SKIP = ("latent_", "steps", "seconds")
+
+
+def print_metrics_table(results: dict[str, dict[str, object]], title: str) -> None:
+    """One row per space, one column per headline scalar (all of them are in metrics.json)."""
+    columns: list[str] = []
+    for metrics in results.values():
+        columns += [
+            k
+            for k, v in metrics.items()
+            if k not in columns and isinstance(v, (int, float)) and not k.startswith(TABLE_SKIP)
+        ]
+    table = Table("space", *(SHORT_NAMES.get(c, c) for c in columns), title=title)
+    for name, metrics in results.items():
+        table.add_row(name, *(fmt(metrics.get(c)) for c in columns))
+    Console(width=max(120, Console().width)).print(table)
+
+
+def print_rows(header: tuple[str, ...], rows, title: str) -> None:
+    """A table of string rows on stdout."""
+    table = Table(*header, title=title)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def fail(message: str) -> None:
+    """A user's mistake: one line on stderr, exit code 2."""
+    from rich.markup import escape
+
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+    sys.exit(2)

@@ -1,0 +1,46 @@
+"""``latentbench spaces``: the registered spaces, with their specs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from latentbench.cli.common import AsJson, print_json, print_rows
+
+
+def spaces_cmd(
+    spec: Annotated[
+        bool, typer.Option("--spec", help="Build each space (random weights) to show its spec.")
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """List registered spaces (built-in and plugins)."""
+    from latentbench.spaces import SPACES, build_space
+
+    rows = []
+    for entry in SPACES.entries():
+        row: dict[str, object] = {"name": entry.name, "source": entry.source}
+        if spec:
+            try:
+                row.update(build_space(entry.name, pretrained=False).spec.to_dict())
+            except Exception as e:  # a broken plugin must not hide the others
+                row["error"] = f"{type(e).__name__}: {e}"
+        rows.append(row)
+    if as_json:
+        print_json(rows)
+        return
+    header = ("space", "source", *(["channels", "latent", "stride"] if spec else []))
+    print_rows(header, [_cells(r, spec) for r in rows], title=None)
+
+
+def _cells(row: dict[str, object], spec: bool) -> list[str]:
+    """A row of the table: name, source and, with --spec, channels, latent shape, stride."""
+    extra: list[str] = []
+    if spec:
+        extra = (
+            [str(row["channels"]), "x".join(map(str, row["latent_shape"])), str(row["stride"])]
+            if "error" not in row
+            else [str(row["error"]), "", ""]
+        )
+    return [str(row["name"]), str(row["source"]), *extra]
