@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from latentbench.gen.dit import Condition, CondKind, CondSpec, DiT, DiTConfig
-from latentbench.runs import atomic_write_json, device_info, package_versions
+from latentbench.runs import atomic_write_json, device_info, git_hash, package_versions
 
 WIDTH, DEPTH, HEADS, CHANNELS, LATENT, PATCH, BATCH, CLASSES = 256, 6, 4, 4, 16, 2, 32, 1000
 
@@ -154,7 +154,7 @@ def main() -> None:
             result["bf16"]["latentbench"]["images_per_s"]
             / result["fp32"]["diffusers"]["images_per_s"]
         )
-    result.update(device=device_info(), versions=package_versions())
+    result.update(git=git_hash(), device=device_info(), versions=package_versions())
     atomic_write_json(args.out, result)
     keys = ("latentbench", "diffusers", "speedup", "speedup_cpu_time")
     print(json.dumps({p: {k: result[p][k] for k in keys} for p in precisions}, indent=2))

@@ -26,7 +26,7 @@ from latentbench.data.shapes import ShapesDataset
 from latentbench.errors import UserError
 from latentbench.gen.dit import CondKind, CondSpec, DiT, preset
 from latentbench.gen.flow import FlowConfig, dimension_shift
-from latentbench.runs import atomic_write_json, device_info, package_versions
+from latentbench.runs import atomic_write_json, device_info, git_hash, package_versions
 from latentbench.spaces import build_space
 from latentbench.train.generator import GeneratorTask, LatentBatch, TaskKind, collate_latents
 from latentbench.train.loop import StepContext
@@ -110,6 +110,7 @@ def main() -> None:
         "cache_items": len(cache),
         "cache_bytes": sum(p.stat().st_size for p in cache.path.iterdir()),
         "torch_threads": torch.get_num_threads(),
+        "git": git_hash(),  # the commit measured ('+dirty': with uncommitted changes)
         "device": device_info(),
         "versions": package_versions(),
     }

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentbench.runs import device_info, package_versions
+from latentbench.runs import device_info, git_hash, package_versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPACES = ("taef2", "taesd", "pixel", "pixel@64")  # taesd: random weights unless present
@@ -183,6 +183,7 @@ def main() -> None:
 
     from latentbench.testing.standins import write_inception_standin
 
+    commit = git_hash()  # at the start: the code measured, whatever changes meanwhile
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -198,9 +199,11 @@ def main() -> None:
         src, spaces = prepare(work, args.images, args.image_size)
         for r in range(args.repeats):
             os.environ["LATENTBENCH_CACHE"] = str(work / f"cache{r}")  # cold: reference pass counts
+            load_ours = os.getloadavg()[0]  # a shared machine: the load each side started at
             ours, ours_spaces = run_latentbench(src, spaces, args.image_size, work / f"ours{r}")
             peer_work = work / f"peer{r}"
             peer_work.mkdir()
+            load_peer = os.getloadavg()[0]
             peer, peer_spaces = run_peer(src, spaces, args.image_size, peer_work, inception)
             pairs = args.images * len(spaces)
             runs.append(
@@ -214,6 +217,7 @@ def main() -> None:
                     "latentbench_space_seconds": ours_spaces,
                     "peer_space_seconds": peer_spaces,
                     "metrics_only_ratio": (peer - peer_spaces) / (ours - ours_spaces),
+                    "load_average_1min_at_start": {"latentbench": load_ours, "peer": load_peer},
                 }
             )
             print(json.dumps(runs[-1]))
@@ -232,6 +236,7 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
+        "git": commit,  # the commit measured ('+dirty': with uncommitted changes)
         "device": device_info(),
         "versions": package_versions(),
     }

@@ -22,7 +22,7 @@ import torch
 
 from latentbench.data.shapes import ShapesDataset, ShapesRenderer, item_rng, sample_scene
 from latentbench.metrics.shapes_detector import ShapesDetector
-from latentbench.runs import atomic_write_json, device_info, package_versions
+from latentbench.runs import atomic_write_json, device_info, git_hash, package_versions
 
 SIZES = (64, 128, 256)
 
@@ -78,6 +78,7 @@ def main() -> None:
             "repeats": args.repeats,
             "sizes": results,
             "load_average": os.getloadavg(),
+            "git": git_hash(),  # the commit measured ('+dirty': with uncommitted changes)
             "device": device_info(),
             "versions": package_versions(),
         },

@@ -1,7 +1,7 @@
 """Typed configs, validated once at the edge.
 
 Every setting a user can give (a command-line flag, a ``--config`` YAML, an experiment step, a
-saved space's ``space.json``) lands in a :func:`config` dataclass: a pydantic dataclass that
+saved space's ``config.json``) lands in a :func:`config` dataclass: a pydantic dataclass that
 converts what is unambiguous (``"1e-4"`` -> 1e-4, ``"no"`` -> False, a list -> a tuple), checks
 bounds (:data:`PositiveInt`, :data:`PositiveFloat`, ...) and rejects unknown keys and wrong types.
 :func:`from_dict` turns a rejection into one :class:`~latentbench.errors.UserError` line that

@@ -42,6 +42,14 @@ from latentbench.runs import (
     existing_paths,
     mark_output,
 )
+from latentbench.spaces import (
+    LatentSpace,
+    build_space,
+    options_for,
+    saved_fingerprint,
+    space_label,
+    try_space,
+)
 
 DONE = ".done.json"
 
@@ -53,6 +61,7 @@ class TokenizerStep(TrainTokenizerConfig):
 
     data: str | None = None
     name: str = ""  # default: the space's name
+    seeds: list[NonNegativeInt] | None = None  # one run per seed; later steps use the first
 
     def __post_init__(self) -> None:
         self.name = self.name or self.space
@@ -77,6 +86,7 @@ class GenerationStep(TrainGenConfig):
         default_factory=list
     )  # required
     name: str = "gen"
+    seeds: list[NonNegativeInt] | None = None  # one run per seed and space, and their aggregate
 
     def __post_init__(self) -> None:
         if self.space is not None:
@@ -159,6 +169,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         update(step, "init", lambda v: v if v in tokenizer_names else path(v))
     for step in sections("recon") + sections("generation"):
         update(step, "data", data)
+        update(step, "probe_data", data)
         update(step, "spaces", space)
 
 
@@ -199,30 +210,33 @@ class ExperimentRunner:
         """A tokenizer step's name -> its output folder; anything else as given."""
         return str(self.tokenizer_dirs[name]) if name in self.tokenizer_dirs else name
 
-    def available(self, names: list[str], image_size: int) -> list[str]:
-        """The spaces that build here; the others are noted (or are an error)."""
-        from latentbench.spaces import build_space, space_accepts
-
-        keep = []
+    def available(
+        self,
+        names: list[str],
+        image_size: int,
+        options: dict[str, Any] | None = None,
+        weights: str | None = None,
+    ) -> dict[str, LatentSpace]:
+        """The spaces that build here, built once (by step name); the others are noted (or are
+        an error)."""
+        built: dict[str, LatentSpace] = {}
         for name in names:
-            target = self.resolve_space(name)
             if name in self.unavailable:
                 continue
-            try:
-                options = {}
-                if space_accepts(target, "image_size"):
-                    options["image_size"] = image_size
-                build_space(target, **options)
-            except UserError as e:
-                if not self.exp.skip_unavailable:
-                    raise
+            target = self.resolve_space(name)
+            opts = options_for(target, image_size=image_size, weights=weights, options=options)
+            if not self.exp.skip_unavailable:
+                space, why = build_space(target, **opts), None
+            else:
+                space, why = try_space(target, **opts)
+            if space is None:
                 self.unavailable.add(name)
-                self.note(f"{name}: skipped: {e}")
+                self.note(str(why))
                 continue
-            keep.append(name)
-        if not keep:
+            built[name] = space
+        if not built:
             raise UserError(f"none of the spaces {names} can be built here")
-        return keep
+        return built
 
     def note(self, message: str) -> None:
         self.notes.append(message)
@@ -230,15 +244,13 @@ class ExperimentRunner:
 
     def space_identity(self, name: str) -> str:
         """What a step's key depends on for this space: a trained folder's fingerprint."""
-        target = Path(self.resolve_space(name))
-        if (target / "space.json").is_file():
-            return json.loads((target / "space.json").read_text()).get("fingerprint", name)
-        return name
+        return saved_fingerprint(self.resolve_space(name)) or name
 
     def claim(self) -> None:
         """Check ``out`` and ``report`` before any step (the report must not hold the runs)."""
         exp, recon = self.exp, self.exp.recon
         specs = [exp.data, *(g.data for g in exp.generation), recon.data if recon else None]
+        specs.append(recon.probe_data if recon else None)
         specs += [s for t in exp.tokenizers for s in (t.data, t.eval_data)]
         spaces = [n for g in exp.generation for n in g.spaces] + (recon.spaces if recon else [])
         spaces += [t.init for t in exp.tokenizers]
@@ -295,14 +307,22 @@ class ExperimentRunner:
         job = TrainTokenizerConfig(
             **{**_settings(step, TrainTokenizerConfig), "data": data, "init": init}
         )
-        train_tokenizer(job, folder, resume=(folder / "manifest.json").is_file(), quiet=self.quiet)
+        if step.seeds:  # folder/seed_<k> each, the aggregate in folder; later steps: the first
+            from latentbench.bench.seeds import seed_dir, train_tokenizer_seeds
+
+            train_tokenizer_seeds(job, step.seeds, folder, resume=True, quiet=self.quiet)
+            self.tokenizer_dirs[step.name] = seed_dir(folder, step.seeds[0])
+        else:
+            resume = (folder / "manifest.json").is_file()
+            train_tokenizer(job, folder, resume=resume, quiet=self.quiet)
         _mark_done(folder, key, time.perf_counter() - t0)
 
     def recon(self, step: ReconStep) -> Path:
         from latentbench.bench.recon import run_recon
 
         folder = self.out / "recon"
-        names = self.available(step.spaces, step.image_size)
+        built = self.available(step.spaces, step.image_size, step.space_options, step.weights)
+        names = list(built)
         data = step.data or self.exp.data
         seed = self.exp.seed + 1 if step.seed is None else step.seed
         key = _key(step, data, seed, names, [self.space_identity(n) for n in names])
@@ -319,7 +339,8 @@ class ExperimentRunner:
                 "seed": seed,
             }
         )
-        run_recon(cfg, folder, quiet=self.quiet, echo=self.echo)
+        by_label = {space_label(self.resolve_space(n)): s for n, s in built.items()}
+        run_recon(cfg, folder, quiet=self.quiet, echo=self.echo, spaces=by_label)
         _mark_done(folder, key, time.perf_counter() - t0)
         return folder
 
@@ -336,22 +357,31 @@ class ExperimentRunner:
             }
         )
         image_size = _image_size(base)
-        for name in self.available(step.spaces, image_size):
+        for name, space in self.available(step.spaces, image_size, base.space_options).items():
             run = folder / Path(name).name
-            key = _key(base, self.space_identity(name))
+            key = _key(base, self.space_identity(name), *([step.seeds] if step.seeds else []))
             if _done(run, key):
                 self.echo(f"[{step.name} {name}] done already: {run}")
                 continue
             self.echo(f"[{step.name} {name}] train-gen --task {step.task.value} -> {run}")
             t0 = time.perf_counter()
             cfg = replace(base, space=self.resolve_space(name))
-            train_generator(
-                cfg,
-                run,
-                resume=(run / "manifest.json").is_file(),
-                quiet=self.quiet,
-                echo=self.echo,
-            )
+
+            def one(
+                seed: int | None, folder: Path, cfg: TrainGenConfig = cfg, space: Any = space
+            ) -> dict[str, Any]:
+                cfg = cfg if seed is None else replace(cfg, seed=seed)
+                resume = (folder / "manifest.json").is_file()
+                return train_generator(
+                    cfg, folder, resume=resume, quiet=self.quiet, echo=self.echo, space=space
+                )
+
+            if step.seeds:  # run/seed_<k> each, their aggregate in run/metrics.json
+                from latentbench.bench.seeds import run_seeds
+
+                run_seeds(step.seeds, run, OutputKind.TRAIN_GEN, one, echo=self.echo)
+            else:
+                one(None, run)
             _mark_done(run, key, time.perf_counter() - t0)
         return folder
 

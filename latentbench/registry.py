@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from latentbench.errors import UserError, unknown_choice
 
@@ -35,6 +35,7 @@ class Entry(Generic[T]):
     name: str
     target: T | str  # the object, or a lazy "module:attr" reference to it
     source: str  # "builtin", "plugin:<distribution>" or "runtime"
+    meta: Any = None  # what the registry's owner knows about the entry without loading it
 
     def load(self) -> T:
         if isinstance(self.target, str):
@@ -51,14 +52,22 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._plugins_loaded = entry_point_group is None
 
-    def register(self, name: str, target: T | str | None = None, *, source: str = "runtime"):
-        """Register ``target`` under ``name``; without ``target``, works as a decorator."""
+    def register(
+        self,
+        name: str,
+        target: T | str | None = None,
+        *,
+        source: str = "runtime",
+        meta: Any = None,
+    ):
+        """Register ``target`` under ``name``; without ``target``, works as a decorator.
+        ``meta``: what the registry's owner records about the entry (e.g. a space's SpaceInfo)."""
         if target is not None:
-            self._add(Entry(name, target, source))
+            self._add(Entry(name, target, source, meta))
             return target
 
         def decorator(obj: T) -> T:
-            self._add(Entry(name, obj, source))
+            self._add(Entry(name, obj, source, meta))
             return obj
 
         return decorator

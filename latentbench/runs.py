@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import enum
+import hashlib
 import json
 import math
 import os
@@ -30,7 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,10 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # Wall-clock seconds of the run so far, written as `seconds` beside `step` in every
+        # metrics.jsonl row (the train loop sets it; resume-aware).
+        self.clock: Callable[[], float] | None = None
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # e.g. a tracker
 
     @classmethod
     def create(
@@ -227,10 +232,15 @@ class RunDir:
 
     def log(self, step: int, name: str, value: float, **extra: Any) -> None:
         """Append one point of a time series to metrics.jsonl (one line, flushed)."""
-        row = {"step": int(step), "name": name, "value": float(value), **extra}
+        row: dict[str, Any] = {"step": int(step)}
+        if self.clock is not None:
+            row["seconds"] = round(self.clock(), 3)
+        row.update(name=name, value=float(value), **extra)
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(_finite(row), default=_json_default) + "\n")
             f.flush()
+        for listener in self.listeners:
+            listener(row)
 
     def trim_log(self, max_step: int) -> None:
         """Drop metrics.jsonl rows after ``max_step``: a resumed run writes them again."""
@@ -277,6 +287,7 @@ class OutputKind(str, enum.Enum):
     SHAPES = "data shapes"
     EXPORT = "data export"
     EXPERIMENT = "run"
+    PLAN = "plan"
 
     @property
     def replaces(self) -> bool:
@@ -293,9 +304,21 @@ _REPLACED = {
 }
 
 
+CACHE_ENV = "LATENTBENCH_CACHE"
+
+
 def cache_root() -> Path:
-    """``$LATENTBENCH_CACHE``, default ``~/.cache/latentbench``."""
-    return Path(os.environ.get("LATENTBENCH_CACHE") or Path.home() / ".cache" / "latentbench")
+    """The one root of latentbench's caches: ``$LATENTBENCH_CACHE``, default
+    ``~/.cache/latentbench``. Under it: ``latents/`` (encoded datasets), ``fid/`` (statistics of
+    real images), ``weights/`` (downloaded weight files)."""
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/latentbench").expanduser()
+
+
+def cache_digest(key: Any, length: int = 20) -> str:
+    """The one cache-key function: sha256 of ``key``'s canonical JSON (sorted keys; objects
+    JSON cannot write by ``str``), cut to ``length`` hex digits. Names cache entries."""
+    blob = json.dumps(key, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
 def output_kind(folder: str | Path) -> str | None:

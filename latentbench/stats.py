@@ -424,12 +424,24 @@ def fd_interval_from_moments(
     value = float(fd_fn(*total.mean_cov()))
     if len(used) < 2 or total.n < 3 or any(total.n - g.n < 2 for g in used):
         return _unbounded(value, total.n, "too few samples or groups", level)
-    left_out = np.array([fd_fn(*(total - g).mean_cov()) for g in used])  # (G,)
-    k = len(used)
-    se = math.sqrt((k - 1) / k * ((left_out - left_out.mean()) ** 2).sum())
+    left_out = [fd_fn(*(total - g).mean_cov()) for g in used]  # (G,)
+    return jackknife_interval(value, left_out, total.n, level)
+
+
+def jackknife_interval(
+    value: float, left_out: Sequence[float], n: int, level: float = LEVEL
+) -> Interval:
+    """A delete-a-group jackknife t-interval for a non-negative ``value`` (a Frechet distance)
+    from the G values ``left_out`` computed without each group in turn:
+    se^2 = (G-1)/G sum (v_g - mean)^2, value +- t_{G-1} se, low clipped at 0. ``n``: units."""
+    v = np.asarray(left_out, np.float64)  # (G,)
+    k = v.size
+    if k < 2:
+        return _unbounded(value, n, "fewer than 2 groups", level)
+    se = math.sqrt((k - 1) / k * ((v - v.mean()) ** 2).sum())
     half = float(stats.t.ppf((1 + level) / 2, k - 1)) * se
     method = f"delete-a-group jackknife over {k} groups, t interval"
-    return Interval(value, max(0.0, value - half), value + half, total.n, method, level)
+    return Interval(value, max(0.0, value - half), value + half, n, method, level)
 
 
 def fd_sample_warning(n: int, dim: int) -> str | None:

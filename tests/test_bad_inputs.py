@@ -21,7 +21,7 @@ from latentbench.cli import main
 
 CHEAP = ["--space", "pixel", "--data", "shapes:4", "--fd", "none", "--lpips", "none"]
 RECON = ["recon", *CHEAP, "--image-size", "16", "--diagnostics", "0"]
-COMPLETE = ("metrics.json", ".done.json", "manifest.json", "index.html", "space.json")
+COMPLETE = ("metrics.json", ".done.json", "manifest.json", "index.html", "config.json")
 
 
 def finished_files(root: Path) -> set[Path]:
@@ -240,11 +240,11 @@ CASES.update(
                 damage.split(":")[0],
             )
             for damage in (
-                "space.json:truncated",
-                "space.json:empty",
-                "space.json:array",
-                "space.safetensors:truncated",
-                "space.safetensors:garbage",
+                "config.json:truncated",
+                "config.json:empty",
+                "config.json:array",
+                "model.safetensors:truncated",
+                "model.safetensors:garbage",
             )
         },
         "read-only output folder": (

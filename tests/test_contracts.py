@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"__main__"},  # python -m latentbench
     {"cli", "testing"},  # the command line; stand-in models for tests (nothing imports either)
     {ROOT},  # `import latentbench`: load_space, the runners, the config types
+    {"plan"},  # `latentbench plan`: an experiment's full-size dry run
     {"experiment"},  # an experiment file: the steps below in order, then the report
     {"bench"},  # one runner per command: recon, train-tokenizer, train-gen, eval-gen, ...
     {"train"},  # training loops of tokenizers and generators
@@ -53,8 +54,6 @@ KNOWN_VIOLATIONS: set[str] = {
     "layer: latentbench.gen.sampling -> latentbench.train.generator",
     # train_generator does config, data, loop and evaluation in one function (generator)
     "function: latentbench.bench.generation:train_generator",
-    # bench/generation.py holds train-gen's config loading, space lookup and loop (generator)
-    "module: latentbench.bench.generation",
 }
 
 

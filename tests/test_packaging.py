@@ -104,7 +104,8 @@ def test_config_names_and_paths(tmp_path: Path):
     own.write_text("{}")
     assert config_path(ConfigKind.SPACES, str(own)) == own
     with pytest.raises(UserError, match=r"preset 'tinny' not found \(did you mean 'tiny'\?\); "
-                       r"valid: paper, quickstart, tiny or a \.yaml path"):  # fmt: skip
+                       r"valid: paper-siglip2, paper, quickstart, tiny or a \.yaml "
+                       r"path"):  # fmt: skip
         config_path(ConfigKind.SPACES, "tinny")
     with pytest.raises(UserError, match="experiment file not found: .*missing.yaml"):
         config_path(ConfigKind.EXPERIMENTS, tmp_path / "missing.yaml")

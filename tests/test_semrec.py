@@ -237,7 +237,7 @@ def test_train_tokenizer_stage1_then_stage2_saves_loadable_spaces(tmp_path):
     manifest = json.loads((tmp_path / "s2" / "manifest.json").read_text())
     assert manifest["config"]["recipe"] == "psvae" and manifest["config"]["loop"]["lr"] == 0.0005
     origin = manifest["config"]["init_space"]  # stage 2 records the stage-1 space it started from
-    s1_meta = json.loads((tmp_path / "s1" / "space.json").read_text())
+    s1_meta = json.loads((tmp_path / "s1" / "config.json").read_text())
     assert origin["fingerprint"] == s1_meta["fingerprint"] == before.fingerprint()
     assert (origin["recipe"], origin["stage"], origin["encoder"]["kind"]) == ("svae", 1, "tiny-vit")
     assert (s2["init_fingerprint"], s2["init_recipe"], s2["init_stage"]) == (
@@ -305,7 +305,7 @@ def test_paper_preset_builds_from_a_local_stand_in(tmp_path):
     assert space.spec.latent_shape == (96, 4, 4) and space.spec.stride == 16
     assert len(space.sem_enc) == 3 and space.encoder.config.hf_config["num_register_tokens"] == 4
     space.save(tmp_path / "saved")
-    again = load_space(tmp_path / "saved")  # rebuilds from space.json alone
+    again = load_space(tmp_path / "saved")  # rebuilds from config.json alone
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(again.eval().encode(x), space.eval().encode(x))

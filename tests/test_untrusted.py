@@ -4,8 +4,8 @@
   when imported) reached through any loader: one UserError line naming the folder, no prompt
   (``input`` is patched to answer "y", so a prompt would run the code), sentinel never written.
 - Pickled weights: refused by ``torch.load(weights_only=True)``, one line naming the file.
-- Saved spaces: truncated / empty / non-object space.json, missing keys, garbage or truncated
-  space.safetensors: exit 2, one line naming the file.
+- Saved spaces: truncated / empty / non-object config.json, missing keys, garbage or truncated
+  model.safetensors: exit 2, one line naming the file.
 - Checkpoints: ``--resume`` past a damaged newest checkpoint resumes exactly from the previous
   intact one and says so; none intact: exit 2 (each kind of damage: tests/test_loop.py).
 - Latent cache and reference statistics: a damaged entry is rebuilt, with a note.
@@ -237,9 +237,9 @@ def test_cli_saved_space_whose_encoder_folder_has_code(
     evil = tmp_path / "encoder"
     sentinel = add_custom_code(evil, model_type="evil")
     space = build_space("rae", pretrained=False, image_size=32).save(tmp_path / "space")
-    meta = json.loads((space / "space.json").read_text())
+    meta = json.loads((space / "config.json").read_text())
     meta["config"]["encoder"] = {"kind": "hf", "name": str(evil), "input_size": 32}
-    (space / "space.json").write_text(json.dumps(meta))
+    (space / "config.json").write_text(json.dumps(meta))
     code, err = run_cli(
         monkeypatch, capsys, "train-gen", "--space", str(space), "--out", str(tmp_path / "o")
     )
@@ -323,21 +323,21 @@ def _garbage(path: Path) -> None:
 
 
 SPACE_DAMAGE: dict[str, tuple[str, Callable[[Path], None]]] = {
-    "truncated json": ("space.json", truncate),
-    "empty json": ("space.json", lambda p: p.write_text("")),
-    "json array": ("space.json", lambda p: p.write_text("[1, 2]")),
+    "truncated json": ("config.json", truncate),
+    "empty json": ("config.json", lambda p: p.write_text("")),
+    "json array": ("config.json", lambda p: p.write_text("[1, 2]")),
     "json without config": (
-        "space.json",
+        "config.json",
         lambda p: p.write_text(json.dumps({"space": "pixel", "stats": None})),
     ),
     "unknown option": (
-        "space.json",
+        "config.json",
         lambda p: _update_json(p, config={**json.loads(p.read_text())["config"], "pach": 2}),
     ),
-    "bad stats": ("space.json", lambda p: _update_json(p, stats={"mean": [0.0]})),
-    "truncated weights": ("space.safetensors", truncate),
-    "empty weights": ("space.safetensors", lambda p: p.write_bytes(b"")),
-    "garbage weights": ("space.safetensors", _garbage),
+    "bad stats": ("config.json", lambda p: _update_json(p, stats={"mean": [0.0]})),
+    "truncated weights": ("model.safetensors", truncate),
+    "empty weights": ("model.safetensors", lambda p: p.write_bytes(b"")),
+    "garbage weights": ("model.safetensors", _garbage),
 }
 
 

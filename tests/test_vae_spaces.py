@@ -107,7 +107,7 @@ def test_save_and_load_space_give_identical_outputs(tmp_path, images):
     save_tiny_vae(tmp_path / "vae", latent_channels=16, use_quant_conv=False)
     space = build_space("sdxl-vae", model=str(tmp_path / "vae"), image_size=SIZE)
     space.save(tmp_path / "saved")
-    meta = json.loads((tmp_path / "saved" / "space.json").read_text())
+    meta = json.loads((tmp_path / "saved" / "config.json").read_text())
     assert meta["config"]["arch"]["block_out_channels"] == [8, 8, 16, 16]
     assert meta["config"]["arch"]["use_quant_conv"] is False
     (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").unlink()  # rebuilt from arch only
@@ -149,3 +149,20 @@ def test_user_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="not a diffusers AutoencoderKL folder"):
         build_space("vae", model=str(tmp_path / "empty"))
+
+
+def test_presets_find_their_weights_under_latentbench_weights(tmp_path, images, monkeypatch):
+    """No model= and the hub id not cached offline: the copy in $LATENTBENCH_WEIGHTS is used,
+    as OWNER/NAME/ (a whole pipeline, its vae/ subfolder) or NAME/ (the VAE itself)."""
+    monkeypatch.setenv("LATENTBENCH_WEIGHTS", str(tmp_path))
+    sd = save_tiny_vae(tmp_path / "stabilityai" / "sd-vae-ft-ema")
+    flux = save_tiny_vae(tmp_path / "FLUX.1-dev" / "vae", latent_channels=16)
+    with torch.no_grad():
+        space = build_space("sd-vae", image_size=SIZE)
+        torch.testing.assert_close(
+            space.encode(images), sd.encode(images).latent_dist.mean * 0.18215
+        )
+        space = build_space("flux-vae", image_size=SIZE)
+        expected = (flux.encode(images).latent_dist.mean - 0.1159) * 0.3611
+        torch.testing.assert_close(space.encode(images), expected)
+    assert space.model == "black-forest-labs/FLUX.1-dev"  # the config names the hub id

@@ -47,6 +47,7 @@ from latentbench.config import (
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.data.decode import UnreadableImage, open_rgb
 from latentbench.errors import UserError
+from latentbench.metrics.uncertainty import add_success_interval
 from latentbench.runs import (
     OutputKind,
     atomic_write_json,
@@ -226,6 +227,9 @@ def score_shapes(
     if not results:
         raise UserError(f"no edit could be scored ({skipped.rows} skipped)")
     summary = summarise_edits(results)
+    add_success_interval(summary, [r.success for r in results])
+    for category, block in summary["categories"].items():
+        add_success_interval(block, [r.success for r in results if r.category == category])
     variant = {
         "success": "analytic Shapes detector (metrics.editing.check_edit)",
         "mask": "pixels where source and target renders differ, grown by 1 px",
@@ -454,7 +458,9 @@ def _merge_metrics(run_dir: Path, kind: EditKind, summary: dict[str, Any]) -> No
         if isinstance(v, (int, float)) and not k.endswith("_count"):
             metrics[f"eval_edit/{kind.value}/{k}"] = v
     for cat, block in (summary.get("categories") or {}).items():
-        metrics[f"eval_edit/{kind.value}/{cat}/success"] = block["success"]
+        for k, v in block.items():
+            if k.startswith("success"):  # success and its interval
+                metrics[f"eval_edit/{kind.value}/{cat}/{k}"] = v
     run.write_metrics(metrics)
 
 

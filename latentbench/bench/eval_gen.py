@@ -59,6 +59,7 @@ from latentbench.metrics.geneval import (
     suite_vocabulary,
     summarise_rows,
 )
+from latentbench.metrics.uncertainty import add_geneval_intervals
 from latentbench.runs import (
     OutputKind,
     atomic_write_json,
@@ -309,6 +310,7 @@ def _score(
         max_pixels=cfg.max_pixels,
     )
     results = summarise_rows(rows, judge, plan.skipped, cfg.suite)
+    add_geneval_intervals(results, [(r["tag"], r["correct"], r["index"]) for r in rows])
     if clip is not None:
         from latentbench.metrics.clip import CLIPSCORE_VARIANT
 
@@ -385,8 +387,10 @@ def _merge_metrics(run_dir: Path, suite: GenSuite, results: dict[str, Any]) -> N
     metrics = run.read_metrics()
     key = f"eval_gen/{suite.value}"
     metrics[key] = results["overall"]
+    metrics.update({f"{key}/{k}": v for k, v in results.items() if k.startswith("overall/")})
     for tag, t in results["tasks"].items():
         metrics[f"{key}/{tag}"] = t["score"]
+        metrics.update({f"{key}/{tag}/{k[6:]}": v for k, v in t.items() if k.startswith("score/")})
     if "clipscore" in results:
         metrics[f"{key}/clipscore"] = results["clipscore"]
     run.write_metrics(metrics)

@@ -36,8 +36,9 @@ from latentbench.config import (
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.data.cache import CachedLatents, LatentCache, build_cache
 from latentbench.errors import UserError, unknown_choice
-from latentbench.gen.dit import CondKind, CondSpec, DiT, preset
+from latentbench.gen.dit import CondKind, CondSpec
 from latentbench.gen.flow import FlowConfig, Sampler, dimension_shift
+from latentbench.gen.qwen import build_generator, generator_grid
 from latentbench.gen.text import (
     FrozenTextEncoder,
     TextEncoderKind,
@@ -52,7 +53,8 @@ from latentbench.runs import (
     existing_paths,
     mark_output,
 )
-from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
+from latentbench.spaces import ALL, LatentSpace, build_space, options_for, space_names
+from latentbench.spaces.resolve import unused_options
 from latentbench.train.generator import (
     EvalSet,
     GenerationEval,
@@ -64,11 +66,11 @@ from latentbench.train.loop import (
     Callback,
     LoopConfig,
     MixedPrecision,
+    Tracker,
     TrainLoop,
     checkpoint_step,
 )
 
-ALL = "all"
 AUTO = "auto"
 
 
@@ -104,6 +106,7 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
         256, 200_000, 730, 1e-4, 1000, 0.9999, 10_000, 5000, 50, 6.5, 5000, 50_000, 3.0
     ),
 }
+TRAIN_PRESETS["paper"] = TRAIN_PRESETS["xl"]  # the Qwen2 generator (latentbench.gen.qwen)
 
 
 @config
@@ -140,6 +143,7 @@ class TrainGenConfig:
     mixed_precision: MixedPrecision = MixedPrecision.NO  # bf16 on GPUs (and avx512_bf16 CPUs)
     compile: bool = False
     num_workers: NonNegativeInt = 0
+    log_with: Tracker | None = None  # also log to tensorboard / wandb (accelerate's trackers)
     space_options: dict[str, Any] = field(default_factory=dict)
     dit: dict[str, Any] = field(default_factory=dict)  # overrides of the DiT preset (width, ...)
 
@@ -206,6 +210,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
         log_every=max(1, min(10, tp.steps // 20)),
         checkpoint_every=tp.checkpoint_every,
         num_workers=cfg.num_workers,
+        log_with=cfg.log_with,
     )
     flow = FlowConfig(
         shift=cfg.shift,
@@ -222,10 +227,7 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
 def make_space(name: str, image_size: int, options: dict[str, Any] | None = None) -> LatentSpace:
     """Build ``name`` with the ``options`` it takes (as recon's ``-o``: the others are for other
     spaces)."""
-    opts = {k: v for k, v in (options or {}).items() if space_accepts(name, k)}
-    if space_accepts(name, "image_size"):
-        opts.setdefault("image_size", image_size)
-    return build_space(name, **opts)
+    return build_space(name, **options_for(name, image_size=image_size, options=options))
 
 
 def open_data(
@@ -328,19 +330,14 @@ def reference_stats(
 ) -> Any:
     """Feature statistics of the first ``n`` real images of ``dataset`` (cached on disk)."""
     from latentbench.data import iter_batches
-    from latentbench.metrics.fid import cached_reference_stats
+    from latentbench.metrics.fid import cached_reference_stats, reference_stats_key
 
     n = min(n, len(dataset))
     subset = torch.utils.data.Subset(dataset, range(n))
     for attr in ("spec", "image_size", "label_names"):
         setattr(subset, attr, getattr(dataset, attr, None))
-    key = {
-        "data": dataset.spec,
-        "image_size": dataset.image_size,
-        "num_images": n,
-        "preprocessing": getattr(dataset, "preprocessing", "center-crop+resize"),
-        "extractor": extractor.variant,
-    }
+    preprocessing = getattr(dataset, "preprocessing", "center-crop+resize")
+    key = reference_stats_key(dataset.spec, dataset.image_size, n, preprocessing, extractor)
 
     def images():
         return (b.images.to(device) for b in iter_batches(subset, batch_size))
@@ -405,9 +402,9 @@ def train_generator(
     stats = space.stats or cache.stats
     spec = space.spec
     text = make_text_encoder(cfg, cache)
-    dit_cfg = preset(cfg.preset, **{"seed": cfg.seed, **cfg.dit})
     cspec = cond_spec(cfg, cache, text)
-    model = DiT(dit_cfg, spec.channels, spec.latent_size, cspec)
+    model = build_generator(cfg.preset, cfg.dit, spec.channels, spec.latent_size, cspec, cfg.seed)
+    dit_cfg = model.cfg
     shift = (
         cfg.shift
         if cfg.shift is not None
@@ -544,7 +541,7 @@ def _claim(
 
 # -- many spaces ------------------------------------------------------------------------------
 def resolve_space_names(spaces: list[str]) -> list[str]:
-    return ready_space_names() if spaces == [ALL] else spaces
+    return space_names(spaces)
 
 
 def train_generators(
@@ -562,7 +559,7 @@ def train_generators(
     new, empty or an earlier train-gen ``out``, unless ``overwrite``."""
     out = _claim(out, base, overwrite, spaces)
     names = resolve_space_names(spaces)
-    unused = [k for k in base.space_options if not any(space_accepts(n, k) for n in names)]
+    unused = unused_options(names, base.space_options)
     if unused:
         raise UserError(f"no space here takes the option(s) {', '.join(sorted(unused))}")
     image_size = resolve(base).train.image_size
@@ -571,7 +568,7 @@ def train_generators(
     for name in names:
         try:
             space = make_space(name, image_size, base.space_options)
-            grid = preset(base.preset, **base.dit).grid
+            grid = generator_grid(base.preset, base.dit)
             if space.spec.latent_size % grid:
                 raise UserError(
                     f"latent size {space.spec.latent_size} is not a multiple of the "

@@ -37,7 +37,13 @@ from latentbench.data import (
 )
 from latentbench.errors import UserError
 from latentbench.metrics.features import AUTO, AutoChoice, FeatureExtractor, build_fd_extractor
-from latentbench.metrics.fid import FeatureStats, cached_reference_stats
+from latentbench.metrics.fid import (
+    FeatureStats,
+    GroupedFeatureStats,
+    cached_reference_stats,
+    fd_metrics,
+    reference_stats_key,
+)
 from latentbench.metrics.pixel import (
     PSNR_VARIANT,
     SSIM_VARIANT,
@@ -59,9 +65,10 @@ from latentbench.runs import (
     manifest,
     staged_dir,
 )
-from latentbench.spaces import LatentSpace, build_space, ready_space_names, space_accepts
+from latentbench.spaces import LatentSpace, build_spaces
+from latentbench.stats import mean_interval
+from latentbench.terminal import Progress, track
 
-ALL = "all"
 INCEPTION = "inception"
 
 
@@ -91,7 +98,11 @@ class ReconConfig:
     seed: NonNegativeInt = 0
     grid_images: NonNegativeInt = 8
     save_images: bool = False  # write every original and reconstruction as PNG (uint8)
-    diagnostics: NonNegativeInt = 32  # images for the latent diagnostics (probe, ...); 0: off
+    # Images for the latent diagnostics (probe, noise robustness, iFID); 0: off. Off by default:
+    # they decode every image 7 more times (README "Latent diagnostics" gives their cost).
+    diagnostics: NonNegativeInt = 0
+    probe_data: str | None = None  # linear probe fitted here (ImageNet train), scored on `data`
+    probe_images: PositiveInt | None = None  # images of probe_data (None: all)
     device: Device = None
     num_workers: NonNegativeInt = 0
 
@@ -126,36 +137,10 @@ def resolve_spaces(
     With ``all``, spaces that cannot be built here (e.g. weights missing offline) are skipped
     with a note; a space named explicitly must build.
     """
-    names = ready_space_names() if cfg.spaces == [ALL] else cfg.spaces
-    spaces: dict[str, LatentSpace] = {}
-    notes: list[str] = []
-    unused = set(cfg.space_options)
-    for name in names:
-        options: dict[str, Any] = {}
-        if space_accepts(name, "image_size"):
-            options["image_size"] = cfg.image_size
-        if cfg.weights and space_accepts(name, "weights"):
-            options["weights"] = cfg.weights
-        for key, value in cfg.space_options.items():
-            if space_accepts(name, key):
-                options[key] = value
-                unused.discard(key)
-        try:
-            space = build_space(name, **options)
-        except UserError as e:
-            if cfg.spaces != [ALL]:
-                raise
-            notes.append(f"{name}: skipped: {e}")
-            continue
-        label = Path(name).name if Path(name).is_dir() else name
-        while label in spaces:
-            label += "'"
-        spaces[label] = space.to(device).eval()
-    if unused:
-        raise UserError(f"no space here takes the option(s) {', '.join(sorted(unused))}")
-    if not spaces:
-        raise UserError("no space could be built: " + "; ".join(notes))
-    return spaces, notes
+    built = build_spaces(
+        cfg.spaces, image_size=cfg.image_size, weights=cfg.weights, options=cfg.space_options
+    )
+    return {k: s.to(device).eval() for k, s in built.spaces.items()}, built.notes
 
 
 class Recon:
@@ -186,13 +171,22 @@ class Recon:
             self.auto += [auto] if auto else []
             self.extractors[auto.chosen if auto else name] = extractor.to(device)
         self.reference: dict[str, FeatureStats] = {}
+        self.probe_dataset = None
+        if cfg.probe_data is not None:
+            self.probe_dataset = open_images(
+                cfg.probe_data,
+                cfg.image_size,
+                limit=cfg.probe_images,
+                seed=cfg.seed,
+                max_pixels=cfg.max_pixels,
+                quiet=quiet,
+            )
 
     def batches(self, desc: str) -> Iterable[Any]:
-        from tqdm.auto import tqdm
-
+        """The batches, with a progress bar (plain lines when stderr is not a terminal)."""
         n = -(-len(self.dataset) // self.cfg.batch_size)
         it = iter_batches(self.dataset, self.cfg.batch_size, num_workers=self.cfg.num_workers)
-        return tqdm(it, total=n, desc=desc, disable=self.quiet, dynamic_ncols=True)
+        return track(it, n, desc, disable=self.quiet)
 
     def images(self, desc: str) -> Iterable[Tensor]:
         """The source images, batch by batch, on the device."""
@@ -210,13 +204,13 @@ class Recon:
         for name, extractor in self.extractors.items():
             if name in self.reference:
                 continue
-            key = {
-                "data": data_identity(self.dataset),
-                "image_size": self.cfg.image_size,
-                "num_images": len(self.dataset),
-                "preprocessing": self.variants()["preprocessing"],
-                "extractor": extractor.variant,
-            }
+            key = reference_stats_key(
+                data_identity(self.dataset),
+                self.cfg.image_size,
+                len(self.dataset),
+                self.variants()["preprocessing"],
+                extractor,
+            )
             images = functools.partial(self.images, f"reference {name}")
             self.reference[name] = cached_reference_stats(None, key, extractor, images)
         return self.reference
@@ -225,11 +219,13 @@ class Recon:
     def run_space(self, space: LatentSpace, image_dir: Path | None = None) -> SpaceResult:
         """Measure one space; with ``image_dir``, also write every reconstruction as PNG."""
         cfg, spec = self.cfg, space.spec
-        fake = {name: FeatureStats(e.dims) for name, e in self.extractors.items()}
+        fake = {name: GroupedFeatureStats(e.dims) for name, e in self.extractors.items()}
         rows: list[dict[str, Any]] = []
         probe_images: list[Tensor] = []  # the first cfg.diagnostics images, for diagnostics
         probe_labels: list[Tensor] = []
         grid: list[Tensor] = []
+        pooled: list[Tensor] = []  # (B, C) mean-pooled latents of every image, for the probe
+        labels: list[Tensor] = []
         skipped: list[tuple[str, str]] = []
         t_enc = t_dec = 0.0
         for batch in self.batches(f"recon {spec.name}"):
@@ -246,6 +242,8 @@ class Recon:
             y = space.decode(z)  # (B, 3, S', S')
             _sync(self.device)
             t_enc, t_dec = t_enc + t1 - t0, t_dec + time.perf_counter() - t1
+            pooled.append(z.float().mean((2, 3)).cpu())
+            labels.append(batch.labels)
             y = _resize(y.float(), x.shape[-1])
             # Quantised once: every metric, and every saved PNG, sees these same uint8 images.
             xq, yq = to_uint8(x), to_uint8(y)  # (B, 3, S, S) uint8
@@ -265,9 +263,12 @@ class Recon:
         n = len(rows)
         if n == 0:
             raise UserError(f"no readable image in {cfg.data} ({len(skipped)} skipped)")
-        metrics: dict[str, Any] = {k: sum(r[k] for r in rows) / n for k in rows[0] if k != "key"}
+        metrics = per_image_means(rows)
+        warnings: list[str] = []
         for name, stats in fake.items():
-            metrics[fd_key(name)] = self.reference[name].frechet_distance(stats)
+            fd, warned = fd_metrics(fd_key(name), self.reference[name], stats)
+            metrics.update(fd)
+            warnings += warned
         metrics.update(
             num_images=n,
             skipped_images=len(skipped),
@@ -275,13 +276,21 @@ class Recon:
             decode_images_per_s=n / max(t_dec, 1e-9),
         )
         if probe_images:
-            metrics.update(self.diagnostics(space, probe_images, probe_labels))
+            with Progress(1, f"diagnostics {spec.name}", disable=self.quiet) as bar:
+                diagnostics = self.diagnostics(space, probe_images, probe_labels)
+                bar.update()
+            warnings += diagnostics.pop("warnings", [])
+            metrics.update(diagnostics)
+        if self.probe_dataset is not None:
+            metrics.update(self.train_split_probe(space, torch.cat(pooled), torch.cat(labels)))
+        if warnings:
+            metrics["warnings"] = warnings
         grid_t = torch.cat(grid)[: cfg.grid_images] if grid else None
         return SpaceResult(metrics, rows, grid_t, skipped)
 
     def diagnostics(
         self, space: LatentSpace, images: list[Tensor], labels: list[Tensor]
-    ) -> dict[str, float]:
+    ) -> dict[str, Any]:
         """Latent diagnostics on the first images: channel statistics, effective rank, linear
         probe (when the data has labels), decoder robustness to latent noise, iFID (with the
         first Frechet extractor)."""
@@ -295,10 +304,44 @@ class Recon:
             space, x, y, extractor=extractor, seed=self.cfg.seed, batch_size=self.cfg.batch_size
         )
 
+    def train_split_probe(
+        self, space: LatentSpace, test: Tensor, test_labels: Tensor
+    ) -> dict[str, float]:
+        """The linear probe fitted on ``probe_data``'s mean-pooled latents and scored on those of
+        every image of ``data`` (``test`` (N, C)): keys ``probe/top1``, ``probe/top5``, ..."""
+        from latentbench.metrics.latent import linear_probe
+
+        train, train_labels = [], []
+        assert self.probe_dataset is not None
+        it = iter_batches(self.probe_dataset, self.cfg.batch_size, num_workers=self.cfg.num_workers)
+        for batch in it:
+            if len(batch):
+                x = _resize(batch.images.to(self.device), space.spec.image_size)
+                train.append(space.encode(x).float().mean((2, 3)).cpu())  # (B, C)
+                train_labels.append(batch.labels)
+        probe = linear_probe(
+            torch.cat(train), torch.cat(train_labels), test_features=test, test_labels=test_labels
+        )
+        return {
+            "probe/top1": probe["accuracy"],
+            "probe/top5": probe["top5"],
+            "probe/num_train": probe["num_train"],
+            "probe/num_test": probe["num_test"],
+        }
+
     def originals(self) -> Tensor:
         for batch in iter_batches(self.dataset, self.cfg.grid_images):
             return batch.images
         return torch.empty(0, 3, self.cfg.image_size, self.cfg.image_size)
+
+
+def per_image_means(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of each per-image metric with its bootstrap 95% interval
+    (:meth:`~latentbench.stats.Interval.to_keys`: ``psnr``, ``psnr/ci95_low``, ...)."""
+    out: dict[str, Any] = {}
+    for k in (k for k in rows[0] if k != "key"):
+        out.update(mean_interval([r[k] for r in rows]).to_keys(k))
+    return out
 
 
 def _resize(x: Tensor, size: int) -> Tensor:
@@ -313,8 +356,10 @@ def run_recon(
     quiet: bool = True,
     echo: Callable[[str], None] = print,
     overwrite: bool = False,
+    spaces: dict[str, LatentSpace] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run the benchmark and write the run folder ``out``; returns metrics per space.
+    ``spaces``: the spaces of ``cfg.spaces`` already built, by label (default: built here).
 
     ``out`` is replaced when complete; it must be new, empty or an earlier recon run, unless
     ``overwrite`` (:func:`latentbench.runs.claim_output`)."""
@@ -323,7 +368,7 @@ def run_recon(
         out,
         OutputKind.RECON,
         inputs=inputs,
-        data=existing_paths(cfg.data),
+        data=existing_paths(cfg.data, cfg.probe_data),
         overwrite=overwrite,
         cache=True,
     )
@@ -333,7 +378,10 @@ def run_recon(
     for choice in recon.auto:
         echo(f"note: {choice.note()}")
     auto = {c.option: c.to_dict() for c in recon.auto}
-    spaces, notes = resolve_spaces(cfg, device)
+    if spaces is None:
+        spaces, notes = resolve_spaces(cfg, device)
+    else:
+        spaces, notes = {k: s.to(device).eval() for k, s in spaces.items()}, []
     for note in notes:
         echo(note)
     recon.reference_stats()

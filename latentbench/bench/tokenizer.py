@@ -1,7 +1,7 @@
 """The runner behind ``latentbench train-tokenizer``: preset -> space -> the loop -> a space folder.
 
 The output folder is both a run folder (manifest.json, metrics.jsonl, metrics.json,
-checkpoints/) and a saved space (space.json + space.safetensors with fitted stats), so
+checkpoints/) and a saved space (config.json + model.safetensors with fitted stats), so
 ``build_space(DIR)`` and ``latentbench recon --space DIR`` load it.
 
 Presets are YAML files (the shipped ``tiny``, ``quickstart`` and ``paper`` in
@@ -22,22 +22,23 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 from pydantic import Field
 
-from latentbench.config import PositiveInt, config, from_dict, load_yaml, to_dict
+from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict, load_yaml, to_dict
 from latentbench.configs import ConfigKind, config_path
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
 from latentbench.errors import UserError
 from latentbench.runs import OutputKind, RunDir, claim_output, existing_paths
-from latentbench.spaces import build_space, load_space
+from latentbench.spaces import build_space, load_space, space_info, trainable_space_names
 from latentbench.spaces.backbones import resolve_backbone
 from latentbench.spaces.base import LatentSpace
 from latentbench.spaces.semrec import PAPER_ENCODER
-from latentbench.train.loop import TrainLoop, checkpoint_step
+from latentbench.train.loop import Tracker, TrainLoop, checkpoint_step
 from latentbench.train.tokenizer import (
     Recipe,
     TokenizerConfig,
@@ -48,14 +49,8 @@ from latentbench.train.tokenizer import (
     recipe_for,
 )
 
-FAMILIES = {
-    "semrec": "semrec",
-    "svae": "semrec",
-    "pvae": "semrec",
-    "semrec-mlp": "semrec",
-    "rae": "rae",
-    "rae-hd": "rae",
-}
+# trainable space -> its family (a stage-2 init must be of the same family): from the catalog
+FAMILIES = {name: space_info(name).family.value for name in trainable_space_names()}
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +110,9 @@ class TrainTokenizerConfig:
     eval_data: str | None = None  # held-out PSNR and linear probes into metrics.json
     eval_images: PositiveInt = 1000
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # larger image files are skipped, not decoded
+    space_options: dict[str, Any] = field(default_factory=dict)  # over the preset's (channels)
+    seed: NonNegativeInt | None = None  # None: the preset's (`--seeds` sets one per run)
+    log_with: Tracker | None = None  # also log to tensorboard / wandb (accelerate's trackers)
 
 
 def _encoder_identity(spec: Any, input_size: int | None = None) -> dict[str, Any]:
@@ -175,14 +173,13 @@ def train_tokenizer(
     from latentbench.data import open_images
 
     space, data, preset, stage, init = job.space, job.data, job.preset, job.stage, job.init
-    steps, eval_data, eval_images = job.steps, job.eval_data, job.eval_images
-    max_pixels = job.max_pixels
+    eval_data, eval_images, max_pixels = job.eval_data, job.eval_images, job.max_pixels
     recipe = recipe_for(space, stage)
     if recipe is Recipe.PSVAE and init is None:
         raise UserError("stage 2 (PS-VAE) starts from a stage-1 output: pass --init DIR")
     cfg = load_preset(space, preset, stage)
-    if steps is not None:
-        cfg.loop.steps = steps
+    cfg.space = {**cfg.space, **job.space_options}
+    _override_loop(cfg.loop, job)
     out = Path(out or f"runs/tokenizers/{space}-stage{stage}")
     claim_output(
         out,
@@ -259,6 +256,13 @@ def _training_data(
     return (dataset, collate_images) if constants is None else (constants, collate_constants)
 
 
+def _override_loop(loop: Any, job: TrainTokenizerConfig) -> None:
+    """The job's steps, seed and tracker over the preset's loop settings (where given)."""
+    loop.steps = job.steps if job.steps is not None else loop.steps
+    loop.seed = job.seed if job.seed is not None else loop.seed
+    loop.log_with = job.log_with or loop.log_with
+
+
 def _image_batches(dataset: Any, batch_size: int):
     from latentbench.data import iter_batches
 
@@ -274,26 +278,28 @@ def evaluate(
     batch_size: int,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Held-out PSNR and linear probes on ``data`` (first ``limit`` images; larger than
     ``max_pixels`` skipped).
 
     Probes (top-1, ridge, 80/20 split) on the latent and on the space's encoder features, each
-    mean-pooled over the grid (``..._mean``) and flattened (``..._flat``).
+    mean-pooled over the grid (``..._mean``) and flattened (``..._flat``). Each value has its
+    95% interval (PSNR: bootstrap over images; probes: Wilson over the held-out split) and a
+    small held-out split a line in ``warnings``.
     """
     from latentbench.data import iter_batches, open_images
     from latentbench.metrics.latent import decode_all, encode_all, linear_probe, pool_latents
     from latentbench.metrics.pixel import psnr
+    from latentbench.stats import mean_interval
 
     dataset = open_images(data, space.spec.image_size, limit=limit, max_pixels=max_pixels)
     batches = [b for b in iter_batches(dataset, batch_size) if len(b)]
     images = torch.cat([b.images for b in batches])  # (N, 3, H, W)
     labels = torch.cat([b.labels for b in batches])  # (N,)
     z = encode_all(space, images, batch_size)
-    out = {
-        "eval/psnr": float(psnr(decode_all(space, z, batch_size), images).mean()),
-        "eval/num_images": float(len(images)),
-    }
+    per_image = psnr(decode_all(space, z, batch_size), images)  # (N,)
+    out = {**mean_interval(per_image.double().numpy()).to_keys("eval/psnr")}
+    out["eval/num_images"] = float(len(images))
     if (labels >= 0).sum() < 4 or len(labels[labels >= 0].unique()) < 2:
         return out
     grids = {"latent": z}
@@ -306,6 +312,9 @@ def evaluate(
         grids["encoder"] = torch.cat(chunks).float()  # (N, D, h, w)
     for name, grid in grids.items():
         for pool in ("mean", "flatten"):
-            acc = linear_probe(pool_latents(grid, pool), labels)["accuracy"]
-            out[f"eval/probe_{name}_{pool}"] = acc
+            probe = linear_probe(pool_latents(grid, pool), labels)
+            key = f"eval/probe_{name}_{pool}"
+            out.update({key + k[8:]: v for k, v in probe.items() if k.startswith("accuracy")})
+            if probe["warnings"]:
+                out.setdefault("warnings", []).extend(f"{key}: {w}" for w in probe["warnings"])
     return out

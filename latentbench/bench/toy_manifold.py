@@ -22,7 +22,6 @@ from typing import Annotated, Any
 import torch
 from pydantic import Field
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from latentbench.config import (
     NonNegativeFloat,
@@ -33,6 +32,7 @@ from latentbench.config import (
     config,
 )
 from latentbench.runs import OutputKind, RunDir, atomic_path, claim_output, staged_dir
+from latentbench.terminal import track
 
 
 @config
@@ -139,7 +139,7 @@ def train_flow(
         cfg.num_samples, dim, generator=torch.Generator().manual_seed(cfg.seed + 3)
     )
     steps, tails = [], []
-    for step in tqdm(range(1, cfg.steps + 1), disable=quiet, desc=desc):
+    for step in track(range(1, cfg.steps + 1), cfg.steps, desc, disable=quiet):
         x0 = data[torch.randint(len(data), (cfg.batch_size,), generator=g)]
         eps = torch.randn(x0.shape, generator=g)
         t = torch.rand(cfg.batch_size, generator=g)

@@ -39,6 +39,7 @@ COMMANDS = {
     "eval-edit": evaluate.eval_edit_cmd,
     "report": report.report_cmd,
     "run": run.run_cmd,
+    "plan": run.plan_cmd,
 }
 DATA_COMMANDS = {"export": data.export_cmd, "shapes": data.shapes_cmd}
 

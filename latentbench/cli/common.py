@@ -37,6 +37,14 @@ MaxPixelsFlag = Annotated[
 Device = Annotated[
     str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present)")
 ]
+Seeds = Annotated[
+    str | None,
+    typer.Option(help="e.g. 0,1,2: one run per seed in OUT/seed_<k>, their aggregate in OUT."),
+]
+LogWith = Annotated[
+    str | None,
+    typer.Option(help="Also log to tensorboard (RUN/trackers) or wandb, when installed."),
+]
 SpaceOptions = Annotated[
     list[str] | None,
     typer.Option(
@@ -112,28 +120,14 @@ def fmt(value: object) -> str:
     return "" if value is None else str(value)
 
 
-SHORT_NAMES = {
-    "num_images": "images",
-    "skipped_images": "skipped",
-    "encode_images_per_s": "enc img/s",
-    "decode_images_per_s": "dec img/s",
-}
-TABLE_SKIP = ("latent_", "steps", "seconds")
+def print_metrics_table(results: dict[str, object], title: str, wide: bool = False) -> None:
+    """One row per space: the headline metrics with their intervals (``wide``: every scalar;
+    all of them are in metrics.json), then the recorded warnings."""
+    from latentbench.terminal import metrics_table, warnings_of
 
-
-def print_metrics_table(results: dict[str, dict[str, object]], title: str) -> None:
-    """One row per space, one column per headline scalar (all of them are in metrics.json)."""
-    columns: list[str] = []
-    for metrics in results.values():
-        columns += [
-            k
-            for k, v in metrics.items()
-            if k not in columns and isinstance(v, (int, float)) and not k.startswith(TABLE_SKIP)
-        ]
-    table = Table("space", *(SHORT_NAMES.get(c, c) for c in columns), title=title)
-    for name, metrics in results.items():
-        table.add_row(name, *(fmt(metrics.get(c)) for c in columns))
-    Console(width=max(120, Console().width)).print(table)
+    Console(width=max(120, Console().width)).print(metrics_table(results, title, wide))
+    for line in warnings_of(results):
+        console.print(f"warning: {line}", highlight=False)
 
 
 def print_rows(header: tuple[str, ...], rows, title: str) -> None:

@@ -34,10 +34,10 @@ class Bars:
         self.quiet, self.bar = quiet, None
 
     def __call__(self, total: int):
-        from tqdm import tqdm
+        from latentbench.terminal import Progress
 
-        self.close()
-        self.bar = tqdm(total=total, disable=self.quiet, unit="img")
+        self.close()  # a rich bar on a terminal, plain lines every 10 s otherwise
+        self.bar = Progress(total, "images", disable=self.quiet)
         return self.bar.update
 
     def close(self) -> None:

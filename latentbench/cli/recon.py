@@ -47,8 +47,12 @@ SaveImages = Annotated[
 ]
 Diagnostics = Annotated[
     int,
-    typer.Option(help="Images for the latent diagnostics (probe, noise robustness, iFID); 0: off."),
+    typer.Option(
+        help="Images for the latent diagnostics (probe, noise robustness, iFID); 0: off"
+        " (the default: they cost ~7 extra decodes per image; see README)."
+    ),
 ]
+Wide = Annotated[bool, typer.Option(help="Print every metric, not the headline.")]
 
 
 def recon_cmd(
@@ -65,7 +69,8 @@ def recon_cmd(
     strict: Strict = False,
     max_pixels: MaxPixelsFlag = None,
     save_images: SaveImages = False,
-    diagnostics: Diagnostics = 32,
+    diagnostics: Diagnostics = 0,
+    wide: Wide = False,
     seed: Annotated[int, typer.Option()] = 0,
     device: Device = None,
     out: Annotated[Path, typer.Option(help="Run folder to write.")] = Path("runs/recon"),
@@ -100,4 +105,4 @@ def recon_cmd(
     if as_json:
         print_json(results)
         return
-    print_metrics_table(results, title=f"recon -> {out}")
+    print_metrics_table(results, title=f"recon -> {out}", wide=wide)

@@ -1,12 +1,14 @@
-"""``latentbench run``: the whole pipeline an experiment file describes."""
+"""``latentbench run``: the whole pipeline an experiment file describes; ``latentbench plan``: its
+full-size dry run (:mod:`latentbench.plan`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from latentbench.cli.common import Quiet, console
+from latentbench.cli.common import Quiet, console, from_flags
 
 Experiment = Annotated[
     str, typer.Argument(help="A shipped experiment (quickstart, smoke, ...) or a .yaml file.")
@@ -29,3 +31,27 @@ def run_cmd(
         overwrite=overwrite,
     )
     console.print(f"report: {report / 'index.html'}", highlight=False, soft_wrap=True)
+
+
+def plan_cmd(
+    experiment: Experiment,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for plan.json / plan.md (runs/NAME-plan).")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Images per CPU step.")] = 2,
+    budget_minutes: Annotated[float, typer.Option(help="Wall time for the CPU steps.")] = 8.0,
+    meta_only: Annotated[bool, typer.Option(help="Parameters and FLOPs; no CPU step.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Write into --out whatever it holds.")] = False,
+) -> None:
+    """Dry run at full size: parameters, FLOPs, memory and GPU-hours of every stage."""
+    from latentbench.plan import PlanConfig, plan_experiment, plan_table
+
+    flags = {"batch": batch, "budget_minutes": budget_minutes, "meta_only": meta_only}
+    plan = plan_experiment(
+        experiment,
+        from_flags(PlanConfig, "plan", **flags),
+        out,
+        overwrite=overwrite,
+        echo=lambda m: console.print(m, highlight=False, soft_wrap=True, markup=False),
+    )
+    print(plan_table(plan))

@@ -16,11 +16,12 @@ def spaces_cmd(
     as_json: AsJson = False,
 ) -> None:
     """List registered spaces (built-in and plugins)."""
-    from latentbench.spaces import SPACES, build_space
+    from latentbench.spaces import SPACES, build_space, space_info
 
     rows = []
     for entry in SPACES.entries():
         row: dict[str, object] = {"name": entry.name, "source": entry.source}
+        row.update(space_info(entry.name).describe())  # family, needs_training, recipes
         if spec:
             try:
                 row.update(build_space(entry.name, pretrained=False).spec.to_dict())
@@ -30,12 +31,19 @@ def spaces_cmd(
     if as_json:
         print_json(rows)
         return
-    header = ("space", "source", *(["channels", "latent", "stride"] if spec else []))
+    header = (
+        "space",
+        "source",
+        "family",
+        "needs",
+        *(["channels", "latent", "stride"] if spec else []),
+    )
     print_rows(header, [_cells(r, spec) for r in rows], title=None)
 
 
 def _cells(row: dict[str, object], spec: bool) -> list[str]:
-    """A row of the table: name, source and, with --spec, channels, latent shape, stride."""
+    """A row of the table: name, source, family, what it needs first and, with --spec,
+    channels, latent shape, stride."""
     extra: list[str] = []
     if spec:
         extra = (
@@ -43,4 +51,5 @@ def _cells(row: dict[str, object], spec: bool) -> list[str]:
             if "error" not in row
             else [str(row["error"]), "", ""]
         )
-    return [str(row["name"]), str(row["source"]), *extra]
+    needs = "train-tokenizer" if row["needs_training"] else ""
+    return [str(row["name"]), str(row["source"]), str(row["family"]), needs, *extra]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -9,9 +10,11 @@ import typer
 
 from latentbench.cli.common import (
     AsJson,
+    LogWith,
     MaxPixelsFlag,
     Overwrite,
     Quiet,
+    Seeds,
     SpaceOptions,
     console,
     echo,
@@ -55,11 +58,14 @@ def train_tokenizer_cmd(
     eval_data: EvalData = None,
     eval_images: Annotated[int, typer.Option(help="Held-out images to use.")] = 1000,
     max_pixels: MaxPixelsFlag = None,
+    seeds: Seeds = None,
+    log_with: LogWith = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
     """Train a tokenizer space; the output folder loads as a space (recon --space DIR)."""
+    from latentbench.bench.seeds import parse_seeds, train_tokenizer_seeds
     from latentbench.bench.tokenizer import TrainTokenizerConfig, train_tokenizer
 
     job = from_flags(
@@ -74,8 +80,14 @@ def train_tokenizer_cmd(
         eval_data=eval_data,
         eval_images=eval_images,
         max_pixels=max_pixels_or_default(max_pixels),
+        log_with=log_with,
     )
-    metrics = train_tokenizer(job, out, resume=resume, quiet=quiet, overwrite=overwrite)
+    if seed_list := parse_seeds(seeds):  # one run per seed in OUT/seed_<k>, their aggregate
+        metrics = train_tokenizer_seeds(
+            job, seed_list, out, resume=resume, quiet=quiet, overwrite=overwrite
+        )
+    else:
+        metrics = train_tokenizer(job, out, resume=resume, quiet=quiet, overwrite=overwrite)
     if as_json:
         print_json(metrics)
         return
@@ -176,12 +188,15 @@ def train_gen_cmd(
     option: SpaceOptions = None,
     out: GenOut = Path("runs/gen"),
     resume: GenResume = False,
+    seeds: Seeds = None,
+    log_with: LogWith = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
     """Train the same flow-matching DiT on each space; convergence curves into metrics.jsonl."""
     from latentbench.bench.generation import load_config, train_generators
+    from latentbench.bench.seeds import parse_seeds, train_gen_seeds
 
     cfg = load_config(
         config,
@@ -205,9 +220,13 @@ def train_gen_cmd(
         seed=seed,
         max_pixels=max_pixels,
         space_options=parse_options(option) if option else None,
+        log_with=log_with,
     )
-    results = train_generators(
-        split_names(space), cfg, out, resume=resume, quiet=quiet, echo=echo, overwrite=overwrite
+    run = train_generators
+    if seed_list := parse_seeds(seeds):  # one run per seed in OUT/seed_<k>, their aggregate
+        run = functools.partial(train_gen_seeds, seeds=seed_list)
+    results = run(
+        split_names(space), cfg, out=out, resume=resume, quiet=quiet, echo=echo, overwrite=overwrite
     )
     if as_json:
         print_json(results)

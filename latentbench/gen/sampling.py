@@ -37,6 +37,7 @@ from latentbench.errors import UserError
 from latentbench.files import load_safetensors, read_json_object
 from latentbench.gen.dit import CondSpec, DiT, DiTConfig, EditLayout
 from latentbench.gen.flow import FlowConfig, Sampler
+from latentbench.gen.qwen import PAPER_PRESET, QwenGenConfig, QwenGenerator
 from latentbench.gen.text import build_text_encoder
 from latentbench.spaces.base import LatentSpace, LatentStats
 from latentbench.train.generator import EvalSet, GeneratorTask, TaskKind, decode, generate
@@ -237,7 +238,11 @@ def load_generator(
         config = json.loads((run_dir / "manifest.json").read_text())["config"]
         # runs written before DiTConfig.edit_layout existed put the text first
         legacy = {"edit_layout": EditLayout.TEXT_SOURCE_NOISY.value}
-        dit_cfg = from_dict(DiTConfig, {**legacy, **config["dit"]}, "manifest dit")
+        paper = str(config["train_gen"].get("preset", "")).lower() == PAPER_PRESET
+        arch, fields = (
+            (QwenGenConfig, config["dit"]) if paper else (DiTConfig, {**legacy, **config["dit"]})
+        )
+        dit_cfg = from_dict(arch, fields, "manifest dit")
         cspec = from_dict(CondSpec, config["cond"], "manifest cond")
         flow = from_dict(FlowConfig, config["flow"], "manifest flow")
         kind = TaskKind(config["train_gen"]["task"])
@@ -276,7 +281,9 @@ def load_generator(
         text = build_text_encoder(
             te["kind"], path=te.get("path"), max_len=int(te["max_len"]), vocab=te.get("vocab")
         )
-    model = DiT(dit_cfg, space.spec.channels, space.spec.latent_size, cspec)
+    model = (QwenGenerator if paper else DiT)(
+        dit_cfg, space.spec.channels, space.spec.latent_size, cspec
+    )
     if not untrained:
         model.load_state_dict(load_safetensors(ckpt / name))
     model = model.to(dev).eval().requires_grad_(False)

@@ -246,12 +246,17 @@ class NaturalEditScorer:
 
 
 def summarise_natural(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean of every metric over the edits that have it, and how many do."""
+    """Mean of every metric over the edits that have it (with its 95% bootstrap interval,
+    ``<name>/ci95_low``, ``<name>/ci95_high``, ``<name>/n``), and how many do."""
+    from latentbench.stats import mean_interval
+
     out: dict[str, Any] = {"count": len(rows)}
     for name in (*METRICS, "judge"):
         vals = [r[name] for r in rows if r.get(name) is not None]
         finite = [v for v in vals if math.isfinite(v)]
         out[name] = float(np.mean(finite)) if finite else None
+        if finite:
+            out.update({k: v for k, v in mean_interval(finite).to_keys(name).items() if k != name})
         out[f"{name}_count"] = len(vals)
     return out
 

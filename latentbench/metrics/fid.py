@@ -5,6 +5,9 @@
   merge by adding their sums (also what an all-reduce across processes does).
 - :func:`frechet_distance` is the distance of Heusel et al. 2017 between two Gaussians, computed
   so that it is always a finite real number.
+- :class:`GroupedFeatureStats` / :func:`frechet_interval` / :func:`fd_metrics`: the FD with its
+  jackknife interval over G disjoint groups of the generated set, and the warning below one
+  sample per feature dimension (docs/statistics.md).
 - :func:`cached_reference_stats` computes the statistics of the real images once per (data,
   preprocessing, extractor variant) and keeps them on disk: recon of K spaces costs K + 1 feature
   passes, not 2K.
@@ -12,9 +15,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import zipfile
 from collections.abc import Callable, Iterable
@@ -28,9 +29,14 @@ from torch import Tensor
 
 from latentbench.errors import UserError
 from latentbench.files import first_line, note
-from latentbench.runs import atomic_path
+from latentbench.runs import atomic_path, cache_digest, cache_root
+from latentbench.stats import (
+    FD_GROUPS,
+    Interval,
+    fd_sample_warning,
+    jackknife_interval,
+)
 
-CACHE_ENV = "LATENTBENCH_CACHE"
 STATS_FORMAT = 2  # bump when the statistics or their file change meaning
 
 
@@ -177,6 +183,75 @@ class FeatureStats:
         return stats
 
 
+class GroupedFeatureStats:
+    """Feature statistics of one generated set, kept in G disjoint groups for the FD interval.
+
+    Row i of the stream goes to group i % G (sizes differ by at most 1), as the delete-a-group
+    jackknife of :func:`latentbench.stats.fd_interval_from_moments` wants. :meth:`total` is the
+    plain :class:`FeatureStats` of all rows. Memory: G + 1 times one :class:`FeatureStats`.
+    """
+
+    def __init__(self, dims: int, groups: int = FD_GROUPS) -> None:
+        self.groups = [FeatureStats(dims) for _ in range(groups)]
+        self._seen = 0  # rows so far: the group of the next row
+
+    @property
+    def n(self) -> int:
+        return self._seen
+
+    @property
+    def dims(self) -> int:
+        return self.groups[0].dims
+
+    def update(self, feats: Tensor) -> GroupedFeatureStats:
+        """Add a batch of features (B, D)."""
+        index = (torch.arange(feats.shape[0]) + self._seen) % len(self.groups)  # (B,)
+        for g, stats in enumerate(self.groups):
+            rows = feats[index.to(feats.device) == g]
+            if len(rows):
+                stats.update(rows)
+        self._seen += feats.shape[0]
+        return self
+
+    def merge(self, other: GroupedFeatureStats) -> GroupedFeatureStats:
+        """Add another process's groups, group by group."""
+        for mine, theirs in zip(self.groups, other.groups):
+            mine.merge(theirs)
+        self._seen += other.n
+        return self
+
+    def total(self, without: int | None = None) -> FeatureStats:
+        """All rows together (leaving out group ``without``)."""
+        out = FeatureStats(self.dims)
+        for g, stats in enumerate(self.groups):
+            if g != without and stats.n:
+                out.merge(stats)
+        return out
+
+
+def frechet_interval(reference: FeatureStats, generated: GroupedFeatureStats) -> Interval:
+    """FD of the generated set to ``reference`` with its delete-a-group jackknife interval
+    (docs/statistics.md): G + 1 distances; each one exact and cheap while N <= D."""
+    total = generated.total()
+    value = reference.frechet_distance(total)
+    used = [g for g, stats in enumerate(generated.groups) if stats.n]
+    if total.n < 3 or any(total.n - generated.groups[g].n < 2 for g in used):
+        return jackknife_interval(value, [], total.n)  # unbounded
+    left_out = [reference.frechet_distance(generated.total(without=g)) for g in used]
+    return jackknife_interval(value, left_out, total.n)
+
+
+def fd_metrics(
+    key: str, reference: FeatureStats, generated: GroupedFeatureStats
+) -> tuple[dict[str, float | int], list[str]]:
+    """``key`` with its interval keys (:meth:`Interval.to_keys`), and the warning to record
+    when there are fewer samples than feature dimensions (:func:`fd_sample_warning`)."""
+    warning = fd_sample_warning(generated.n, generated.dims)
+    return frechet_interval(reference, generated).to_keys(key), [
+        f"{key}: {warning}"
+    ] if warning else []
+
+
 # -- the Frechet distance -------------------------------------------------------------------------
 def frechet_distance(
     mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
@@ -254,15 +329,26 @@ def _checked(a: np.ndarray) -> np.ndarray:
 
 # -- cached statistics of the real images ---------------------------------------------------------
 def default_cache_dir() -> Path:
-    """``$LATENTBENCH_CACHE/fid``, default ``~/.cache/latentbench/fid``."""
-    root = os.environ.get(CACHE_ENV) or "~/.cache/latentbench"
-    return Path(root).expanduser() / "fid"
+    """``fid/`` under the cache root (:func:`latentbench.runs.cache_root`)."""
+    return cache_root() / "fid"
 
 
-def reference_key(key: dict[str, Any], extractor: Any) -> str:
-    """Canonical JSON of everything the cached statistics depend on."""
-    full = {"format": STATS_FORMAT, "data": key, "extractor": extractor.variant}
-    return json.dumps(full, sort_keys=True, default=str)
+def reference_key(key: dict[str, Any], extractor: Any) -> dict[str, Any]:
+    """Everything the cached statistics depend on."""
+    return {"format": STATS_FORMAT, "data": key, "extractor": extractor.variant}
+
+
+def reference_stats_key(
+    data: str, image_size: int, num_images: int, preprocessing: str, extractor: Any
+) -> dict[str, Any]:
+    """What defines the real images whose statistics are cached (recon and train-gen alike)."""
+    return {
+        "data": data,
+        "image_size": image_size,
+        "num_images": num_images,
+        "preprocessing": preprocessing,
+        "extractor": extractor.variant,
+    }
 
 
 def cached_reference_stats(
@@ -285,8 +371,9 @@ def cached_reference_stats(
     computing it again; the file is written atomically (temp file + rename).
     """
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    canonical = reference_key(key, extractor)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:20]
+    full = reference_key(key, extractor)
+    canonical = json.dumps(full, sort_keys=True, default=str)
+    digest = cache_digest(full)
     name = re.sub(r"[^\w.-]+", "_", str(extractor.variant.get("name", "features")))
     path = cache / f"{name}-{digest}.npz"
     cache.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ Plain functions over a space and a batch of images (B, 3, H, W) in [-1, 1]; the 
 - :func:`effective_rank`: exp(entropy of the normalised singular values) of the (N*h*w, C) token
   matrix, centred (Roy & Vetterli 2007): how many channels carry variance.
 - :func:`linear_probe`: closed-form ridge regression onto one-hot labels from standardised pooled
-  latents, fitted on a seeded ``train_fraction`` split and scored (top-1) on the rest.
+  latents, fitted on a seeded ``train_fraction`` split and scored (top-1, top-5) on the rest, or
+  fitted on a train set and scored on a separate test set (ImageNet's train / val protocol).
 - :func:`decoder_robustness`: PSNR against the input of ``decode(denorm(norm(z) + sigma * eps))``
   over a sigma sweep on normalised latents (sigma = 0 is plain reconstruction PSNR).
 - :func:`interpolation_fid` (iFID, arXiv 2603.05630): decode the midpoint of each normalised latent
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +28,7 @@ from torch import Tensor
 
 from latentbench.errors import UserError
 from latentbench.spaces.base import LatentSpace, LatentStats
+from latentbench.stats import probe_heldout_warning, proportion_interval
 
 DEFAULT_SIGMAS = (0.0, 0.1, 0.25, 0.5, 1.0)
 
@@ -94,22 +97,41 @@ def linear_probe(
     train_fraction: float = 0.8,
     ridge: float = 1.0,
     seed: int = 0,
-) -> dict[str, float]:
-    """Top-1 accuracy of a ridge-regression classifier on a held-out split.
+    test_features: Tensor | None = None,
+    test_labels: Tensor | None = None,
+) -> dict[str, Any]:
+    """Top-1 and top-5 accuracy of a ridge-regression classifier on held-out images, the top-1
+    with its Wilson interval (``accuracy/ci95_low``, ``accuracy/ci95_high``, ``accuracy/n``) and
+    ``warnings`` (a line when the held-out split is below
+    :data:`~latentbench.stats.MIN_PROBE_HELDOUT`).
 
-    ``features`` (N, F), ``labels`` (N,) with -1 = unlabelled (dropped). Features are standardised
-    with the training split's statistics; W = (X^T X + ridge * n I)^-1 X^T Y on one-hot Y (the
-    dual form when F > n).
+    ``features`` (N, F), ``labels`` (N,) with -1 = unlabelled (dropped). Without a test set the
+    probe fits on a seeded ``train_fraction`` split and is scored on the rest; with
+    ``test_features`` / ``test_labels`` it fits on all of ``features`` (ImageNet's protocol:
+    the train split) and is scored on the test set (the val split). Features are standardised
+    with the training statistics; W = (X^T X + ridge * n I)^-1 X^T Y on one-hot Y (the dual
+    form when F > n). ``top5`` is top-min(5, classes).
     """
     keep = labels >= 0
     x, y = features[keep].double(), labels[keep].long()
+    if test_features is not None and test_labels is not None:
+        keep_test = test_labels >= 0
+        n_train = len(y)
+        x = torch.cat([x, test_features[keep_test].double()])
+        y = torch.cat([y, test_labels[keep_test].long()])
+        tr, te = torch.arange(n_train), torch.arange(n_train, len(y))
+        if len(te) == 0:
+            raise UserError("linear probe: the test set has no labelled image")
+    else:
+        tr = te = None
     n = len(y)
     classes = int(y.max()) + 1 if n else 0
     if n < 4 or classes < 2:
         raise UserError(f"linear probe needs >= 4 labelled images of >= 2 classes (got {n})")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_train = min(n - 1, max(1, int(round(train_fraction * n))))
-    tr, te = perm[:n_train], perm[n_train:]
+    if tr is None or te is None:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        n_train = min(n - 1, max(1, int(round(train_fraction * n))))
+        tr, te = perm[:n_train], perm[n_train:]
     mu, sd = x[tr].mean(0), x[tr].std(0).clamp_min(1e-8)
     xs = (x - mu) / sd
     xs = torch.cat([xs, torch.ones(n, 1, dtype=xs.dtype)], 1)  # bias column
@@ -121,14 +143,19 @@ def linear_probe(
     else:
         eye = torch.eye(len(tr), dtype=xt.dtype)
         w = xt.T @ torch.linalg.solve(xt @ xt.T + lam * eye, yt)
-    pred = (xs[te] @ w).argmax(1)
+    scores = xs[te] @ w  # (N_test, K)
+    top = scores.topk(min(5, classes), dim=1).indices  # (N_test, 5)
     counts = torch.bincount(y[tr], minlength=classes).double()
+    correct = int((top[:, 0] == y[te]).sum())
+    warning = probe_heldout_warning(len(te))
     return {
-        "accuracy": float((pred == y[te]).double().mean()),
+        **proportion_interval(correct, len(te)).to_keys("accuracy"),
+        "top5": float((top == y[te][:, None]).any(1).double().mean()),
         "majority_baseline": float((y[te] == counts.argmax()).double().mean()),
         "num_train": float(len(tr)),
         "num_test": float(len(te)),
         "num_classes": float(classes),
+        "warnings": [warning] if warning else [],
     }
 
 
@@ -155,13 +182,14 @@ def decoder_robustness(
     *,
     seed: int = 0,
     batch_size: int = 64,
+    latents: Tensor | None = None,
 ) -> dict[str, float]:
     """Mean PSNR (dB, vs ``images``) of decodes of noised normalised latents, per sigma.
 
     Latents are normalised with the space's stats (fitted on these latents when it has none).
-    Keys ``psnr@sigma``.
+    Keys ``psnr@sigma``. ``latents``: the images' latents when already encoded.
     """
-    z = encode_all(space, images, batch_size)
+    z = encode_all(space, images, batch_size) if latents is None else latents
     mean, std = _normalizer(_stats(space, z))
     zn = (z - mean) / std
     out = {}
@@ -179,6 +207,7 @@ def interpolation_fid(
     extractor: Any,
     *,
     batch_size: int = 64,
+    latents: Tensor | None = None,
 ) -> dict[str, float]:
     """iFID: Frechet distance between features of ``images`` and of decoded NN midpoints.
 
@@ -190,7 +219,7 @@ def interpolation_fid(
 
     if len(images) < 3:
         raise UserError(f"iFID needs >= 3 images, got {len(images)}")
-    z = encode_all(space, images, batch_size)
+    z = encode_all(space, images, batch_size) if latents is None else latents
     mean, std = _normalizer(_stats(space, z))
     zn = ((z - mean) / std).flatten(1)  # (N, C*h*w)
     dist = torch.cdist(zn, zn)  # (N, N)
@@ -222,12 +251,16 @@ def latent_diagnostics(
     pool: Pool | str = Pool.MEAN,
     seed: int = 0,
     batch_size: int = 64,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """All scalar diagnostics in one flat dict (``latent/...`` keys) for a results file.
 
-    The probe runs when ``labels`` has >= 2 classes, iFID when ``extractor`` is given.
+    The probe runs when ``labels`` has >= 2 classes (its accuracy with a Wilson interval; a
+    line in ``warnings`` when the held-out split is small), iFID when ``extractor`` is given.
+    The images are encoded once; ``latent/seconds`` is what the diagnostics took.
     """
+    clock = time.perf_counter()
     z = encode_all(space, images, batch_size)
+    warnings: list[str] = []
     stats = channel_stats(z)
     out: dict[str, float] = {
         "latent/effective_rank": effective_rank(z),
@@ -240,11 +273,17 @@ def latent_diagnostics(
         and len(labels[labels >= 0].unique()) > 1
     ):
         probe = linear_probe(pool_latents(z, pool), labels, seed=seed)
-        out["latent/probe_accuracy"] = probe["accuracy"]
+        accuracy = {k: v for k, v in probe.items() if k.startswith("accuracy")}
+        out.update({f"latent/probe_{k}": v for k, v in accuracy.items()})
+        out["latent/probe_top5"] = probe["top5"]
         out["latent/probe_majority_baseline"] = probe["majority_baseline"]
-    robust = decoder_robustness(space, images, sigmas, seed=seed, batch_size=batch_size)
+        warnings += [f"latent/probe_accuracy: {w}" for w in probe["warnings"]]
+    robust = decoder_robustness(space, images, sigmas, seed=seed, batch_size=batch_size, latents=z)
     out.update({f"latent/robust_{k}": v for k, v in robust.items()})
     if extractor is not None:
-        ifid = interpolation_fid(space, images, extractor, batch_size=batch_size)
+        ifid = interpolation_fid(space, images, extractor, batch_size=batch_size, latents=z)
         out.update({f"latent/{k}": v for k, v in ifid.items()})
+    out["latent/seconds"] = time.perf_counter() - clock
+    if warnings:
+        out["warnings"] = warnings
     return out

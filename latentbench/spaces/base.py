@@ -8,12 +8,18 @@
 - ``stats``: per-channel mean/std of the latents fitted on data; ``normalize`` / ``denormalize``
   map to and from the unit-scale latents a generator sees.
 - ``fingerprint()``: sha256 of (name, config, weights); keys the latent cache and results.
-- ``save(dir)`` writes ``space.json`` + ``space.safetensors``; ``load_space(dir)`` rebuilds the
-  space from them alone, building the architecture with ``pretrained=False`` and loading weights.
+- ``save_pretrained(dir)`` writes ``config.json`` + ``model.safetensors`` (huggingface_hub's
+  ``PyTorchModelHubMixin``, so ``push_to_hub`` works too); ``LatentSpace.from_pretrained(dir or
+  hub id)`` (= :func:`latentbench.spaces.load_space`) rebuilds the space from them alone, building
+  the architecture with ``pretrained=False`` and loading the weights. Folders saved before
+  (``space.json`` + ``space.safetensors``) load the same way.
 
 Every space factory (the object registered under a name) takes keyword arguments that are
 JSON-able, returns a :class:`LatentSpace`, and accepts ``pretrained=False`` to build the same
-architecture with random weights without any file or network access.
+architecture with random weights without any file or network access. The space's config is
+captured from that call (:func:`latentbench.spaces.catalog.space_factory`): the options it was
+given, plus what the space resolved while building (:meth:`LatentSpace.resolved_options`: a
+VAE's architecture read from its hub config, a tokenizer's full typed config).
 """
 
 from __future__ import annotations
@@ -27,15 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from latentbench.errors import UserError
-from latentbench.files import load_safetensors, read_json_object
+from latentbench.hub import hub_snapshot
 from latentbench.runs import atomic_path, atomic_write_json
-
-SPACE_JSON = "space.json"
-SPACE_WEIGHTS = "space.safetensors"
+from latentbench.spaces.catalog import call_factory
+from latentbench.spaces.saved import CONFIG_JSON, WEIGHTS_FILE, find_saved, load_weights, read_meta
 
 
 @dataclass(frozen=True)
@@ -106,23 +112,36 @@ class LatentStats:
         return cls(tuple(d["mean"]), tuple(d["std"]), int(d["num_samples"]), int(d["seed"]))
 
 
-class LatentSpace(nn.Module, ABC):
+class LatentSpace(
+    nn.Module,
+    PyTorchModelHubMixin,
+    ABC,
+    library_name="latentbench",
+    tags=["latentbench", "latent-space"],
+):
     """Base class of every latent space; an ``nn.Module`` so ``.to()`` moves it whole."""
 
-    registry_name: str = ""  # set by build_space; names the factory that rebuilds the space
+    registry_name: str = ""  # the factory that rebuilds the space; set as it is built
+    init_options: dict[str, Any]  # the options of that factory call (catalog.factory_options)
 
     def __init__(self) -> None:
         super().__init__()
         self.stats: LatentStats | None = None
+        self.init_options = {}
 
     # -- what a subclass implements --------------------------------------------------------------
     @property
     @abstractmethod
     def spec(self) -> LatentSpec: ...
 
-    @abstractmethod
+    def resolved_options(self) -> dict[str, Any]:
+        """Factory options this space resolved while building (e.g. an architecture read from a
+        hub config) that its factory needs to rebuild it offline; added to :meth:`config`."""
+        return {}
+
     def config(self) -> dict[str, Any]:
         """JSON-able keyword arguments that rebuild this space through its factory."""
+        return {**self.init_options, **self.resolved_options()}
 
     @abstractmethod
     def _encode(self, images: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
@@ -196,21 +215,73 @@ class LatentSpace(nn.Module, ABC):
         """sha256 over name, config and every weight; stats are not part of it."""
         return module_fingerprint([self.registry_name, self.config()], self)
 
-    def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(directory / SPACE_WEIGHTS) as tmp:
-            save_file(_untie(state), str(tmp))
-        meta = {
+    def saved_meta(self) -> dict[str, Any]:
+        """What ``config.json`` holds: the factory's name and options, spec, stats, fingerprint."""
+        return {
             "space": self.registry_name or self.spec.name,
             "config": self.config(),
             "spec": self.spec.to_dict(),
             "stats": self.stats.to_dict() if self.stats else None,
             "fingerprint": self.fingerprint(),
         }
-        atomic_write_json(directory / SPACE_JSON, meta)
-        return directory
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """The mixin's hook: ``model.safetensors`` and ``config.json``, each written atomically."""
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        with atomic_path(save_directory / WEIGHTS_FILE) as tmp:
+            save_file(_untie(state), str(tmp))
+        atomic_write_json(save_directory / CONFIG_JSON, self.saved_meta())
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """The mixin's README.md, saying what the space is and how to load it."""
+        card = super().generate_model_card(*args, **kwargs)
+        spec = self.spec
+        c, h, w = spec.latent_shape
+        card.text = (
+            f"A latentbench latent space: "
+            f"`{self.registry_name or spec.name}`, images of {spec.image_size} px to latents "
+            f"{c} x {h} x {w} (stride {spec.stride}); fingerprint `{self.fingerprint()}`.\n\n"
+            "Load it with `latentbench.load_space(FOLDER_OR_HUB_ID)`; `config.json` names its "
+            "factory and options, `model.safetensors` holds its weights.\n"
+        )
+        return card
+
+    def save(self, directory: str | Path) -> Path:
+        """``save_pretrained(directory)``; returns the folder."""
+        self.save_pretrained(directory)
+        return Path(directory)
+
+    @classmethod
+    def from_pretrained(  # type: ignore[override]
+        cls, source: str | Path, *, device: Any = None, revision: str | None = None
+    ) -> LatentSpace:
+        """Rebuild a saved space from its folder (either format, :mod:`.saved`) or a hub id:
+        the registered factory with the saved options and ``pretrained=False``, then the weights
+        and statistics. A damaged folder (truncated or garbage JSON / safetensors, missing keys,
+        options the space does not take) is one UserError line naming the file."""
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            files = [CONFIG_JSON, WEIGHTS_FILE]
+            folder = hub_snapshot(str(source), files, "saved space", revision=revision)
+        saved = find_saved(folder)
+        if saved is None:
+            raise UserError(f"not a saved space (no {CONFIG_JSON} naming a space): {source}")
+        meta = read_meta(saved)
+        try:
+            stats = LatentStats.from_dict(meta["stats"]) if meta.get("stats") else None
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(
+                f"{saved.meta_file}: 'stats' are not latent statistics ({e!r})"
+            ) from None
+        try:
+            space = call_factory(meta["space"], {**meta["config"], "pretrained": False})
+        except UserError as e:
+            raise UserError(f"{saved.meta_file}: {e}") from None
+        if not isinstance(space, LatentSpace):
+            raise UserError(f"{saved.meta_file}: {meta['space']!r} does not build a LatentSpace")
+        load_weights(space, saved)
+        space.stats = stats
+        return space.to(device) if device is not None else space
 
 
 def _untie(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -223,48 +294,6 @@ def _untie(state: dict[str, Tensor]) -> dict[str, Tensor]:
         if ptr != -1:
             seen.add(ptr)
     return out
-
-
-def read_space_meta(directory: str | Path) -> dict[str, Any]:
-    """The JSON object in ``directory/space.json``, checked: ``space`` names the factory,
-    ``config`` holds its options, ``stats`` (optional) is an object or null. A damaged file is one
-    UserError line naming it."""
-    path = Path(directory) / SPACE_JSON
-    if not path.is_file():
-        raise UserError(f"not a saved space (no {SPACE_JSON}): {directory}")
-    meta = read_json_object(path, {"space": str, "config": dict})
-    if not isinstance(meta.get("stats"), (dict, type(None))):
-        raise UserError(f"{path}: 'stats' must be an object or null")
-    return meta
-
-
-def read_stats(directory: str | Path, meta: dict[str, Any]) -> LatentStats | None:
-    """The latent statistics a saved space's ``space.json`` holds (None: none)."""
-    if not meta.get("stats"):
-        return None
-    try:
-        return LatentStats.from_dict(meta["stats"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(
-            f"{Path(directory) / SPACE_JSON}: 'stats' are not latent statistics ({e!r})"
-        ) from None
-
-
-def load_weights(space: LatentSpace, directory: str | Path) -> None:
-    path = Path(directory) / SPACE_WEIGHTS
-    if not path.is_file():
-        raise UserError(f"not a saved space (no {SPACE_WEIGHTS}): {directory}")
-    try:
-        missing, unexpected = space.load_state_dict(load_safetensors(path), strict=False)
-    except RuntimeError as e:  # shape mismatches; one line of torch's list
-        raise UserError(
-            f"{path}: weights do not fit the architecture ({' '.join(str(e).split())[:300]})"
-        ) from None
-    if missing or unexpected:
-        raise UserError(
-            f"{path}: weights do not match the architecture "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
 
 
 def module_fingerprint(header: Any, module: nn.Module) -> str:

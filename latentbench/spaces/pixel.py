@@ -6,14 +6,13 @@ patch=1 is the image itself (3 x H x W); patch=p folds p x p pixel blocks into c
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from latentbench.errors import UserError
 from latentbench.spaces.base import LatentSpace, LatentSpec
+from latentbench.spaces.catalog import space_factory
 
 
 class PixelSpace(LatentSpace):
@@ -30,9 +29,6 @@ class PixelSpace(LatentSpace):
         p = self.patch
         return LatentSpec("pixel", 3 * p * p, self.image_size // p, self.image_size)
 
-    def config(self) -> dict[str, Any]:
-        return {"image_size": self.image_size, "patch": self.patch}
-
     def _encode(self, images: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             images = F.interpolate(images, size=self.image_size, mode="bicubic", antialias=True)
@@ -42,6 +38,7 @@ class PixelSpace(LatentSpace):
         return F.pixel_shuffle(latents, self.patch)  # (B, 3, H, W)
 
 
+@space_factory("pixel")
 def pixel_space(image_size: int = 64, patch: int = 1, pretrained: bool = True) -> PixelSpace:
     """Identity (patch=1) or patchify (patch>1) space at ``image_size``."""
     return PixelSpace(image_size=image_size, patch=patch)

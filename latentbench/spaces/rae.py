@@ -30,6 +30,7 @@ from latentbench.errors import UserError
 from latentbench.nn.vit import ViTDecoder
 from latentbench.spaces.backbones import build_backbone
 from latentbench.spaces.base import LatentSpace, LatentSpec
+from latentbench.spaces.catalog import space_factory
 from latentbench.spaces.semrec import PAPER_ENCODER, arch_options
 
 
@@ -87,7 +88,8 @@ class RAESpace(LatentSpace):
     def spec(self) -> LatentSpec:
         return LatentSpec(self.name, self.encoder.dim, self.grid, self.cfg.image_size)
 
-    def config(self) -> dict[str, Any]:
+    def resolved_options(self) -> dict[str, Any]:
+        """The whole typed config, encoder resolved: the factory rebuilds exactly this."""
         return to_dict(self.cfg)
 
     def train(self, mode: bool = True) -> RAESpace:
@@ -136,7 +138,7 @@ def _factory(name: str):
 
     factory.__name__ = f"{name.replace('-', '_')}_space"
     factory.__doc__ = f"The ``{name}`` space (see :mod:`latentbench.spaces.rae`)."
-    return factory
+    return space_factory(name)(factory)
 
 
 rae_space = _factory("rae")

@@ -18,7 +18,9 @@ Choices the paper leaves open (all config fields):
   trains its weights.
 
 Controls (registered names, same class): ``svae`` (trained with stage 1 only), ``pvae`` (trained
-with the pixel loss only), ``semrec-mlp`` (``semantic_depth=0``: E_s and D_s are 2-layer MLPs).
+with the pixel loss only), ``semrec-mlp`` (``semantic_depth=0``: E_s and D_s are 2-layer MLPs),
+``semrec-ds`` (``pixel_input=features``: the pixel decoder reads D_s's reconstructed features
+(B, D, h, w) instead of the latent, the paper's control with worse generation).
 
 ``pretrained=False`` with no ``encoder`` gives a test-size model (tiny ViT encoder, 8 channels,
 narrow decoder) so the contract test and ``latentbench spaces --spec`` run in seconds; pass
@@ -27,6 +29,7 @@ narrow decoder) so the contract test and ``latentbench spaces --spec`` run in se
 
 from __future__ import annotations
 
+import enum
 from dataclasses import replace
 from typing import Any
 
@@ -39,8 +42,16 @@ from latentbench.nn.conv import ConvDecoder
 from latentbench.nn.vit import Mlp, ViTBlock, default_heads
 from latentbench.spaces.backbones import Backbone, build_backbone, copy_blocks
 from latentbench.spaces.base import LatentSpace, LatentSpec
+from latentbench.spaces.catalog import space_factory
 
 PAPER_ENCODER = "dinov2-b-reg"
+
+
+class PixelInput(str, enum.Enum):
+    """What the pixel decoder reads."""
+
+    LATENT = "latent"  # f_l (B, C, h, w): the paper's tokenizer
+    FEATURES = "features"  # D_s(f_l) (B, D, h, w): the paper's control
 
 
 @config
@@ -58,6 +69,7 @@ class SemRecConfig:
     decoder_base: PositiveInt = 128  # LDM decoder width at full resolution (x1, x2, x4, x4, ...)
     decoder_layers: PositiveInt = 2  # ResNet blocks per decoder level
     decoder_attention: bool = True  # self-attention in the decoder's middle block
+    pixel_input: PixelInput = PixelInput.LATENT  # features: decode pixels from D_s's output
 
 
 TINY_ARCH: dict[str, Any] = {
@@ -118,8 +130,13 @@ class SemRecSpace(LatentSpace):
         self.dec_head = (
             nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d)) if with_blocks else nn.Identity()
         )
+        self.from_features = PixelInput(config.pixel_input) is PixelInput.FEATURES
         self.pixel_decoder = ConvDecoder(
-            c, self.stride, config.decoder_base, config.decoder_layers, config.decoder_attention
+            d if self.from_features else c,
+            self.stride,
+            config.decoder_base,
+            config.decoder_layers,
+            config.decoder_attention,
         )
 
     def _blocks(self, config: SemRecConfig) -> list[nn.Module]:
@@ -141,7 +158,8 @@ class SemRecSpace(LatentSpace):
     def spec(self) -> LatentSpec:
         return LatentSpec(self.name, self.cfg.channels, self.grid, self.cfg.image_size)
 
-    def config(self) -> dict[str, Any]:
+    def resolved_options(self) -> dict[str, Any]:
+        """The whole typed config, encoder resolved: the factory rebuilds exactly this."""
         return to_dict(self.cfg)
 
     def train(self, mode: bool = True) -> SemRecSpace:
@@ -158,6 +176,8 @@ class SemRecSpace(LatentSpace):
         return self.to_grid(z)  # (B, C, h, w)
 
     def _decode(self, latents: Tensor) -> Tensor:
+        if self.from_features:
+            latents = self.semantic_decode(latents)  # (B, D, h, w)
         return self.pixel_decoder(latents)  # (B, 3, H, W)
 
     # -- the pieces training uses ----------------------------------------------------------------
@@ -194,12 +214,16 @@ class SemRecSpace(LatentSpace):
         features = self.encoder(images) if features is None else features  # (B, D, h, w)
         mean, logvar = self.posterior(features)  # (B, T, C)
         z = self.to_grid(mean + (0.5 * logvar).exp() * torch.randn_like(mean))  # (B, C, h, w)
+        rec_features = self.semantic_decode(z)  # (B, D, h, w)
+        pixel_input = rec_features if self.from_features else z
         return {
             "features": features,
             "mean": mean,
             "logvar": logvar,
-            "rec_features": self.semantic_decode(z),  # (B, D, h, w)
-            "recon": self.pixel_decoder(z.detach() if detach_pixel_input else z),  # (B, 3, H, W)
+            "rec_features": rec_features,
+            "recon": self.pixel_decoder(
+                pixel_input.detach() if detach_pixel_input else pixel_input
+            ),  # (B, 3, H, W)
         }
 
 
@@ -218,10 +242,11 @@ def _factory(name: str, fixed: dict[str, Any]):
 
     factory.__name__ = f"{name.replace('-', '_')}_space"
     factory.__doc__ = f"The ``{name}`` space (see :mod:`latentbench.spaces.semrec`)."
-    return factory
+    return space_factory(name)(factory)
 
 
 semrec_space = _factory("semrec", {})
 svae_space = _factory("svae", {})
 pvae_space = _factory("pvae", {})
 semrec_mlp_space = _factory("semrec-mlp", {"semantic_depth": 0})
+semrec_ds_space = _factory("semrec-ds", {"pixel_input": PixelInput.FEATURES})

@@ -37,9 +37,7 @@ Only ``torch.load(weights_only=True)`` reads them. The sha256 of every file used
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from enum import Enum
@@ -52,9 +50,16 @@ from torch import Tensor, nn
 
 from latentbench.errors import UserError
 from latentbench.files import torch_load
-from latentbench.hub import WEIGHTS_ENV, file_sha256, hub_offline, load_pretrained
-from latentbench.runs import atomic_path
+from latentbench.hub import (
+    WEIGHTS_ENV,
+    download_weights,
+    file_sha256,
+    load_pretrained,
+    weights_folders,
+)
+from latentbench.runs import cache_root
 from latentbench.spaces.base import LatentSpace, LatentSpec
+from latentbench.spaces.catalog import space_factory
 from latentbench.spaces.vae import (
     DEFAULT_IMAGE_SIZE,
     arch_of,
@@ -64,7 +69,6 @@ from latentbench.spaces.vae import (
 
 UPSTREAM_COMMIT = "5cccb12dc72074a4be35680c3b108548a7c69978"  # madebyollin/taesd, "FLUX.2 VAE"
 UPSTREAM_URL = "https://raw.githubusercontent.com/madebyollin/taesd/{commit}/{filename}"
-DOWNLOAD_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -250,11 +254,9 @@ class TinyAutoencoderSpace(LatentSpace):
             self.variant.name, self.latent_channels, self.image_size // self.stride, self.image_size
         )
 
-    def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"image_size": self.image_size}
-        if isinstance(self.model, AutoencoderTiny):
-            config["arch"] = arch_of(self.model)
-        return config
+    def resolved_options(self) -> dict[str, Any]:
+        """A diffusers model's architecture, read from its config: rebuild offline."""
+        return {"arch": arch_of(self.model)} if isinstance(self.model, AutoencoderTiny) else {}
 
     def _encode(self, images: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
         return self.model.encoder(resize_to(images, self.image_size))  # (B, C, S/8, S/8)
@@ -323,8 +325,8 @@ def find_weight_files(variant: TinyVariant, weights: str | None) -> dict[Part, P
     if weights is not None:
         files = _from_option(variant, Path(weights).expanduser(), names)
     else:
-        env = os.environ.get(WEIGHTS_ENV)
-        files = _in_folder(Path(env).expanduser(), names) if env else None
+        env = weights_folders()  # $LATENTBENCH_WEIGHTS; _in_folder also looks in its taesd/
+        files = _in_folder(env[0], names) if env else None
         if files is None:
             return {part: _cached_or_downloaded(variant, name) for part, name in names.items()}
     for part, path in files.items():
@@ -369,9 +371,8 @@ def _from_option(variant: TinyVariant, path: Path, names: dict[Part, str]) -> di
 
 
 def cache_dir() -> Path:
-    """``$LATENTBENCH_CACHE/weights/taesd`` (default root ``~/.cache/latentbench``)."""
-    root = os.environ.get("LATENTBENCH_CACHE") or str(Path.home() / ".cache" / "latentbench")
-    return Path(root).expanduser() / "weights" / "taesd"
+    """``weights/taesd`` under the cache root (:func:`latentbench.runs.cache_root`)."""
+    return cache_root() / "weights" / "taesd"
 
 
 def upstream_url(filename: str) -> str:
@@ -387,21 +388,9 @@ def _cached_or_downloaded(variant: TinyVariant, filename: str) -> Path:
         f"pass weights=PATH (--weights; a file or folder), put it in the folder named by "
         f"${WEIGHTS_ENV} (or its taesd/ subfolder), or go online to download {url}"
     )
-    if hub_offline():
-        raise UserError(f"{variant.name}: weight file {filename} not found (offline): {how}")
-    try:
-        with atomic_path(target) as tmp:
-            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                tmp.write_bytes(response.read())
-            if not matches_upstream(tmp, filename):
-                raise UserError(
-                    f"{variant.name}: {url} does not match its recorded hash; nothing was kept"
-                )
-    except OSError as e:  # URLError, timeouts and HTTP errors are OSErrors
-        raise UserError(
-            f"{variant.name}: weight file {filename} not found, download failed ({e}): {how}"
-        ) from e
-    return target
+    return download_weights(
+        url, target, variant.name, how, verify=lambda p: matches_upstream(p, filename)
+    )
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -431,6 +420,7 @@ def _torch_load(path: Path) -> dict[str, Tensor]:
 
 
 # -- factories -----------------------------------------------------------------------------------
+@space_factory("taesd")
 def taesd(
     weights: str | None = None,
     arch: dict[str, Any] | None = None,
@@ -441,6 +431,7 @@ def taesd(
     return build_tiny_space("taesd", image_size, weights, arch, pretrained)
 
 
+@space_factory("taesdxl")
 def taesdxl(
     weights: str | None = None,
     arch: dict[str, Any] | None = None,
@@ -451,6 +442,7 @@ def taesdxl(
     return build_tiny_space("taesdxl", image_size, weights, arch, pretrained)
 
 
+@space_factory("taesd3")
 def taesd3(
     weights: str | None = None,
     arch: dict[str, Any] | None = None,
@@ -461,6 +453,7 @@ def taesd3(
     return build_tiny_space("taesd3", image_size, weights, arch, pretrained)
 
 
+@space_factory("taef1")
 def taef1(
     weights: str | None = None,
     arch: dict[str, Any] | None = None,
@@ -471,6 +464,7 @@ def taef1(
     return build_tiny_space("taef1", image_size, weights, arch, pretrained)
 
 
+@space_factory("taef2")
 def taef2(
     weights: str | None = None,
     image_size: int = DEFAULT_IMAGE_SIZE,

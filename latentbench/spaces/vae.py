@@ -20,7 +20,7 @@ Every VAE here has stride 8; images of another size than ``image_size`` are resi
 Weights come from ``model`` (a hub id, or a local folder in diffusers format, e.g. made with
 ``save_pretrained`` or ``hf download``), loaded with ``from_pretrained``. With
 ``pretrained=False`` the architecture is built offline from ``arch`` (a diffusers config dict),
-else from the preset's known architecture; ``config()`` stores ``arch`` so a saved space
+else from the preset's known architecture; the space's config keeps ``arch`` so a saved space
 (space.json + space.safetensors) rebuilds without the network.
 """
 
@@ -40,6 +40,7 @@ from torch import Tensor
 from latentbench.errors import UserError
 from latentbench.hub import load_pretrained
 from latentbench.spaces.base import LatentSpace, LatentSpec
+from latentbench.spaces.catalog import space_factory
 
 DEFAULT_IMAGE_SIZE = 256
 
@@ -122,9 +123,9 @@ class DiffusersVAESpace(LatentSpace):
         channels = self.vae.config.latent_channels
         return LatentSpec(self.name, channels, self.image_size // self.stride, self.image_size)
 
-    def config(self) -> dict[str, Any]:
+    def resolved_options(self) -> dict[str, Any]:
+        """The hub id, scale, shift and architecture read while loading: rebuild offline."""
         return {
-            "image_size": self.image_size,
             "model": self.model,
             "subfolder": self.subfolder,
             "scale": self.scale,
@@ -238,6 +239,7 @@ def _offline_arch(
     )
 
 
+@space_factory("vae")
 def vae_space(
     model: str | None = None,
     subfolder: str | None = None,
@@ -285,6 +287,7 @@ def _preset_space(
     )
 
 
+@space_factory("sd-vae")
 def sd_vae(
     model: str | None = None,
     subfolder: str | None = None,
@@ -298,6 +301,7 @@ def sd_vae(
     return _preset_space("sd-vae", model, subfolder, scale, shift, arch, image_size, pretrained)
 
 
+@space_factory("sdxl-vae")
 def sdxl_vae(
     model: str | None = None,
     subfolder: str | None = None,
@@ -311,6 +315,7 @@ def sdxl_vae(
     return _preset_space("sdxl-vae", model, subfolder, scale, shift, arch, image_size, pretrained)
 
 
+@space_factory("sd3-vae")
 def sd3_vae(
     model: str | None = None,
     subfolder: str | None = None,
@@ -324,6 +329,7 @@ def sd3_vae(
     return _preset_space("sd3-vae", model, subfolder, scale, shift, arch, image_size, pretrained)
 
 
+@space_factory("flux-vae")
 def flux_vae(
     model: str | None = None,
     subfolder: str | None = None,

@@ -342,6 +342,8 @@ class GenerationEval:
     def evaluate(self, loop: TrainLoop, step: int) -> dict[str, float]:
         from accelerate.utils import gather_object
 
+        from latentbench.metrics.uncertainty import log_rows
+
         rank, world = loop.accelerator.process_index, loop.accelerator.num_processes
         mine = list(range(rank, len(self.eval_set), world))
         model = loop.eval_model
@@ -366,8 +368,8 @@ class GenerationEval:
         if loop.is_main:
             metrics = self._combine(gathered)
             variant = getattr(self.extractor, "variant", self.extractor_name)
-            for name, value in metrics.items():
-                extra: dict[str, Any] = {"num_samples": len(self.eval_set)}
+            for name, (value, interval) in log_rows(metrics).items():
+                extra: dict[str, Any] = {"num_samples": len(self.eval_set), **interval}
                 if name.startswith("fd_"):
                     extra["extractor"] = variant
                 loop.run.log(step, name, value, **extra)
@@ -380,14 +382,15 @@ class GenerationEval:
 
     # -- pieces ----------------------------------------------------------------------------------
     def _feature_stats(self, images: Tensor) -> Any:
-        """This process's feature statistics (None when it sampled nothing)."""
-        from latentbench.metrics.fid import FeatureStats
+        """This process's feature statistics, in groups for the FD interval (None when it
+        sampled nothing)."""
+        from latentbench.metrics.fid import GroupedFeatureStats
 
         stats = None
         with torch.inference_mode():
             for s in range(0, len(images), self.batch_size):
                 feats = self.extractor(images[s : s + self.batch_size].to(self.extractor.device))
-                stats = stats or FeatureStats(feats.shape[1])
+                stats = stats or GroupedFeatureStats(feats.shape[1])
                 stats.update(feats)
         return stats
 
@@ -420,11 +423,16 @@ class GenerationEval:
             self._detector = ShapesDetector()
         return self._detector
 
-    def _combine(self, gathered: list[dict[str, Any]]) -> dict[str, float]:
-        metrics: dict[str, float] = {}
+    def _combine(self, gathered: list[dict[str, Any]]) -> dict[str, Any]:
+        """Scores of all processes -> metrics with their 95% intervals
+        (:mod:`latentbench.metrics.uncertainty`) and ``warnings`` (an FD on few samples)."""
+        from latentbench.metrics.fid import fd_metrics
+        from latentbench.metrics.uncertainty import geneval_keys, success_interval
+
+        metrics: dict[str, Any] = {}
         rows = [r for p in gathered for r in p["scores"]]
         if self.task.kind is TaskKind.T2I and rows:
-            metrics.update(geneval_metrics(rows, "geneval"))
+            metrics.update(geneval_keys(rows, "geneval"))
         if self.task.kind is TaskKind.EDIT and rows:
             from latentbench.metrics.editing import summarise_edits
 
@@ -432,10 +440,15 @@ class GenerationEval:
             for key in ("success", "psnr_outside", "l1_outside", "lpips_outside"):
                 if edit.get(key) is not None:
                     metrics[f"edit/{key}"] = float(edit[key])
+            success = success_interval([r.success for r in rows])
+            metrics.update(success.to_keys("edit/success") if success else {})
         if self.extractor is not None and self.reference is not None:
             parts = [p["stats"] for p in gathered if p.get("stats") is not None]
             stats = parts[0]
             for other in parts[1:]:
                 stats.merge(other)
-            metrics[f"fd_{self.extractor_name}"] = float(self.reference.frechet_distance(stats))
+            fd, warnings = fd_metrics(f"fd_{self.extractor_name}", self.reference, stats)
+            metrics.update(fd)
+            if warnings:
+                metrics["warnings"] = warnings
         return metrics

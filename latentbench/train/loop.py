@@ -32,7 +32,6 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
 
 from latentbench.config import (
     NonNegativeFloat,
@@ -52,12 +51,21 @@ from latentbench.files import (
     torch_load,
 )
 from latentbench.runs import RunDir, atomic_write_json, staged_dir
+from latentbench.terminal import Progress
 
 
 class MixedPrecision(str, enum.Enum):
     NO = "no"
     BF16 = "bf16"
     FP16 = "fp16"
+
+
+class Tracker(str, enum.Enum):
+    """An experiment tracker of accelerate that also gets every metrics.jsonl point (optional:
+    skipped with one line when its package is not installed)."""
+
+    TENSORBOARD = "tensorboard"
+    WANDB = "wandb"
 
 
 @config
@@ -79,6 +87,7 @@ class LoopConfig:
     checkpoint_every: PositiveInt = 500
     keep_checkpoints: PositiveInt = 2
     num_workers: NonNegativeInt = 0
+    log_with: Tracker | None = None  # also log to tensorboard (RUN/trackers) or wandb
 
 
 @dataclass
@@ -241,7 +250,15 @@ class TrainLoop:
 
         self.task, self.data, self.collate, self.config = task, data, collate, config
         self.run, self.callbacks, self.quiet = run, list(callbacks), quiet
-        self.accelerator = Accelerator(mixed_precision=MixedPrecision(config.mixed_precision).value)
+        tracker = available_tracker(config.log_with)
+        self.accelerator = Accelerator(
+            mixed_precision=MixedPrecision(config.mixed_precision).value,
+            log_with=tracker.value if tracker else None,
+            project_dir=str(run.path / "trackers") if tracker else None,
+        )
+        if tracker is not None:
+            self.accelerator.init_trackers(run.path.name)
+            run.listeners.append(self._to_tracker)
         if torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -265,6 +282,10 @@ class TrainLoop:
         if self.ema is not None:
             self.ema.model.to(self.accelerator.device)
         self.step = 0
+        # Wall-clock of the run: seconds before this process (from the resumed checkpoint)
+        # plus this process's; every metrics.jsonl row gets it as `seconds`.
+        self._seconds_before, self._started = 0.0, time.perf_counter()
+        run.clock = self.elapsed
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -288,6 +309,14 @@ class TrainLoop:
     def checkpoint_dir(self) -> Path:
         return self.run.path / "checkpoints"
 
+    def _to_tracker(self, row: dict[str, Any]) -> None:
+        """Send one metrics.jsonl point to the accelerate tracker."""
+        self.accelerator.log({row["name"]: row["value"]}, step=row["step"])
+
+    def elapsed(self) -> float:
+        """Wall-clock seconds of the run so far, across resumes (checkpoints keep it)."""
+        return self._seconds_before + time.perf_counter() - self._started
+
     # -- the loop --------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict[str, float]:
         cfg = self.config
@@ -309,12 +338,11 @@ class TrainLoop:
             num_workers=cfg.num_workers,
             persistent_workers=False,
         )
-        bar = tqdm(
-            total=cfg.steps,
-            initial=self.step,
+        bar = Progress(
+            cfg.steps,
+            f"train {self.run.path.name}",
             disable=self.quiet or not self.is_main,
-            desc=f"train {self.run.path.name}",
-            dynamic_ncols=True,
+            initial=self.step,
         )
         last: dict[str, float] = {}
         self.model.train()
@@ -360,6 +388,8 @@ class TrainLoop:
             clock = time.perf_counter()
         bar.close()
         self.accelerator.wait_for_everyone()
+        if self.config.log_with is not None:
+            self.accelerator.end_training()  # flushes and closes the trackers
         return last
 
     def _check_finite(self, loss: Tensor) -> None:
@@ -404,7 +434,8 @@ class TrainLoop:
                 },
                 tmp / "optimizer.pt",
             )
-            atomic_write_json(tmp / "state.json", {"step": self.step, "seed": self.config.seed})
+            state = {"step": self.step, "seed": self.config.seed, "seconds": self.elapsed()}
+            atomic_write_json(tmp / "state.json", state)
         for old in self.checkpoints()[: -self.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         return final
@@ -446,6 +477,9 @@ class TrainLoop:
         self.optimizer.load_state_dict(opt["optimizer"])
         self.scheduler.load_state_dict(opt["scheduler"])
         self.step = int(state["step"])
+        seconds = state.get("seconds")  # absent in checkpoints written before it was kept
+        self._seconds_before = float(seconds) if isinstance(seconds, (int, float)) else 0.0
+        self._started = time.perf_counter()
         return True
 
     def _note(self, message: str) -> None:
@@ -457,6 +491,19 @@ class TrainLoop:
         if path.is_file():
             manifest = self.run.manifest
             atomic_write_json(path, {**manifest, "notes": [*manifest.get("notes", []), message]})
+
+
+def available_tracker(tracker: Tracker | None) -> Tracker | None:
+    """``tracker`` when its package is installed; else None, said in one line."""
+    if tracker is None:
+        return None
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    found = {Tracker.TENSORBOARD: is_tensorboard_available, Tracker.WANDB: is_wandb_available}
+    if found[Tracker(tracker)]():
+        return Tracker(tracker)
+    note(f"--log-with {Tracker(tracker).value}: its package is not installed; logging skipped")
+    return None
 
 
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:

@@ -53,6 +53,7 @@ from torch.utils.data import Dataset
 from latentbench.config import NonNegativeFloat, NonNegativeInt, PositiveInt, config
 from latentbench.errors import UserError
 from latentbench.nn.patchgan import PatchGAN, adaptive_weight, hinge_d_loss, hinge_g_loss
+from latentbench.spaces import SPACES, space_info, trainable_space_names
 from latentbench.spaces.base import LatentSpace, module_fingerprint
 from latentbench.train.loop import LoopConfig, StepContext
 
@@ -120,21 +121,14 @@ class TokenizerConfig:
 
 
 def recipe_for(space: str, stage: int) -> Recipe:
-    """Which recipe trains registered space ``space`` at ``stage``."""
-    table = {
-        ("semrec", 1): Recipe.SVAE,
-        ("semrec", 2): Recipe.PSVAE,
-        ("semrec-mlp", 1): Recipe.SVAE,
-        ("semrec-mlp", 2): Recipe.PSVAE,
-        ("svae", 1): Recipe.SVAE,
-        ("pvae", 1): Recipe.PVAE,
-        ("rae", 1): Recipe.RAE,
-        ("rae-hd", 1): Recipe.RAE_HD,
-    }
-    if (space, stage) not in table:
-        valid = ", ".join(f"{s} --stage {k}" for s, k in table)
+    """Which recipe trains registered space ``space`` at ``stage`` (the catalog's recipes)."""
+    recipe = space_info(space).recipes.get(stage) if space in SPACES else None
+    if recipe is None:
+        valid = ", ".join(
+            f"{s} --stage {k}" for s in trainable_space_names() for k in space_info(s).recipes
+        )
         raise UserError(f"no training recipe for space {space!r} at stage {stage}; valid: {valid}")
-    return table[(space, stage)]
+    return Recipe(recipe)
 
 
 # -- losses ----------------------------------------------------------------------------------------
