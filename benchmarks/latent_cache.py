@@ -24,11 +24,12 @@ import torch
 from latentbench.data.cache import CachedLatents, build_cache
 from latentbench.data.shapes import ShapesDataset
 from latentbench.errors import UserError
-from latentbench.gen.dit import CondKind, CondSpec, DiT, preset
-from latentbench.gen.flow import FlowConfig, dimension_shift
+from latentbench.gen.dit import CondKind, CondSpec, preset
+from latentbench.gen.flow import dimension_shift
+from latentbench.gen.generator import Generator
 from latentbench.runs import atomic_write_json, device_info, git_hash, package_versions
 from latentbench.spaces import build_space
-from latentbench.train.generator import GeneratorTask, LatentBatch, TaskKind, collate_latents
+from latentbench.train.generator import GeneratorTask, LatentBatch, collate_latents
 from latentbench.train.loop import StepContext
 
 
@@ -77,9 +78,17 @@ def main() -> None:
     cached = CachedLatents(cache)
 
     cond = CondSpec(CondKind.CLASS, num_classes=int(labels.max()) + 1)
-    model = DiT(preset("tiny"), spec.channels, spec.latent_size, cond)
-    shift = dimension_shift(spec.channels, model.patch, model.num_tokens)
-    task = GeneratorTask(model, cache.stats, FlowConfig(), shift, TaskKind.CLASS)
+    dit = preset("tiny")
+    model = Generator(
+        dit=dit,
+        cond=cond,
+        channels=spec.channels,
+        latent_size=spec.latent_size,
+        latent_mean=list(cache.stats.mean),
+        latent_std=list(cache.stats.std),
+        shift=dimension_shift(spec.channels, spec.latent_size // dit.grid, dit.grid**2),
+    )
+    task = GeneratorTask(model)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
 
     def idx(s: int) -> list[int]:

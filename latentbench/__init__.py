@@ -24,6 +24,7 @@ API: dict[str, str] = {
     "SPACES": "latentbench.spaces:SPACES",
     # generators: a trained train-gen run folder back as a model
     "load_generator": "latentbench.bench.generator_runs:load_generator",
+    "Generator": "latentbench.gen.generator:Generator",
     # the runners behind the commands, each with its config type
     "ReconConfig": "latentbench.bench.recon:ReconConfig",
     "run_recon": "latentbench.bench.recon:run_recon",

@@ -206,7 +206,7 @@ def test_ddt_head_and_features_condition():
 def test_bad_sizes_and_presets_are_user_errors():
     with pytest.raises(UserError, match="not a multiple of the token grid"):
         DiT(SMALL, 4, 6, CondSpec())
-    with pytest.raises(UserError, match="unknown generator preset 'huge'"):
+    with pytest.raises(UserError, match="unknown DiT architecture preset 'huge'"):
         preset("huge")
     assert preset("xl").ddt_width == 2048 and preset("tiny").grid == 8
 
@@ -238,7 +238,7 @@ def test_frozen_minilm_features_offline():
 
 def test_cpu_half_precision_attention_matches_sdpa():
     """The explicit bf16 CPU attention path computes what SDPA computes, masks included."""
-    from latentbench.gen.dit import attention
+    from latentbench.nn.attention import attention
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 9, 16, generator=g) for _ in range(3))

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from latentbench.bench.eval_gen import EvalGenConfig, run_eval_gen
 from latentbench.bench.generation import load_config, train_generator
+from latentbench.bench.generator_runs import SamplingOptions, load_generator
 from latentbench.cli import app
 from latentbench.errors import UserError
-from latentbench.gen.sampling import SamplingOptions, load_generator
 from latentbench.geneval import GenevalRules, Skipped, evaluate_entry, read_entries, scan_folder
 from latentbench.metrics.detectors import ObjectDetection
 from latentbench.metrics.geneval import NeuralJudge

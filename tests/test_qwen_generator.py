@@ -7,6 +7,7 @@ import torch
 from test_train_gen import TOY, _cfg
 
 from latentbench.bench.generation import train_generator
+from latentbench.bench.generator_runs import load_generator
 from latentbench.errors import UserError
 from latentbench.gen.dit import Condition, CondKind, CondSpec, DiT, DiTConfig
 from latentbench.gen.qwen import (
@@ -16,7 +17,6 @@ from latentbench.gen.qwen import (
     build_generator,
     paper_generator,
 )
-from latentbench.gen.sampling import load_generator
 from latentbench.train.generator import TaskKind
 
 TINY_QWEN = {
@@ -109,7 +109,7 @@ def test_paper_preset_trains_and_samples_t2i_and_editing(tmp_path, task):
     metrics = train_generator(cfg, tmp_path / "run")
     assert metrics["steps"] == 2 and metrics["train_loss"] > 0
     gen = load_generator(tmp_path / "run", device="cpu")
-    assert isinstance(gen.model, QwenGenerator)
+    assert isinstance(gen.generator, QwenGenerator)
     if task is TaskKind.EDIT:
         out = gen.edit(torch.rand(2, 3, 16, 16) * 2 - 1, ["make the circle red", "remove it"])
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,12 +14,18 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from latentbench.bench.generation import TrainGenConfig, load_config, train_generator
+from latentbench.bench.generation_data import open_data
+from latentbench.bench.generator_runs import load_generator
 from latentbench.cli import app
+from latentbench.data.shapes import ShapesEditsDataset
 from latentbench.errors import UserError
 from latentbench.gen.dit import EditLayout
-from latentbench.gen.sampling import load_generator
+from latentbench.gen.flow import FlowConfig
+from latentbench.gen.generator import Generator
+from latentbench.gen.sampling import Conditions, generate
 from latentbench.spaces import build_space
-from latentbench.train.generator import GenerationEval, TaskKind
+from latentbench.train.generator import TaskKind
+from latentbench.train.generator_eval import GenerationEval
 
 TOY = {
     "data": "shapes:24",
@@ -93,13 +101,49 @@ def test_cli_two_spaces_writes_curves_grids_and_summary(tmp_path):
     )
 
 
-@pytest.mark.parametrize("task", [TaskKind.CLASS, TaskKind.EDIT])
-def test_class_and_edit_tasks_train_and_score(tmp_path, task):
-    data = "shapes-edits:14" if task is TaskKind.EDIT else "shapes:24"
-    m = train_generator(_cfg(task=task, data=data, steps=3), tmp_path / task.value)
-    assert m["steps"] == 3 and m["train_loss"] > 0
-    if task is TaskKind.EDIT:
-        assert 0 <= m["edit/success"] <= 1 and m["edit/psnr_outside"] > 0
+def test_class_task_trains_a_generator_that_follows_its_labels(tmp_path):
+    m = train_generator(_cfg(task=TaskKind.CLASS, steps=3), tmp_path / "run")
+    assert m["steps"] == 3 and m["train_loss"] == _logged(tmp_path / "run", "train/loss")[-1]
+    gen = load_generator(tmp_path / "run", device="cpu", use_ema=False).generator
+    labels = {int(it["label"]) for it in open_data("shapes:24", TaskKind.CLASS, 16, 0)}
+    assert gen.cond_spec.num_classes == max(labels) + 1  # + the null label
+    one = FlowConfig(sample_steps=2, guidance=1.0)
+    same = Conditions(labels=torch.tensor([0, 0]), num=2)
+    other = Conditions(labels=torch.tensor([0, 1]), num=2)
+    a = generate(gen, same, [0, 1], seed=0, flow=one)
+    b = generate(gen, other, [0, 1], seed=0, flow=one)
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])  # the label is heard
+
+
+@pytest.mark.parametrize(("editor", "success"), [("target", 0.9), ("source", 0.0)])
+def test_edit_evaluation_scores_a_perfect_and_an_identity_editor(
+    tmp_path, monkeypatch, editor, success
+):
+    """The edit scores of train-gen, with the sampler replaced by an editor that returns the
+    true edited image (perfect) or the source (no edit): success and fidelity must tell them
+    apart, so a misaligned eval set, a lost source or a wrong normalisation fails here."""
+    size, n = 32, 12  # the Shapes detector needs 32 px
+    edits = ShapesEditsDataset(n, size, seed=1)  # the eval set: seed + 1
+    space = build_space("pixel", image_size=size)
+
+    def fake_generate(generator, conditions, indices, **_):
+        if editor == "source":
+            return generator.normalize(conditions.sources[indices])
+        return generator.normalize(space.encode(torch.stack([edits[i]["image"] for i in indices])))
+
+    monkeypatch.setattr("latentbench.train.generator_eval.generate", fake_generate)
+    cfg = _cfg(task=TaskKind.EDIT, data="shapes-edits:14", steps=1, eval_every=1, image_size=size)
+    m = train_generator(replace(cfg, eval_samples=n), tmp_path / "run")
+    if editor == "target":
+        assert m["edit/success"] >= success and m["edit/psnr_outside"] > 60
+    else:
+        assert m["edit/success"] == success and m["edit/psnr_outside"] > 60
+    assert _logged(tmp_path / "run", "edit/success")[-1] == m["edit/success"]
+
+
+def _logged(run: Path, name: str) -> list[float]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().split("\n") if x]
+    return [r["value"] for r in rows if r["name"] == name]
 
 
 @pytest.mark.parametrize("layout", list(EditLayout))
@@ -108,17 +152,23 @@ def test_editors_of_both_layouts_train_and_sample(tmp_path, layout):
     cfg = _cfg(task=TaskKind.EDIT, data="shapes-edits:14", steps=2, eval_every=2, dit=dit)
     train_generator(cfg, tmp_path / "run")
     gen = load_generator(tmp_path / "run", device="cpu")
-    assert gen.model.cfg.edit_layout is layout
+    assert gen.generator.cfg.edit_layout is layout
     sources = torch.rand(2, 3, 16, 16) * 2 - 1
     edited = gen.edit(sources, ["make the circle red", "remove the star"])
     assert edited.shape == (2, 3, 16, 16) and torch.isfinite(edited).all()
-    # a manifest written before the setting existed: those editors put the text first
+    # a run folder written before generator/ and the setting existed: the manifest describes
+    # it, and those editors put the text first; convert-run adds generator/ to it
+    shutil.rmtree(tmp_path / "run" / "generator")
     path = tmp_path / "run" / "manifest.json"
     manifest = json.loads(path.read_text())
     del manifest["config"]["dit"]["edit_layout"]
     path.write_text(json.dumps(manifest))
-    legacy = load_generator(tmp_path / "run", device="cpu").model.cfg.edit_layout
+    legacy = load_generator(tmp_path / "run", device="cpu").generator.cfg.edit_layout
     assert legacy is EditLayout.TEXT_SOURCE_NOISY
+    res = CliRunner().invoke(app, ["convert-run", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    converted = Generator.from_pretrained(str(tmp_path / "run" / "generator"))
+    assert converted.cfg.edit_layout is EditLayout.TEXT_SOURCE_NOISY
 
 
 def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
@@ -211,7 +261,7 @@ def test_per_sample_draws_do_not_depend_on_the_process_split():
 
 def test_geneval_ceiling_is_one_for_a_lossless_space_and_low_for_a_broken_one():
     from latentbench.data.shapes import geneval_suite
-    from latentbench.train.generator import geneval_ceiling
+    from latentbench.train.generator_scores import geneval_ceiling
 
     entries = geneval_suite(prompts_per_task=3, seed=0)
     lossless = geneval_ceiling(build_space("pixel", image_size=64), entries, seed=0)
@@ -241,3 +291,54 @@ def test_shipped_train_gen_configs_load_by_name():
     assert load_config("tiny").preset == "tiny"
     with pytest.raises(UserError, match="train-gen config 'tinny' not found"):
         load_config("tinny")
+
+
+def _hub_snapshot(cache: Path, repo_id: str, folder: Path) -> None:
+    """Lay ``folder`` out as the hub cache holds a downloaded model repo (offline stand-in)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(folder, repo / "snapshots" / commit)
+
+
+def test_a_trained_generator_round_trips_through_save_load_and_a_hub_folder(tmp_path):
+    train_generator(_cfg(steps=2, eval_every=2), tmp_path / "run")
+    trained = load_generator(tmp_path / "run", device="cpu")  # last checkpoint, EMA weights
+    trained.generator.save_pretrained(tmp_path / "saved")
+    _hub_snapshot(tmp_path / "hub", "someone/tiny-gen", tmp_path / "saved")
+    loaded = {
+        "run generator/": Generator.from_pretrained(str(tmp_path / "run" / "generator")),
+        "save_pretrained": Generator.from_pretrained(str(tmp_path / "saved")),
+        "hub id": Generator.from_pretrained(
+            "someone/tiny-gen", cache_dir=tmp_path / "hub", local_files_only=True
+        ),
+    }
+    prompts = Conditions(captions=["a red circle", "two blue squares", ""], num=3)
+    want = generate(trained.generator, prompts, [0, 1, 2], seed=4)
+    assert want.abs().sum() > 0
+    for how, generator in loaded.items():
+        assert generator.space_info["name"] == "pixel", how
+        assert torch.equal(generate(generator, prompts, [0, 1, 2], seed=4), want), how
+    images = load_generator(tmp_path / "saved", device="cpu").text_to_image(["a red circle"])
+    assert torch.equal(images, trained.text_to_image(["a red circle"]))
+
+
+def test_the_architecture_preset_is_separate_from_the_training_preset():
+    from latentbench.bench.generation_config import dit_config
+
+    def cfg(**kw):
+        return load_config(None, space="pixel", **kw)
+
+    assert dit_config(cfg(preset="small")).width == 384  # default: the same name
+    mixed = cfg(preset="tiny", arch="xl")
+    assert dit_config(mixed).ddt_width == 2048 and resolve_train(mixed).steps == 600
+    assert dit_config(cfg(arch="xl", dit={"depth": 3})).depth == 3
+    with pytest.raises(UserError, match="unknown DiT architecture preset 'huge'"):
+        dit_config(cfg(arch="huge"))
+
+
+def resolve_train(cfg: TrainGenConfig):
+    from latentbench.bench.generation_config import resolve
+
+    return resolve(cfg).train

@@ -277,9 +277,12 @@ def test_cli_run_manifest_text_encoder_with_code(
     run = shutil.copytree(toy_run, tmp_path / "run")
     evil = tmp_path / "text-encoder"
     sentinel = add_custom_code(evil, model_type="evil")
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["config"]["text_encoder"] = {"kind": "hf", "path": str(evil), "max_len": 16}
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    described = (
+        run / "generator" / "config.json"
+    )  # the run's generator, as save_pretrained wrote it
+    config = json.loads(described.read_text())
+    config["text_encoder"] = {"kind": "hf", "path": str(evil), "max_len": 16}
+    described.write_text(json.dumps(config))
     args = ["eval-gen", str(run), "--suite", "geneval-shapes", "--samples", "1", "-q"]
     code, err = run_cli(monkeypatch, capsys, *args, "--prompts-per-task", "1")
     assert code == 2 and str(evil) in error_line(err)

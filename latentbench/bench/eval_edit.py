@@ -170,7 +170,7 @@ def generate_edits(
     progress: Progress | None = None,
 ) -> list[Image.Image]:
     """Edited images from a trained editing generator (noise of edit i: (seed, i))."""
-    from latentbench.gen.sampling import SamplingOptions
+    from latentbench.bench.generator_runs import SamplingOptions
     from latentbench.metrics.clip import to_pil
 
     opts = SamplingOptions(steps=cfg.sample_steps, guidance=cfg.guidance, batch_size=cfg.batch_size)
@@ -407,7 +407,7 @@ def run_eval_edit(
     skipped = Skipped()
     generator = None
     if run_dir is not None:
-        from latentbench.gen.sampling import load_generator
+        from latentbench.bench.generator_runs import load_generator
 
         generator = load_generator(run_dir, checkpoint=cfg.checkpoint, device=cfg.device)
     edits = _edit_rows(cfg, generator, skipped)

@@ -99,8 +99,8 @@ class EvalGenConfig:
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # larger images are skipped, not decoded
 
     def sampling(self) -> Any:
-        """The :class:`~latentbench.gen.sampling.SamplingOptions` of a RUN_DIR evaluation."""
-        from latentbench.gen.sampling import SamplingOptions
+        """The :class:`~latentbench.bench.generator_runs.SamplingOptions` of a RUN_DIR eval."""
+        from latentbench.bench.generator_runs import SamplingOptions
 
         return SamplingOptions(
             steps=self.sample_steps,
@@ -251,7 +251,7 @@ def _sample_run(
     overwrite: bool = False,
 ) -> tuple[_Plan, Judge]:
     """Sample the suite from a trained generator into ``out/images`` (GenEval's layout)."""
-    from latentbench.gen.sampling import load_generator
+    from latentbench.bench.generator_runs import load_generator
 
     out_dir = out or run_dir / "eval-gen" / cfg.suite.value
     inputs = [run_dir, *existing_paths(cfg.metadata)]

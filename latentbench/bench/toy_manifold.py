@@ -4,7 +4,9 @@ The data: points on the strokes of the letters P and S (uniform in arc length, p
 in R^2, and the same points embedded in R^8 by a fixed orthonormal map Q (8 x 2, from the QR of a
 seeded Gaussian). One MLP velocity model (3 hidden layers of ``width`` = 256, SiLU; input x and t)
 learns rectified flow (x_t = (1 - t) x_0 + t eps, target eps - x_0) in each space with the same
-seed, optimiser and steps; samples come from ``sample_steps`` Euler steps from t = 1 to 0.
+seed, optimiser and steps, in the project's training loop (:class:`~latentbench.train.loop.
+TrainLoop`: one run folder per space, ``2d/`` and ``8d/``); samples come from ``sample_steps``
+Euler steps from t = 1 to 0 of the generator's sampler (:func:`latentbench.gen.flow.sample`).
 
 The tail metric (docs/method.md, C0): the mean distance to the data manifold (a dense noiseless
 sampling of the strokes, embedded alike) of the 5% of samples farthest from it. Measured every
@@ -31,8 +33,9 @@ from latentbench.config import (
     Probability,
     config,
 )
+from latentbench.gen.flow import Sampler, interpolate, sample, velocity_target
 from latentbench.runs import OutputKind, RunDir, atomic_path, claim_output, staged_dir
-from latentbench.terminal import track
+from latentbench.train.loop import Callback, LoopConfig, StepContext, TrainLoop, eval_mode
 
 
 @config
@@ -109,14 +112,9 @@ class VelocityMLP(nn.Module):
         return self.net(torch.cat([x, t[:, None]], 1))
 
 
-@torch.no_grad()
-def sample(model: VelocityMLP, noise: Tensor, steps: int) -> Tensor:
-    """Euler from t = 1 (noise) to t = 0 (data)."""
-    x, dt = noise.clone(), 1.0 / steps
-    for i in range(steps):
-        t = torch.full((len(x),), 1.0 - i * dt)
-        x = x - dt * model(x, t)
-    return x
+def sample_points(model: VelocityMLP, noise: Tensor, steps: int) -> Tensor:
+    """Euler from t = 1 (noise) to t = 0 (data), with the generator's sampler."""
+    return sample(model, noise, steps, shift=1.0, sampler=Sampler.EULER)
 
 
 def tail_distance(samples: Tensor, manifold: Tensor, fraction: float) -> float:
@@ -126,37 +124,61 @@ def tail_distance(samples: Tensor, manifold: Tensor, fraction: float) -> float:
     return float(d.topk(k).values.mean())
 
 
+class ToyFlowTask:
+    """Rectified flow on points (the loop's TrainTask): ``x_t = (1 - t) x0 + t eps``, target
+    ``eps - x0``, t uniform; noise and times from the loop's per-step seeded global RNG."""
+
+    def __init__(self, model: VelocityMLP) -> None:
+        self.model = model
+
+    def loss(self, model: nn.Module, batch: Tensor, ctx: StepContext) -> dict[str, Tensor]:
+        x0 = batch.to(ctx.device)  # (B, d)
+        eps = torch.randn(x0.shape).to(ctx.device)
+        t = torch.rand(len(x0)).to(ctx.device)  # (B,)
+        loss = (model(interpolate(x0, eps, t), t) - velocity_target(x0, eps)).square().mean()
+        return {"loss": loss}
+
+
 def train_flow(
-    data: Tensor, manifold: Tensor, cfg: ToyConfig, quiet: bool = True, desc: str = ""
+    data: Tensor, manifold: Tensor, cfg: ToyConfig, run: RunDir, quiet: bool = True
 ) -> tuple[VelocityMLP, list[int], list[float]]:
-    """Train one velocity model on ``data`` (N, d); the tail distance every ``eval_every`` steps."""
+    """Train one velocity model on ``data`` (N, d) with the project's training loop (Adam, no
+    clipping, no EMA, logs in ``run``); the tail distance every ``eval_every`` steps."""
     dim = data.shape[1]
     torch.manual_seed(cfg.seed)
     model = VelocityMLP(dim, cfg.width)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    g = torch.Generator().manual_seed(cfg.seed + 2)
     eval_noise = torch.randn(
         cfg.num_samples, dim, generator=torch.Generator().manual_seed(cfg.seed + 3)
     )
     steps, tails = [], []
-    for step in track(range(1, cfg.steps + 1), cfg.steps, desc, disable=quiet):
-        x0 = data[torch.randint(len(data), (cfg.batch_size,), generator=g)]
-        eps = torch.randn(x0.shape, generator=g)
-        t = torch.rand(cfg.batch_size, generator=g)
-        xt = (1 - t[:, None]) * x0 + t[:, None] * eps
-        loss = (model(xt, t) - (eps - x0)).square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            samples = sample(model, eval_noise, cfg.sample_steps)
-            steps.append(step)
-            tails.append(tail_distance(samples, manifold, cfg.tail_fraction))
+
+    def evaluate(loop: TrainLoop, step: int) -> None:
+        with eval_mode(loop.eval_model) as m, torch.no_grad():
+            samples = sample_points(m, eval_noise.to(loop.device), cfg.sample_steps).cpu()
+        steps.append(step)
+        tails.append(tail_distance(samples, manifold, cfg.tail_fraction))
+        loop.run.log(step, "tail", tails[-1])
+
+    loop_cfg = LoopConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        grad_clip=None,
+        ema_decay=None,
+        seed=cfg.seed,
+        log_every=max(1, cfg.eval_every // 5),
+        checkpoint_every=cfg.steps,
+        keep_checkpoints=1,
+    )
+    callbacks = [Callback(cfg.eval_every, evaluate)]
+    loop = TrainLoop(ToyFlowTask(model), data, None, loop_cfg, run, callbacks, quiet=quiet)
+    loop.fit()
     return model, steps, tails
 
 
-def run_toy(cfg: ToyConfig, quiet: bool = True) -> dict[str, Any]:
-    """Both models; returns the tail curves, the final samples (2-D coordinates) and the data."""
+def run_toy(cfg: ToyConfig, out: Path, quiet: bool = True) -> dict[str, Any]:
+    """Both models, trained in run folders ``out/2d`` and ``out/<D>d``; returns the tail curves,
+    the final samples (2-D coordinates) and the data."""
     g = torch.Generator().manual_seed(cfg.seed)
     data2 = ps_curve(cfg.num_data, g)
     data2 = data2 + cfg.noise * torch.randn(data2.shape, generator=g)
@@ -168,11 +190,13 @@ def run_toy(cfg: ToyConfig, quiet: bool = True) -> dict[str, Any]:
         ("2d", data2, manifold2),
         (f"{cfg.ambient_dim}d", data2 @ q.T, manifold2 @ q.T),
     ):
-        model, steps, tails = train_flow(data, manifold, cfg, quiet, desc=f"toy {name}")
+        run = RunDir.create(out / name, "toy-manifold", {"space": name, **asdict(cfg)}, cfg.seed)
+        model, steps, tails = train_flow(data, manifold, cfg, run, quiet)
         noise = torch.randn(
             cfg.num_samples, data.shape[1], generator=torch.Generator().manual_seed(7)
         )
-        final = sample(model, noise, cfg.sample_steps)
+        with torch.no_grad():
+            final = sample_points(model.cpu().eval(), noise, cfg.sample_steps)
         curves[name] = (steps, tails, final if name == "2d" else final @ q)
         result[f"tail_{name}"] = tails
         result[f"final_tail_{name}"] = tails[-1]
@@ -215,9 +239,9 @@ def run_toy_manifold(
     """``latentbench toy-manifold``: metrics.json, metrics.jsonl and tail.png in ``out``
     (replaced when complete: new, empty or an earlier toy-manifold run, unless ``overwrite``)."""
     claim_output(out, OutputKind.TOY_MANIFOLD, overwrite=overwrite)
-    result = run_toy(cfg, quiet=quiet)
-    public = {k: v for k, v in result.items() if not k.startswith("_")}
     with staged_dir(out, OutputKind.TOY_MANIFOLD) as tmp:
+        result = run_toy(cfg, tmp, quiet=quiet)
+        public = {k: v for k, v in result.items() if not k.startswith("_")}
         run = RunDir.create(tmp, "toy-manifold", asdict(cfg), seed=cfg.seed)
         for k in result["_samples"]:
             for step, value in zip(result["steps"], result[f"tail_{k}"]):

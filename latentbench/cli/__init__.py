@@ -35,6 +35,7 @@ COMMANDS = {
     "train-tokenizer": train.train_tokenizer_cmd,
     "toy-manifold": train.toy_manifold_cmd,
     "train-gen": train.train_gen_cmd,
+    "convert-run": train.convert_run_cmd,
     "eval-gen": evaluate.eval_gen_cmd,
     "eval-edit": evaluate.eval_edit_cmd,
     "report": report.report_cmd,

@@ -127,6 +127,9 @@ GenSpaces = Annotated[str, typer.Option(help="Spaces, comma-separated, or 'all';
 Task = Annotated[str, typer.Option(help="class, t2i or edit.")]
 GenData = Annotated[str | None, typer.Option(help="Data SPEC (shapes:N; edit: shapes-edits:N).")]
 GenPreset = Annotated[str | None, typer.Option(help="tiny, small, base, large, xl.")]
+GenArch = Annotated[
+    str | None, typer.Option(help="DiT architecture preset (default: the --preset's).")
+]
 GenConfig = Annotated[
     str | None,
     typer.Option(help="train-gen settings: tiny ... xl (shipped) or a .yaml file; flags win."),
@@ -169,6 +172,7 @@ def train_gen_cmd(
     task: Task = "t2i",
     data: GenData = None,
     preset: GenPreset = None,
+    arch: GenArch = None,
     config: GenConfig = None,
     steps: Steps = None,
     eval_every: EvalEvery = None,
@@ -204,6 +208,7 @@ def train_gen_cmd(
         task=task,
         data=data,
         preset=preset,
+        arch=arch,
         steps=steps,
         eval_every=eval_every,
         eval_samples=eval_samples,
@@ -232,3 +237,13 @@ def train_gen_cmd(
         print_json(results)
         return
     print_metrics_table(results, title=f"train-gen -> {out}")
+
+
+def convert_run_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A train-gen run folder without generator/.")],
+) -> None:
+    """Add generator/ (config.json + model.safetensors) to a train-gen run folder of an older
+    version, so that Generator.from_pretrained and push_to_hub can use it."""
+    from latentbench.bench.generator_runs import convert_run
+
+    console.print(f"wrote {convert_run(run_dir)}", highlight=False)

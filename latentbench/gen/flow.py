@@ -10,8 +10,9 @@
   on an 8x8 grid it is half that. a > 1 moves probability mass towards noise, which
   high-dimensional latents need.
 - Sampling: Euler or Heun over a uniform grid in t shifted by the sampling shift (default: the
-  training shift; the paper samples with 3 at its scale), classifier-free guidance
-  ``v = v_u + w (v_c - v_u)`` on all channels. Sampling stays on the space's normalised scale;
+  training shift; the paper samples with 3 at its scale); classifier-free guidance
+  ``v = v_u + w (v_c - v_u)`` on all channels is :func:`latentbench.gen.sampling.guided_velocity`.
+  Sampling stays on the space's normalised scale;
   callers decode with ``space.decode(space.denormalize(z))``.
 """
 
@@ -89,18 +90,6 @@ def time_grid(steps: int, shift: float, device: torch.device | None = None) -> T
     return shift_time(
         torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=torch.float64), shift
     )
-
-
-def guided(cond: VelocityFn, uncond: VelocityFn | None, scale: float) -> VelocityFn:
-    """Classifier-free guidance over all channels; ``scale == 1`` or no ``uncond``: plain."""
-    if uncond is None or scale == 1.0:
-        return cond
-
-    def fn(x: Tensor, t: Tensor) -> Tensor:
-        v_u = uncond(x, t)
-        return v_u + scale * (cond(x, t) - v_u)
-
-    return fn
 
 
 @torch.no_grad()

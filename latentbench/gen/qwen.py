@@ -229,15 +229,20 @@ class QwenGenerator(nn.Module):
         return self.unpatchify(v)  # (B, C, h, w)
 
 
-def paper_generator(
-    overrides: dict[str, Any], channels: int, latent_size: int, cond: CondSpec, seed: int = 0
-) -> QwenGenerator:
+def paper_generator_config(overrides: dict[str, Any], seed: int = 0) -> QwenGenConfig:
     """The ``paper`` preset: :class:`QwenGenConfig` defaults with ``overrides`` (the run's
     ``dit:`` section; unknown keys are one-line errors)."""
     cfg = from_dict(QwenGenConfig, {"seed": seed, **overrides}, "dit (paper generator)")
     if isinstance(cfg.llm, str) and Path(cfg.llm).expanduser().is_dir():
         cfg.llm = str(Path(cfg.llm).expanduser())
-    return QwenGenerator(cfg, channels, latent_size, cond)
+    return cfg
+
+
+def paper_generator(
+    overrides: dict[str, Any], channels: int, latent_size: int, cond: CondSpec, seed: int = 0
+) -> QwenGenerator:
+    """The ``paper`` preset's network for a space's latent shape."""
+    return QwenGenerator(paper_generator_config(overrides, seed), channels, latent_size, cond)
 
 
 PAPER_PRESET = "paper"  # the generator preset of this module; every other name is a DiT preset

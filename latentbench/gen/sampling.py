@@ -1,294 +1,125 @@
-"""Load the generator a ``train-gen`` run folder holds and sample from it.
+"""Generator inference: classifier-free guidance, sampling a set of conditions, decoding.
 
-A run folder written by :func:`latentbench.bench.generation.train_generator` records in its
-``manifest.json`` everything needed to rebuild the model (DiT architecture, condition spec, text
-encoder state, flow settings, the space's name and latent statistics) and holds
-``checkpoints/step_*/ema.safetensors`` (falling back to ``model.safetensors``). This module
-rebuilds those pieces with the public classes of :mod:`latentbench.gen` and
-:mod:`latentbench.train.generator` and exposes two calls:
-
-- :meth:`TrainedGenerator.text_to_image`: prompts -> images (B, 3, S, S) in [-1, 1];
-- :meth:`TrainedGenerator.edit`: source images + instructions -> edited images.
-
-Sampling settings default to the run's own (steps, sampler, shift, guidance; ``SamplingOptions``
-overrides them); sample ``i`` of a call draws its noise from a generator seeded by ``(seed, i)``
-(the harness's ``generate``), so results do not depend on the batch size.
+- :func:`guided_velocity`: the one CFG of the project, ``v = v_u + w (v_c - v_u)`` over all
+  channels, the conditional and null batches in one forward pass (``w = 1``: the conditional
+  velocity alone, one forward);
+- :func:`generate`: normalised latents for chosen samples of a :class:`Conditions` set; sample
+  ``i`` draws its noise from a generator seeded by ``mix_seed(seed, i)``, so a sample does not
+  depend on the batch or the process it lands in;
+- :func:`decode`: normalised latents -> images through the space's decoder.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-from latentbench.config import (
-    NonNegativeFloat,
-    PositiveFloat,
-    PositiveInt,
-    config,
-    from_dict,
-)
-from latentbench.errors import UserError
-from latentbench.files import load_safetensors, read_json_object
-from latentbench.gen.dit import CondSpec, DiT, DiTConfig, EditLayout
-from latentbench.gen.flow import FlowConfig, Sampler
-from latentbench.gen.qwen import PAPER_PRESET, QwenGenConfig, QwenGenerator
-from latentbench.gen.text import build_text_encoder
-from latentbench.spaces.base import LatentSpace, LatentStats
-from latentbench.train.generator import EvalSet, GeneratorTask, TaskKind, decode, generate
+from latentbench.gen.dit import Condition
+from latentbench.gen.flow import FlowConfig, VelocityFn, sample
+from latentbench.gen.generator import AnyGenerator
+
+ConditionalVelocity = Callable[[Tensor, Tensor, Condition], Tensor]  # (x, t, cond) -> v
 
 
-@config
-class SamplingOptions:
-    """Overrides of the run's sampling settings (None: the run's value)."""
-
-    steps: PositiveInt | None = None
-    guidance: NonNegativeFloat | None = None
-    shift: PositiveFloat | None = None
-    sampler: Sampler | None = None
-    batch_size: PositiveInt = 16
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (order matters), stable across processes and runs."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
 
 
-UNTRAINED = "init"  # checkpoint name meaning "the DiT's seeded initialisation, no weights"
+def guided_velocity(
+    model: ConditionalVelocity, cond: Condition, null: Condition, scale: float
+) -> VelocityFn:
+    """Classifier-free guidance: ``v_u + scale (v_c - v_u)`` with ``v_c`` under ``cond`` and
+    ``v_u`` under ``null``, both in one batch of 2B; ``scale == 1``: ``model(x, t, cond)``."""
+    if scale == 1.0:
+        return lambda x, t: model(x, t, cond)
+    both = cond.cat(null)
+
+    def velocity(x: Tensor, t: Tensor) -> Tensor:
+        v_c, v_u = model(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
+        return v_u + scale * (v_c - v_u)
+
+    return velocity
 
 
-def find_checkpoint(run_dir: Path, checkpoint: str | Path | None = None) -> Path:
-    """The checkpoint folder to load: ``checkpoint`` (a folder or a step number), else the last."""
-    ckpts = run_dir / "checkpoints"
-    if checkpoint is not None:
-        p = Path(checkpoint)
-        if not p.is_dir() and str(checkpoint).isdigit():
-            p = ckpts / f"step_{int(checkpoint):08d}"
-        if not p.is_dir():
-            raise UserError(f"checkpoint not found: {checkpoint}")
-        return p
-    found = sorted(p for p in ckpts.glob("step_*") if (p / "state.json").is_file())
-    if not found:
-        raise UserError(f"{run_dir}: no checkpoints/step_*/ (is it a train-gen run folder?)")
-    return found[-1]
+@dataclass
+class Conditions:
+    """Conditions to sample, indexed by sample: class labels, captions (prompts or edit
+    instructions) and, for editing, raw (un-normalised) source latents."""
+
+    labels: Tensor | None = None  # (N,) long
+    captions: list[str] | None = None
+    sources: Tensor | None = None  # (N, C, h, w) raw source latents
+    num: int = 0
+
+    def __len__(self) -> int:
+        return self.num
 
 
-class TrainedGenerator:
-    """A trained generator (EMA weights) with its space, text encoder and flow settings."""
-
-    def __init__(
-        self,
-        model: DiT,
-        task: GeneratorTask,
-        space: LatentSpace,
-        flow: FlowConfig,
-        *,
-        run_dir: Path,
-        checkpoint: Path,
-        weights: str,
-        step: int,
-    ) -> None:
-        self.model, self.task, self.space, self.flow = model, task, space, flow
-        self.run_dir, self.checkpoint, self.weights, self.step = run_dir, checkpoint, weights, step
-
-    @property
-    def kind(self) -> TaskKind:
-        return self.task.kind
-
-    @property
-    def image_size(self) -> int:
-        return int(self.space.spec.image_size)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def variant(
-        self, options: SamplingOptions = SamplingOptions(), seed: int = 0
-    ) -> dict[str, Any]:
-        """What produced the samples: run, checkpoint, weights, sampler settings, seed."""
-        flow = self._flow(options)
-        return {
-            "run_dir": str(self.run_dir),
-            "checkpoint": self.checkpoint.name,
-            "step": self.step,
-            "weights": self.weights,
-            "task": self.kind.value,
-            "image_size": self.image_size,
-            "sample_steps": flow.sample_steps,
-            "sampler": flow.sampler.value,
-            "guidance": flow.guidance,
-            "sample_shift": flow.sample_shift or self.task.shift,
-            "seed": seed,
-            "noise": "sample i of a call: torch.Generator seeded by mix_seed(seed, i)",
-        }
-
-    def _flow(self, options: SamplingOptions) -> FlowConfig:
-        flow = self.flow
-        overrides = {
-            "sample_steps": options.steps,
-            "guidance": options.guidance,
-            "sample_shift": options.shift,
-            "sampler": options.sampler,
-        }
-        return replace(flow, **{k: v for k, v in overrides.items() if v is not None})
-
-    def _run(
-        self,
-        eval_set: EvalSet,
-        options: SamplingOptions,
-        seed: int,
-        indices: Sequence[int] | None = None,
-    ) -> Tensor:
-        with torch.inference_mode():
-            z = generate(
-                self.model,
-                self.task,
-                eval_set,
-                list(indices) if indices is not None else list(range(len(eval_set))),
-                seed=seed,
-                flow=self._flow(options),
-                device=self.device,
-                batch_size=options.batch_size,
-            )
-            return decode(self.space, self.task, z, options.batch_size)
-
-    def text_to_image(
-        self,
-        prompts: Sequence[str],
-        *,
-        seed: int = 0,
-        options: SamplingOptions = SamplingOptions(),
-        noise_indices: Sequence[int] | None = None,
-    ) -> Tensor:
-        """Prompts -> images (N, 3, S, S) in [-1, 1] on the CPU.
-
-        Image i's noise is seeded by ``(seed, noise_indices[i])`` (default ``(seed, i)``), so a
-        caller can sample any subset of a large suite and get the images a single call over the
-        whole suite would give.
-        """
-        if self.kind is not TaskKind.T2I:
-            raise UserError(f"{self.run_dir} holds a {self.kind.value} generator, not t2i")
-        idx = list(noise_indices) if noise_indices is not None else list(range(len(prompts)))
-        if len(idx) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(idx)} noise indices")
-        if not idx:
-            return torch.empty(0, 3, self.image_size, self.image_size)
-        captions = [""] * (max(idx) + 1)
-        for i, p in zip(idx, prompts):
-            captions[i] = str(p)
-        return self._run(EvalSet(captions=captions, num=len(captions)), options, seed, idx)
-
-    def edit(
-        self,
-        sources: Tensor,
-        instructions: Sequence[str],
-        *,
-        seed: int = 0,
-        options: SamplingOptions = SamplingOptions(),
-        noise_indices: Sequence[int] | None = None,
-    ) -> Tensor:
-        """Sources (N, 3, S, S) in [-1, 1] at the space's size + instructions -> edited images
-        (N, 3, S, S) on the CPU; edit i's noise is seeded by ``(seed, noise_indices[i])``."""
-        if self.kind is not TaskKind.EDIT:
-            raise UserError(f"{self.run_dir} holds a {self.kind.value} generator, not edit")
-        if len(sources) != len(instructions):
-            raise ValueError(f"{len(sources)} sources but {len(instructions)} instructions")
-        idx = list(noise_indices) if noise_indices is not None else list(range(len(sources)))
-        if len(idx) != len(sources):
-            raise ValueError(f"{len(sources)} sources but {len(idx)} noise indices")
-        if not idx:
-            return torch.empty(0, 3, self.image_size, self.image_size)
-        bs = options.batch_size
-        with torch.inference_mode():
-            z = torch.cat(
-                [
-                    self.space.encode(sources[s : s + bs].to(self.space.device)).float().cpu()
-                    for s in range(0, len(sources), bs)
-                ]
-            )  # (N, C, h, w) raw latents
-        size = max(idx) + 1
-        placed = torch.zeros(size, *z.shape[1:])  # (size, C, h, w): edit i at idx[i]
-        placed[idx] = z
-        captions = [""] * size
-        for i, text in zip(idx, instructions):
-            captions[i] = str(text)
-        eval_set = EvalSet(captions=captions, sources=placed, num=size)
-        return self._run(eval_set, options, seed, idx)
-
-
-def load_generator(
-    run_dir: str | Path,
+@torch.no_grad()
+def generate(
+    generator: AnyGenerator,
+    conditions: Conditions,
+    indices: Sequence[int],
     *,
-    checkpoint: str | Path | None = None,
-    device: str | torch.device | None = None,
-    use_ema: bool = True,
-) -> TrainedGenerator:
-    """Rebuild the generator of a ``train-gen`` run folder (EMA weights by default).
+    seed: int,
+    flow: FlowConfig | None = None,
+    device: torch.device | None = None,
+    batch_size: int = 32,
+    model: ConditionalVelocity | None = None,
+) -> Tensor:
+    """Normalised latents (len(indices), C, h, w) of the given samples of ``conditions``.
 
-    ``checkpoint``: a checkpoint folder, a step number, ``"init"`` (the untrained baseline: the
-    same DiT with its seeded initialisation), or None for the last checkpoint.
+    ``flow``: the sampling settings (default: the generator's own); the sampling shift falls
+    back to the generator's training shift. ``model``: the module to call (default
+    ``generator``; e.g. a compiled or wrapped copy of it).
     """
-    from latentbench.bench.generation import make_space
+    flow = flow or generator.flow
+    device = device or generator.latent_mean.device
+    model = model or generator
+    shape = (generator.channels, generator.latent_size, generator.latent_size)
+    shift = flow.sample_shift or generator.shift
+    out = []
+    for start in range(0, len(indices), batch_size):
+        idx = list(indices[start : start + batch_size])
+        gens = [torch.Generator().manual_seed(mix_seed(seed, i)) for i in idx]
+        noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+        labels = conditions.labels[idx] if conditions.labels is not None else None
+        captions = [conditions.captions[i] for i in idx] if conditions.captions else None
+        src = conditions.sources[idx].to(device) if conditions.sources is not None else None
+        src = generator.normalize(src) if src is not None else None
+        keep = torch.zeros(len(idx), dtype=torch.bool)
+        cond = generator.condition(labels, captions, src, keep, device)
+        guided = flow.guidance != 1.0
+        null = generator.condition(labels, captions, src, ~keep, device) if guided else cond
+        velocity = guided_velocity(model, cond, null, flow.guidance)
+        out.append(sample(velocity, noise, flow.sample_steps, shift, flow.sampler).float())
+    return torch.cat(out) if out else torch.empty(0, *shape)
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "manifest.json").is_file():
-        raise UserError(f"{run_dir}: no manifest.json (not a run folder)")
-    try:
-        config = json.loads((run_dir / "manifest.json").read_text())["config"]
-        # runs written before DiTConfig.edit_layout existed put the text first
-        legacy = {"edit_layout": EditLayout.TEXT_SOURCE_NOISY.value}
-        paper = str(config["train_gen"].get("preset", "")).lower() == PAPER_PRESET
-        arch, fields = (
-            (QwenGenConfig, config["dit"]) if paper else (DiTConfig, {**legacy, **config["dit"]})
-        )
-        dit_cfg = from_dict(arch, fields, "manifest dit")
-        cspec = from_dict(CondSpec, config["cond"], "manifest cond")
-        flow = from_dict(FlowConfig, config["flow"], "manifest flow")
-        kind = TaskKind(config["train_gen"]["task"])
-        space_cfg = config["space"]
-        stats = LatentStats.from_dict(space_cfg["stats"])
-        shift = float(config["shift"])
-        image_size = int(config["train_preset"]["image_size"])
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
-        raise UserError(
-            f"{run_dir}/manifest.json is not a train-gen manifest ({type(e).__name__}: {e})"
-        ) from None
-    untrained = str(checkpoint) == UNTRAINED
-    ckpt = (
-        run_dir / "checkpoints" / UNTRAINED if untrained else find_checkpoint(run_dir, checkpoint)
-    )
-    name = (
-        "ema.safetensors"
-        if use_ema and (ckpt / "ema.safetensors").is_file()
-        else "model.safetensors"
-    )
-    if untrained:
-        name = "seeded initialisation (untrained)"
-    elif not (ckpt / name).is_file():
-        raise UserError(f"{ckpt}: no {name}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    space = make_space(space_cfg["name"], image_size, config["train_gen"].get("space_options"))
-    space = space.to(dev).eval()
-    if space.fingerprint() != space_cfg.get("fingerprint", space.fingerprint()):
-        raise UserError(
-            f"space {space_cfg['name']!r} rebuilt here differs from the one {run_dir} was "
-            "trained on (fingerprint mismatch)"
-        )
-    text = None
-    if config.get("text_encoder"):
-        te = config["text_encoder"]
-        text = build_text_encoder(
-            te["kind"], path=te.get("path"), max_len=int(te["max_len"]), vocab=te.get("vocab")
-        )
-    model = (QwenGenerator if paper else DiT)(
-        dit_cfg, space.spec.channels, space.spec.latent_size, cspec
-    )
-    if not untrained:
-        model.load_state_dict(load_safetensors(ckpt / name))
-    model = model.to(dev).eval().requires_grad_(False)
-    task = GeneratorTask(model, stats, flow, shift, kind, text)
-    step = 0 if untrained else int(read_json_object(ckpt / "state.json").get("step", -1))
-    return TrainedGenerator(
-        model, task, space, flow, run_dir=run_dir, checkpoint=ckpt, weights=name, step=step
-    )
+
+class Decoder(Protocol):
+    """What :func:`decode` needs of a latent space."""
+
+    device: torch.device
+    spec: Any  # .image_size
+
+    def decode(self, z: Tensor) -> Tensor: ...
+
+
+def decode(space: Decoder, generator: AnyGenerator, z: Tensor, batch_size: int = 32) -> Tensor:
+    """Normalised latents (N, C, h, w) -> images (N, 3, S, S) in [-1, 1] on the CPU."""
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(z), batch_size):
+            zz = generator.denormalize(z[s : s + batch_size].to(space.device, torch.float32))
+            out.append(space.decode(zz).float().cpu())
+    size = space.spec.image_size
+    return torch.cat(out) if out else torch.empty(0, 3, size, size)

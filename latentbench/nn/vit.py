@@ -1,4 +1,5 @@
-"""A pre-norm ViT block on ``F.scaled_dot_product_attention``, and a ViT pixel decoder (RAE)."""
+"""A pre-norm ViT block on the shared :class:`~latentbench.nn.attention.Attention`, and a ViT
+pixel decoder (RAE)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class Attention(nn.Module):
-    """Multi-head self-attention over (B, T, D) tokens, through PyTorch's SDPA kernels."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, t, d = x.shape
-        qkv = self.qkv(x).view(b, t, 3, self.heads, d // self.heads)  # (B, T, 3, H, Dh)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, Dh)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, Dh)
-        return self.proj(out.transpose(1, 2).reshape(b, t, d))  # (B, T, D)
+from latentbench.nn.attention import Attention
 
 
 class Mlp(nn.Sequential):
