@@ -293,7 +293,13 @@ def test_oracle_layout_scores_one_and_writes_results(tmp_path: Path) -> None:
     (tmp_path / "00000" / "samples" / "0000.png").write_bytes(b"\x89PNG broken")
     r = run_eval_gen(SHAPES, images=tmp_path).results
     assert r["skipped_images"] == 1 and r["num_images"] == 35
-    assert r["tasks"]["single_object"] == {"score": 1.0, "correct": 5, "total": 5}
+    single = r["tasks"]["single_object"]
+    assert {k: single[k] for k in ("score", "correct", "total")} == {
+        "score": 1.0,
+        "correct": 5,
+        "total": 5,
+    }
+    assert single["score/ci95_low"] < 1.0 == single["score/ci95_high"]  # Wilson, 5 of 5
     assert any("00000: unreadable image 0000.png" in s for s in r["skipped_reasons"])
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,6 +43,8 @@ from latentbench.train.tokenizer import (
     Recipe,
     TokenizerConfig,
     TokenizerTask,
+    cached_constants,
+    collate_constants,
     export_space,
     recipe_for,
 )
@@ -167,7 +170,7 @@ def train_tokenizer(
     ``out`` must be new, empty or a train-tokenizer run folder, unless ``overwrite``. Returns the
     metrics written to metrics.json.
     """
-    from latentbench.data import collate_images, open_images
+    from latentbench.data import open_images
 
     space, data, preset, stage, init = job.space, job.data, job.preset, job.stage, job.init
     eval_data, eval_images, max_pixels = job.eval_data, job.eval_images, job.max_pixels
@@ -207,21 +210,19 @@ def train_tokenizer(
         data, model_space.spec.image_size, seed=cfg.loop.seed, max_pixels=max_pixels
     )
     task = TokenizerTask(model_space, recipe, cfg.loss)
+    train_data, collate = _training_data(task, dataset, cfg, quiet)
+    record["cached_constants"] = collate is collate_constants  # precomputed encoder/perceptual
     # The run folder appears only once everything above was built without error.
     if resume:
         run = RunDir(out)
         run.resume("train-tokenizer", record, cfg.loop.seed, checkpoint_step(out))
     else:
         run = RunDir.create(out, "train-tokenizer", record, cfg.loop.seed)
-    loop = TrainLoop(task, dataset, collate_images, cfg.loop, run, quiet=quiet)
+    loop = TrainLoop(task, train_data, collate, cfg.loop, run, quiet=quiet)
     last = loop.fit(resume=resume)
 
     trained = export_space(loop.eval_model).eval()
-    n_stats = min(cfg.stats_images, len(dataset))
-    stats_data = open_images(
-        data, trained.spec.image_size, limit=n_stats, seed=cfg.loop.seed, max_pixels=max_pixels
-    )
-    trained.fit_stats(_image_batches(stats_data, cfg.loop.batch_size), seed=cfg.loop.seed)
+    _fit_stats(trained, data, min(cfg.stats_images, len(dataset)), cfg, max_pixels)
     metrics: dict[str, Any] = {f"train/{k}": v for k, v in last.items()}
     metrics.update(steps=loop.step, num_train_images=len(dataset))
     if origin is not None:
@@ -232,6 +233,27 @@ def train_tokenizer(
     trained.save(run.path)
     run.write_metrics(metrics)
     return metrics
+
+
+def _fit_stats(
+    space: LatentSpace, data: str, n: int, cfg: TokenizerConfig, max_pixels: int | None
+) -> None:
+    """Fit the trained space's latent stats on the first ``n`` training images."""
+    from latentbench.data import open_images
+
+    seed = cfg.loop.seed
+    images = open_images(data, space.spec.image_size, limit=n, seed=seed, max_pixels=max_pixels)
+    space.fit_stats(_image_batches(images, cfg.loop.batch_size), seed=seed)
+
+
+def _training_data(
+    task: TokenizerTask, dataset: Any, cfg: TokenizerConfig, quiet: bool
+) -> tuple[Any, Callable[[list[Any]], Any]]:
+    """The loop's data and collate: the images, or the cached constants (cache_features)."""
+    from latentbench.data import collate_images
+
+    constants = cached_constants(task, dataset, cfg.cache_features, quiet=quiet)
+    return (dataset, collate_images) if constants is None else (constants, collate_constants)
 
 
 def _override_loop(loop: Any, job: TrainTokenizerConfig) -> None:

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,13 +187,18 @@ def cache_path(space: LatentSpace, dataset: Dataset, flip: bool, root: Path | No
 
 
 def cache_key(space: LatentSpace, dataset: Dataset, flip: bool) -> CacheKey:
+    return replace(cache_key_for(space.fingerprint(), dataset), flip=flip)
+
+
+def cache_key_for(fingerprint: str, dataset: Dataset) -> CacheKey:
+    """The key of what a computation named by ``fingerprint`` gives on ``dataset`` (no flip)."""
     spec = getattr(dataset, "spec", None)
     if not spec:
         raise UserError("the dataset has no 'spec': it cannot be cached")
     from latentbench.data import data_identity
 
     return CacheKey(
-        space.fingerprint(), data_identity(dataset), len(dataset), int(dataset.image_size), flip
+        fingerprint, data_identity(dataset), len(dataset), int(dataset.image_size), False
     )
 
 
@@ -216,20 +221,33 @@ def build_cache(
     """
     key = cache_key(space, dataset, flip)
     final = (root or cache_root()) / "latents" / key.digest()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(final) + ".lock"):
-        problem = entry_problem(final) if final.exists() else "missing"
-        if final.exists() and problem is not None:
-            note(f"latent cache {final} is damaged ({problem}); rebuilding it")
-        if problem is not None:
-            with staged_dir(final) as tmp:
-                _encode_into(
-                    tmp, key, space, dataset, flip, batch_size, shard_size, num_workers, quiet
-                )
+    _reuse_or_build(
+        final,
+        "latent cache",
+        entry_problem,
+        lambda tmp: _encode_into(
+            tmp, key, space, dataset, flip, batch_size, shard_size, num_workers, quiet
+        ),
+    )
     cache = LatentCache(final)
     if set_stats and space.stats is None:
         space.stats = cache.stats
     return cache
+
+
+def _reuse_or_build(
+    final: Path, what: str, problem: Callable[[Path], str | None], build: Callable[[Path], None]
+) -> None:
+    """Make ``final`` a complete entry: reuse it when ``problem`` finds none, else ``build`` it
+    in a staged folder moved into place. A file lock per entry: concurrent builders wait."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        why = problem(final) if final.exists() else "missing"
+        if final.exists() and why is not None:
+            note(f"{what} {final} is damaged ({why}); rebuilding it")
+        if why is not None:
+            with staged_dir(final) as tmp:
+                build(tmp)
 
 
 def entry_problem(path: Path) -> str | None:
@@ -341,3 +359,111 @@ def iter_cache(cache: LatentCache, batch_size: int) -> Iterator[Tensor]:
     for start in range(0, len(cache), batch_size):
         stop = min(len(cache), start + batch_size)
         yield torch.stack([cache.item(i)["latent"] for i in range(start, stop)])
+
+
+# -- frozen features (tokenizer training) ----------------------------------------------------------
+FEATURES_META = {"num_items": int, "arrays": dict, "keys": list}
+
+
+class FeatureCache:
+    """A complete feature entry, ``<root>/features/<key>/``: ``meta.json`` (key fields, item count,
+    array shapes, item keys) and one ``<name>.npy`` float32 array (N, ...) per named tensor.
+
+    Holds whatever a computation gives per image that never changes during a run (the images
+    themselves, a frozen encoder's features, perceptual features of the target images), keyed by
+    :class:`CacheKey` with ``space`` = the fingerprint of that computation.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.meta: dict[str, Any] = read_json_object(self.path / META, FEATURES_META)
+        self.arrays = {
+            name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in self.meta["arrays"]
+        }
+
+    def __len__(self) -> int:
+        return int(self.meta["num_items"])
+
+
+class CachedFeatures(Dataset):
+    """A :class:`FeatureCache` as a Dataset of dicts ``{name: (...) float32 tensor}``."""
+
+    def __init__(self, cache: FeatureCache) -> None:
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {k: torch.from_numpy(np.array(a[i])) for k, a in self.cache.arrays.items()}
+
+
+def feature_entry_problem(path: Path) -> str | None:
+    """Why the feature entry ``path`` is not complete and intact (None: it is); memory-mapped
+    checks of every array's dtype and shape, as :func:`entry_problem` does for latents."""
+    try:
+        meta = read_json_object(path / META, FEATURES_META)
+    except UserError as e:
+        return str(e)
+    n = meta["num_items"]
+    for name, shape in meta["arrays"].items():
+        file = path / f"{name}.npy"
+        try:
+            array = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            return f"{file}: {first_line(e)}"
+        if array.dtype != np.float32 or array.shape != (n, *shape):
+            return f"{file}: {array.dtype} {array.shape}, expected float32 {(n, *shape)}"
+    return None
+
+
+def build_feature_cache(
+    fingerprint: str,
+    dataset: Dataset,
+    compute: Callable[[Tensor], dict[str, Tensor]],
+    *,
+    batch_size: int = 64,
+    root: Path | None = None,
+    quiet: bool = True,
+) -> FeatureCache:
+    """Run ``compute`` ((B, 3, S, S) images -> {name: (B, ...)}) once over ``dataset`` into the
+    cache, or reuse a complete entry. ``fingerprint`` must name the computation (its modules'
+    weights and settings); the data part of the key is the latent cache's. Unreadable items are
+    left out."""
+    key = replace(cache_key_for(fingerprint, dataset), flip=False)
+    final = (root or cache_root()) / "features" / key.digest()
+
+    def build(folder: Path) -> None:
+        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate)
+        arrays: dict[str, np.ndarray] = {}
+        keys: list[str] = []
+        n = len(dataset)
+        for batch in tqdm(loader, desc="cache features", disable=quiet, leave=False):
+            if batch["images"] is None:
+                continue
+            with torch.inference_mode():
+                out = {k: v.to("cpu", torch.float32) for k, v in compute(batch["images"]).items()}
+            for name, value in out.items():
+                if name not in arrays:  # preallocated for every item, trimmed at the end
+                    arrays[name] = np.lib.format.open_memmap(
+                        folder / f"{name}.npy", "w+", np.float32, (n, *value.shape[1:])
+                    )
+                arrays[name][len(keys) : len(keys) + len(value)] = value.numpy()
+            keys += batch["keys"]
+        if not keys:
+            raise UserError(f"no readable image in {key.data}: nothing to cache")
+        shapes = {name: list(array.shape[1:]) for name, array in arrays.items()}
+        if len(keys) < n:  # unreadable items: rewrite each array at its true length
+            kept = {name: np.array(array[: len(keys)]) for name, array in arrays.items()}
+            arrays.clear()
+            for name, array in kept.items():
+                np.save(folder / f"{name}.npy", array)
+        for array in arrays.values():
+            array.flush()
+        atomic_write_json(
+            folder / META,
+            {"key": asdict(key), "num_items": len(keys), "arrays": shapes, "keys": keys},
+        )
+
+    _reuse_or_build(final, "feature cache", feature_entry_problem, build)
+    return FeatureCache(final)

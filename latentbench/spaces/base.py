@@ -213,14 +213,7 @@ class LatentSpace(
     # -- identity, save, load --------------------------------------------------------------------
     def fingerprint(self) -> str:
         """sha256 over name, config and every weight; stats are not part of it."""
-        h = hashlib.sha256()
-        h.update(json.dumps([self.registry_name, self.config()], sort_keys=True).encode())
-        for key, value in sorted(self.state_dict().items()):
-            h.update(key.encode())
-            t = value.detach().to("cpu").contiguous()
-            h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return h.hexdigest()[:16]
+        return module_fingerprint([self.registry_name, self.config()], self)
 
     def saved_meta(self) -> dict[str, Any]:
         """What ``config.json`` holds: the factory's name and options, spec, stats, fingerprint."""
@@ -301,3 +294,15 @@ def _untie(state: dict[str, Tensor]) -> dict[str, Tensor]:
         if ptr != -1:
             seen.add(ptr)
     return out
+
+
+def module_fingerprint(header: Any, module: nn.Module) -> str:
+    """sha256 over ``header`` (JSON) and every tensor of ``module``'s state dict, 16 hex digits."""
+    h = hashlib.sha256()
+    h.update(json.dumps(header, sort_keys=True).encode())
+    for key, value in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        t = value.detach().to("cpu").contiguous()
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]

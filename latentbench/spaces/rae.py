@@ -98,15 +98,21 @@ class RAESpace(EncoderSpace):
     def pixel_last_layer(self) -> Tensor:
         return self.decoder.last_layer
 
-    def train_outputs(self, images: Tensor, noise_tau: float) -> dict[str, Tensor]:
+    def train_outputs(
+        self, images: Tensor, noise_tau: float, features: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Features, latent, and the reconstruction of the noise-augmented latent.
 
         RAE's augmentation: z + sigma * eps with sigma ~ |N(0, tau^2)| drawn per image.
+        ``features``: the frozen encoder's (B, D, h, w) features of ``images``, precomputed.
         """
-        features = self.encoder(images)  # (B, D, h, w)
+        features = self.encoder(images) if features is None else features  # (B, D, h, w)
         z = self.latent_from_features(features)
         sigma = (torch.randn(z.shape[0], 1, 1, 1, device=z.device, dtype=z.dtype) * noise_tau).abs()
-        recon = self.decoder(z + sigma * torch.randn_like(z))  # (B, 3, H, W)
+        # randn over the shape, not randn_like: the noise must not depend on z's memory layout
+        # (the encoder's output is a transposed view; precomputed features are contiguous)
+        noise = torch.randn(z.shape, device=z.device, dtype=z.dtype)
+        recon = self.decoder(z + sigma * noise)  # (B, 3, H, W)
         return {"features": features, "latent": z, "recon": recon}
 
 

@@ -192,9 +192,12 @@ class SemRecSpace(EncoderSpace):
     def pixel_last_layer(self) -> Tensor:
         return self.pixel_decoder.last_layer
 
-    def train_outputs(self, images: Tensor, detach_pixel_input: bool) -> dict[str, Tensor]:
-        """One training forward: features, posterior, a latent sample, both reconstructions."""
-        features = self.encoder(images)  # (B, D, h, w)
+    def train_outputs(
+        self, images: Tensor, detach_pixel_input: bool, features: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """One training forward: features, posterior, a latent sample, both reconstructions.
+        ``features``: the frozen encoder's (B, D, h, w) features of ``images``, precomputed."""
+        features = self.encoder(images) if features is None else features  # (B, D, h, w)
         mean, logvar = self.posterior(features)  # (B, T, C)
         z = self.to_grid(mean + (0.5 * logvar).exp() * torch.randn_like(mean))  # (B, C, h, w)
         rec_features = self.semantic_decode(z)  # (B, D, h, w)

@@ -40,19 +40,21 @@ from __future__ import annotations
 
 import copy
 import enum
-from dataclasses import field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import BeforeValidator
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.utils.data import Dataset
 
 from latentbench.config import NonNegativeFloat, NonNegativeInt, PositiveInt, config
 from latentbench.errors import UserError
 from latentbench.nn.patchgan import PatchGAN, adaptive_weight, hinge_d_loss, hinge_g_loss
 from latentbench.spaces import SPACES, space_info, trainable_space_names
-from latentbench.spaces.base import LatentSpace
+from latentbench.spaces.base import LatentSpace, module_fingerprint
 from latentbench.train.loop import LoopConfig, StepContext
 
 
@@ -62,6 +64,14 @@ class Recipe(str, enum.Enum):
     PVAE = "pvae"
     RAE = "rae"
     RAE_HD = "rae-hd"
+
+
+class CacheFeatures(str, enum.Enum):
+    """Whether training precomputes what never changes during a run (module docstring)."""
+
+    AUTO = "auto"  # on when the cache of the training data stays under CACHE_LIMIT_BYTES
+    ON = "on"
+    OFF = "off"
 
 
 class PerceptualKind(str, enum.Enum):
@@ -91,6 +101,13 @@ class LossConfig:
     noise_tau: NonNegativeFloat = 0.8  # rae / rae-hd: decoder-input noise sigma ~ |N(0, tau^2)|
 
 
+def _on_off(value: Any) -> Any:
+    """YAML 1.1 reads a bare ``on`` / ``off`` as true / false: take them back."""
+    if isinstance(value, bool):
+        return CacheFeatures.ON if value else CacheFeatures.OFF
+    return value
+
+
 @config
 class TokenizerConfig:
     """One training run: the space's options, the losses, the loop, the stats fit."""
@@ -99,6 +116,8 @@ class TokenizerConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     stats_images: PositiveInt = 512  # training images encoded to fit the exported space's stats
+    # precompute the constant inputs (module docstring); YAML's bare on / off read as booleans
+    cache_features: Annotated[CacheFeatures, BeforeValidator(_on_off)] = CacheFeatures.AUTO
 
 
 def recipe_for(space: str, stage: int) -> Recipe:
@@ -146,13 +165,16 @@ class Lite0Perceptual(nn.Module):
     def train(self, mode: bool = True) -> Lite0Perceptual:
         return super().train(False)  # BatchNorm statistics stay the pretrained ones
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """(B, 3, H, W) pairs in [-1, 1] (Lite0's own normalisation) -> (B,) distances."""
+    def levels(self, x: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) in [-1, 1] (Lite0's own normalisation) -> 4 channel-normalised feature
+        maps (B, C_l, H / s_l, W / s_l), s_l = 2, 4, 8, 16."""
+        return [F.normalize(f, dim=1, eps=1e-8) for f in self.net(x)]
+
+    def forward(self, x: Tensor, y: Tensor, y_levels: list[Tensor] | None = None) -> Tensor:
+        """(B, 3, H, W) pairs -> (B,) distances; ``y_levels``: ``levels(y)``, precomputed."""
         total = x.new_zeros(x.shape[0])
-        feats_x, feats_y = self.net(x), self.net(y)
+        feats_x, feats_y = self.levels(x), y_levels or self.levels(y)
         for fx, fy in zip(feats_x, feats_y):
-            fx = F.normalize(fx, dim=1, eps=1e-8)
-            fy = F.normalize(fy, dim=1, eps=1e-8)
             total = total + (fx - fy).square().sum(1).mean((1, 2))
         return total / len(feats_x)
 
@@ -198,11 +220,15 @@ class TokenizerModel(nn.Module):
         self.space, self.disc = space, disc
         self.recipe, self.noise_tau = recipe, noise_tau
 
-    def forward(self, images: Tensor, adversarial: bool) -> dict[str, Tensor]:
+    def forward(
+        self, images: Tensor, adversarial: bool, features: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """``features``: the frozen encoder's features of ``images``, precomputed (svae, rae)."""
         if self.recipe in (Recipe.RAE, Recipe.RAE_HD):
-            out = self.space.train_outputs(images, self.noise_tau)
+            out = self.space.train_outputs(images, self.noise_tau, features)
         else:
-            out = self.space.train_outputs(images, detach_pixel_input=self.recipe is Recipe.SVAE)
+            detach = self.recipe is Recipe.SVAE
+            out = self.space.train_outputs(images, detach_pixel_input=detach, features=features)
         if adversarial and self.disc is not None:
             frozen = {k: v.detach() for k, v in self.disc.named_parameters()}
             out["logits_fake_g"] = functional_call(self.disc, frozen, (out["recon"],))
@@ -234,12 +260,48 @@ class TokenizerTask:
             if m is not None:
                 m.to(device)
 
+    # -- what never changes during a run ---------------------------------------------------------
+    def frozen_encoder(self) -> nn.Module | None:
+        """The module whose features are constant: the frozen encoder (svae, rae) or the frozen
+        teacher (psvae, rae-hd); None for pvae."""
+        if self.recipe in (Recipe.SVAE, Recipe.RAE):
+            return self.model.space.encoder
+        return self.teacher
+
+    def constants_fingerprint(self) -> str:
+        """Names what :meth:`constants` computes: the frozen encoder's and perceptual net's
+        weights and settings (the data part of a cache key is the data's)."""
+        modules = nn.ModuleDict()
+        for name, module in (("encoder", self.frozen_encoder()), ("perceptual", self.perceptual)):
+            if module is not None:
+                modules[name] = module
+        has_levels = isinstance(self.perceptual, Lite0Perceptual)
+        return module_fingerprint(["tokenizer-constants", has_levels, CONSTANTS_VERSION], modules)
+
+    @torch.no_grad()
+    def constants(self, images: Tensor) -> dict[str, Tensor]:
+        """(B, 3, H, W) -> everything per image that the loss needs and that never changes:
+        ``images``, ``features`` (the frozen encoder's), ``perceptual_<l>`` (the perceptual
+        net's levels of the target images, where the loss allows it: effnet-lite0)."""
+        out = {"images": images}
+        frozen = self.frozen_encoder()
+        if frozen is not None:
+            out["features"] = frozen.eval()(images)  # (B, D, h, w); encoders run in eval mode
+        if isinstance(self.perceptual, Lite0Perceptual):
+            for i, level in enumerate(self.perceptual.levels(images)):
+                out[f"perceptual_{i}"] = level
+        return out
+
+    # -- the loss --------------------------------------------------------------------------------
     def loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> dict[str, Tensor]:
         cfg, recipe = self.cfg, self.recipe
         self._to(ctx.device)
         images = getattr(batch, "images", batch).to(ctx.device)  # (B, 3, H, W)
+        cached = batch if isinstance(batch, ConstantsBatch) else ConstantsBatch(images)
+        cached = cached.to(ctx.device)
         adversarial = cfg.gan_weight > 0 and ctx.step >= cfg.gan_start
-        out = model(images, adversarial)
+        encoder_features = cached.features if recipe in (Recipe.SVAE, Recipe.RAE) else None
+        out = model(images, adversarial, encoder_features)
         terms: dict[str, Tensor] = {}
         total = images.new_zeros(())
 
@@ -247,14 +309,14 @@ class TokenizerTask:
             terms["kl"] = kl_loss(out["mean"], out["logvar"])  # per image
             total = total + cfg.kl_weight * terms["kl"] / images[0].numel()  # over 3HW
         if recipe in (Recipe.SVAE, Recipe.PSVAE):
-            target = self._teacher_features(images, out["features"])
+            target = self._teacher_features(images, out["features"], cached.features)
             terms["sem_l2"], terms["sem_cos"] = feature_losses(out["rec_features"], target)
             terms["semantic"] = (
                 cfg.l2_weight * terms["sem_l2"] + cfg.cosine_weight * terms["sem_cos"]
             )
             total = total + cfg.semantic_weight * terms["semantic"]
         if recipe is Recipe.RAE_HD:
-            target = self._teacher_features(images, out["features"])
+            target = self._teacher_features(images, out["features"], cached.features)
             l2, cos = feature_losses(out["features"], target)
             terms["consistency"] = cfg.l2_weight * l2 + cfg.cosine_weight * cos
             total = total + cfg.consistency_weight * terms["consistency"]
@@ -262,7 +324,10 @@ class TokenizerTask:
         recon = out["recon"]
         terms["l1"] = (recon - images).abs().mean()
         rec = cfg.l1_weight * terms["l1"]
-        if self.perceptual is not None:
+        if isinstance(self.perceptual, Lite0Perceptual):
+            terms["perceptual"] = self.perceptual(recon, images, cached.perceptual).mean()
+            rec = rec + cfg.perceptual_weight * terms["perceptual"]
+        elif self.perceptual is not None:
             terms["perceptual"] = self.perceptual(recon, images).mean()
             rec = rec + cfg.perceptual_weight * terms["perceptual"]
         pixel = rec
@@ -283,12 +348,74 @@ class TokenizerTask:
         total = total + cfg.pixel_weight * pixel
         return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
 
-    def _teacher_features(self, images: Tensor, features: Tensor) -> Tensor:
-        """The frozen encoder's features: the (frozen) encoder's own in stage 1, else the copy's."""
+    def _teacher_features(self, images: Tensor, features: Tensor, cached: Tensor | None) -> Tensor:
+        """The frozen encoder's features: the (frozen) encoder's own in stage 1, else the copy's
+        (``cached``: precomputed)."""
         if self.teacher is None:
             return features.detach()
+        if cached is not None:
+            return cached
         with torch.no_grad():
             return self.teacher(images)
+
+
+# -- precomputed constants ---------------------------------------------------------------------
+CONSTANTS_VERSION = "1"  # bump when TokenizerTask.constants changes what it computes
+CACHE_LIMIT_BYTES = 4 * 2**30  # cache_features auto: precompute when the cache stays below this
+
+
+@dataclass
+class ConstantsBatch:
+    """A training batch with its precomputed constants (None: computed in the step)."""
+
+    images: Tensor  # (B, 3, H, W)
+    features: Tensor | None = None  # (B, D, h, w) the frozen encoder's
+    perceptual: list[Tensor] | None = None  # perceptual levels of ``images``
+
+    def to(self, device: torch.device) -> ConstantsBatch:
+        levels = None if self.perceptual is None else [p.to(device) for p in self.perceptual]
+        feats = None if self.features is None else self.features.to(device)
+        return ConstantsBatch(self.images.to(device), feats, levels)
+
+
+def collate_constants(items: list[dict[str, Tensor]]) -> ConstantsBatch:
+    """Items of :class:`~latentbench.data.cache.CachedFeatures` -> one :class:`ConstantsBatch`."""
+    stacked = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    levels = sorted((k for k in stacked if k.startswith("perceptual_")), key=lambda k: int(k[11:]))
+    return ConstantsBatch(
+        stacked["images"], stacked.get("features"), [stacked[k] for k in levels] or None
+    )
+
+
+def cached_constants(
+    task: TokenizerTask, dataset: Dataset, mode: CacheFeatures, *, quiet: bool = True
+) -> Dataset | None:
+    """The training data with :meth:`TokenizerTask.constants` precomputed once into the feature
+    cache (reused by later runs of the same encoder, perceptual net and data), or None when
+    ``mode`` is off, or auto and the cache would exceed :data:`CACHE_LIMIT_BYTES` or the data
+    has no spec to key it by."""
+    from latentbench.data import collate_images
+    from latentbench.data.cache import CachedFeatures, build_feature_cache
+
+    mode = CacheFeatures(mode)
+    if mode is CacheFeatures.OFF:
+        return None
+    if mode is CacheFeatures.AUTO:
+        if not getattr(dataset, "spec", None):
+            return None
+        probe = next(
+            (it for it in (dataset[i] for i in range(len(dataset))) if it["image"] is not None),
+            None,
+        )
+        if probe is None:
+            return None
+        per_item = sum(
+            v[0].numel() * 4 for v in task.constants(collate_images([probe]).images).values()
+        )
+        if per_item * len(dataset) > CACHE_LIMIT_BYTES:
+            return None
+    cache = build_feature_cache(task.constants_fingerprint(), dataset, task.constants, quiet=quiet)
+    return CachedFeatures(cache)
 
 
 def export_space(model: nn.Module) -> LatentSpace:
