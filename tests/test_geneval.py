@@ -378,7 +378,7 @@ def test_cli_geneval_round_trip(tmp_path: Path, cli, capsys: pytest.CaptureFixtu
     [
         (
             ("eval-gen", "runs/gen/x", "--suite", "geneval-shapes"),
-            "no manifest.json (not a run folder)",
+            "runs/gen/x: not found (a train-gen run folder, a saved generator or a hub id)",
         ),
         (("eval-gen", "--suite", "geneval-shapes"), "--images DIR is required"),
         (
