@@ -66,15 +66,14 @@ def shapes_cmd(
 ) -> None:
     """The Shapes world: images + captions.jsonl + edits.jsonl + GenEval metadata, or (--geneval)
     ground-truth images of the GenEval prompts as DIR/<index:05d>/samples/<k:04d>.png."""
-    from tqdm import tqdm
-
     from latentbench.data.shapes import write_dataset, write_oracle_layout
     from latentbench.runs import OutputKind, claim_output, staged_dir
+    from latentbench.terminal import Progress
 
     claim_output(out, OutputKind.SHAPES, overwrite=overwrite)
     total = prompts_per_task * 6 * samples if geneval else n + (n if edits is None else edits)
     with (
-        tqdm(total=total, disable=quiet, unit="img") as bar,
+        Progress(total, "images", disable=quiet) as bar,
         staged_dir(out, OutputKind.SHAPES) as tmp,
     ):
         if geneval:

@@ -38,12 +38,12 @@ import torch
 from filelock import FileLock
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from latentbench.errors import UserError
 from latentbench.files import first_line, note, read_json_object
 from latentbench.runs import atomic_write_json, cache_root, staged_dir
 from latentbench.spaces.base import LatentSpace, LatentStats
+from latentbench.terminal import track
 
 PREPROCESS_VERSION = "2"  # bump when the way images reach encode(), or their captions, change
 META = "meta.json"
@@ -302,7 +302,7 @@ def _encode_into(
     skipped: list[tuple[str, str]] = []
     stat_batches: list[Tensor] = []
     has_source = False
-    for batch in tqdm(loader, desc=f"cache {space.spec.name}", disable=quiet, leave=False):
+    for batch in track(loader, len(loader), f"cache {space.spec.name}", disable=quiet):
         skipped += batch["skipped"]
         if batch["images"] is None:
             continue
@@ -438,7 +438,7 @@ def build_feature_cache(
         arrays: dict[str, np.ndarray] = {}
         keys: list[str] = []
         n = len(dataset)
-        for batch in tqdm(loader, desc="cache features", disable=quiet, leave=False):
+        for batch in track(loader, len(loader), "cache features", disable=quiet):
             if batch["images"] is None:
                 continue
             with torch.inference_mode():
