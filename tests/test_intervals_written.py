@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_recon import CountingExtractor  # noqa: F401  (registers 'test-counting')
 
 from latentbench.bench.recon import ReconConfig, run_recon
 from latentbench.bench.seeds import aggregate_seeds, parse_seeds, run_seeds, seed_input
 from latentbench.errors import UserError
-from latentbench.metrics.features import FEATURE_EXTRACTORS, FeatureExtractor
 from latentbench.metrics.fid import FeatureStats, GroupedFeatureStats, fd_metrics
 from latentbench.metrics.latent import linear_probe
 from latentbench.metrics.uncertainty import (
@@ -42,25 +42,6 @@ def assert_interval(metrics: dict, name: str) -> Interval:
     return iv
 
 
-class Mean8(FeatureExtractor):
-    """8 fixed random features of a pooled image (cheap, deterministic)."""
-
-    name, dims = "test-mean8", 8
-    variant = {"name": "test-mean8", "dims": 8}
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2), torch.nn.AdaptiveAvgPool2d(1))
-
-    def features(self, images):
-        return self.net(images.float() / 255).flatten(1)  # (B, 8)
-
-
-if "test-mean8" not in FEATURE_EXTRACTORS:
-    FEATURE_EXTRACTORS.register("test-mean8", Mean8)
-
-
 # -- recon ----------------------------------------------------------------------------------------
 def test_recon_writes_intervals_and_the_fd_warning(tmp_path, monkeypatch):
     monkeypatch.setenv("LATENTBENCH_CACHE", str(tmp_path / "cache"))
@@ -69,13 +50,13 @@ def test_recon_writes_intervals_and_the_fd_warning(tmp_path, monkeypatch):
         data="shapes:24",
         image_size=32,
         batch_size=8,
-        fd=["test-mean8"],
+        fd=["test-counting"],
         lpips=[],
         space_options={"image_size": 16},  # lossy: a 16 px round trip of 32 px images
     )
     run_recon(cfg, tmp_path / "run", echo=lambda m: None)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    for name in ("psnr", "ssim", "fd_test-mean8"):
+    for name in ("psnr", "ssim", "fd_test-counting"):
         assert_interval(metrics, name)
     assert metrics["psnr/n"] == 24
     assert metrics["psnr/ci95_high"] > metrics["psnr/ci95_low"]  # lossy: values differ
