@@ -133,3 +133,18 @@ def test_recon_probe_fits_on_probe_data_and_scores_every_image(tmp_path):
     metrics = run_recon(cfg, tmp_path / "r")["pixel"]
     assert (metrics["probe/num_train"], metrics["probe/num_test"]) == (40, 12)
     assert 0 <= metrics["probe/top1"] <= metrics["probe/top5"] <= 1
+
+
+def test_recon_probe_train_split_holds_no_test_image(tmp_path):
+    """Generated data draws item i from (seed, i) alone: the probe's train split is opened at
+    another seed, else `probe_data: shapes-single:2000` would hold the 1,000 test images."""
+    from latentbench.bench.recon import Recon
+
+    cfg = ReconConfig(
+        spaces=["pixel"], data="shapes-single:20", image_size=32, batch_size=8, fd=[], lpips=[],
+        diagnostics=0, probe_data="shapes-single:40", seed=1,
+    )  # fmt: skip
+    bench = Recon(cfg, torch.device("cpu"))
+    test = {bench.dataset[i]["image"].numpy().tobytes() for i in range(len(bench.dataset))}
+    train = {bench.probe_dataset[i]["image"].numpy().tobytes() for i in range(40)}
+    assert len(test) == 20 and not test & train

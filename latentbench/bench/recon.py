@@ -165,17 +165,20 @@ class Recon:
         self.reference: dict[str, FeatureStats] = {}
         self.probe_dataset = None
         if cfg.probe_data is not None:
-            self.probe_dataset = self._open(cfg.probe_data, cfg.probe_images)
+            # generated data (Shapes) at the benchmark's seed + 1: item i of seed s is drawn from
+            # (s, i) alone, so the same seed would put the test images into the train split
+            self.probe_dataset = self._open(cfg.probe_data, cfg.probe_images, seed=1)
 
-    def _open(self, data: str, limit: int | None, strict: bool = False) -> Any:
-        """The images of ``data`` at the benchmark's size, seed and pixel limit."""
+    def _open(self, data: str, limit: int | None, strict: bool = False, seed: int = 0) -> Any:
+        """The images of ``data`` at the benchmark's size and pixel limit, generated data at the
+        benchmark's seed + ``seed``."""
         cfg = self.cfg
         return open_images(
             data,
             cfg.image_size,
             limit=limit,
             strict=strict,
-            seed=cfg.seed,
+            seed=cfg.seed + seed,
             max_pixels=cfg.max_pixels,
             quiet=self.quiet,
         )

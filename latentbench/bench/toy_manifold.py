@@ -35,6 +35,7 @@ from latentbench.config import (
 )
 from latentbench.gen.flow import Sampler, interpolate, sample, velocity_target
 from latentbench.runs import OutputKind, RunDir, atomic_path, claim_output, staged_dir
+from latentbench.stats import Interval
 from latentbench.train.loop import Callback, LoopConfig, StepContext, TrainLoop, eval_mode
 
 
@@ -117,11 +118,36 @@ def sample_points(model: VelocityMLP, noise: Tensor, steps: int) -> Tensor:
     return sample(model, noise, steps, shift=1.0, sampler=Sampler.EULER)
 
 
+def manifold_distances(samples: Tensor, manifold: Tensor) -> Tensor:
+    """(N,) distance of each sample (N, d) to its nearest point of ``manifold`` (M, d)."""
+    return torch.cdist(samples, manifold).min(1).values
+
+
+def tail_of(distances: Tensor, fraction: float) -> float:
+    """The mean of the ``fraction`` largest ``distances`` (N,)."""
+    k = max(1, int(round(fraction * len(distances))))
+    return float(distances.topk(k).values.mean())
+
+
 def tail_distance(samples: Tensor, manifold: Tensor, fraction: float) -> float:
     """Mean distance to ``manifold`` (M, d) of the ``fraction`` of samples (N, d) farthest away."""
-    d = torch.cdist(samples, manifold).min(1).values  # (N,)
+    return tail_of(manifold_distances(samples, manifold), fraction)
+
+
+def tail_interval(
+    distances: Tensor, fraction: float, seed: int = 0, n_resamples: int = 2000
+) -> Interval:
+    """The tail distance of ``distances`` (N,) with a 95% percentile-bootstrap interval over the
+    samples (the final samples are i.i.d. draws of the trained model: resampling them says how
+    much the tail of N draws moves)."""
+    d = distances.double()
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(d), (n_resamples, len(d)), generator=g)  # (R, N)
     k = max(1, int(round(fraction * len(d))))
-    return float(d.topk(k).values.mean())
+    boot = d[idx].topk(k, dim=1).values.mean(1)  # (R,)
+    low, high = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=d.dtype)).tolist()
+    method = f"percentile bootstrap over the {len(d)} samples ({n_resamples} resamples)"
+    return Interval(tail_of(d, fraction), low, high, len(d), method)
 
 
 class ToyFlowTask:
@@ -139,6 +165,11 @@ class ToyFlowTask:
         return {"loss": loss}
 
 
+def eval_noise(cfg: ToyConfig, dim: int) -> Tensor:
+    """(num_samples, dim) noise of every evaluation (the same draws at every step)."""
+    return torch.randn(cfg.num_samples, dim, generator=torch.Generator().manual_seed(cfg.seed + 3))
+
+
 def train_flow(
     data: Tensor, manifold: Tensor, cfg: ToyConfig, run: RunDir, quiet: bool = True
 ) -> tuple[VelocityMLP, list[int], list[float]]:
@@ -147,14 +178,12 @@ def train_flow(
     dim = data.shape[1]
     torch.manual_seed(cfg.seed)
     model = VelocityMLP(dim, cfg.width)
-    eval_noise = torch.randn(
-        cfg.num_samples, dim, generator=torch.Generator().manual_seed(cfg.seed + 3)
-    )
+    noise = eval_noise(cfg, dim)
     steps, tails = [], []
 
     def evaluate(loop: TrainLoop, step: int) -> None:
         with eval_mode(loop.eval_model) as m, torch.no_grad():
-            samples = sample_points(m, eval_noise.to(loop.device), cfg.sample_steps).cpu()
+            samples = sample_points(m, noise.to(loop.device), cfg.sample_steps).cpu()
         steps.append(step)
         tails.append(tail_distance(samples, manifold, cfg.tail_fraction))
         loop.run.log(step, "tail", tails[-1])
@@ -199,7 +228,16 @@ def run_toy(cfg: ToyConfig, out: Path, quiet: bool = True) -> dict[str, Any]:
             final = sample_points(model.cpu().eval(), noise, cfg.sample_steps)
         curves[name] = (steps, tails, final if name == "2d" else final @ q)
         result[f"tail_{name}"] = tails
-        result[f"final_tail_{name}"] = tails[-1]
+        # the last evaluation's samples (eval noise): final_tail_<name> = tails[-1], with its
+        # interval over those samples
+        with torch.no_grad():
+            last = sample_points(
+                model.cpu().eval(), eval_noise(cfg, data.shape[1]), cfg.sample_steps
+            )
+        dist = manifold_distances(last, manifold)
+        result.update(
+            tail_interval(dist, cfg.tail_fraction, cfg.seed).to_keys(f"final_tail_{name}")
+        )
     result["steps"] = curves["2d"][0]
     result["_samples"] = {k: v[2] for k, v in curves.items()}
     result["_data"] = data2

@@ -501,11 +501,10 @@ def _read_toy(run: Run) -> None:
         return (m.group(2), f"{m.group(1) or ''}tail") if m else (run.name, metric)
 
     _curve_points(run, split)
-    scalars, _ = flatten(_read_metrics(run))
-    for metric, value in scalars.items():
+    variant = "mean distance to the manifold of the 5% farthest samples"
+    for metric, m in measured(_read_metrics(run)).items():
         space, name = split(metric)
-        variant = "mean distance to the manifold of the 5% farthest samples"
-        run.scalars.append(Scalar(run.name, space, name, value, variant, run.path / METRICS))
+        run.scalars.append(_scalar(run, space, name, m, variant, run.path / METRICS))
     _generic_images(run, "")
 
 
