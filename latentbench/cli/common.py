@@ -51,6 +51,8 @@ SpaceOptions = Annotated[
         "--option", "-o", help="KEY=VALUE for every space that takes it, e.g. -o model=DIR."
     ),
 ]
+Seed = Annotated[int, typer.Option()]
+BatchSize = Annotated[int, typer.Option()]
 LpipsRandomBackbone = Annotated[
     bool, typer.Option(help="Offline demo: LPIPS heads on a random backbone (named as such).")
 ]

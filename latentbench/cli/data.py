@@ -11,6 +11,7 @@ from latentbench.cli.common import (
     MaxPixelsFlag,
     Overwrite,
     Quiet,
+    Seed,
     console,
     max_pixels_or_default,
 )
@@ -53,7 +54,7 @@ def shapes_cmd(
     out: ShapesDir,
     n: Annotated[int, typer.Option("--n", help="Number of images (and of edits).")] = 1000,
     image_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Seed = 0,
     geneval: Annotated[
         bool,
         typer.Option(help="Write the GenEval prompt suite's ground truth in GenEval's layout."),
@@ -76,25 +77,14 @@ def shapes_cmd(
         Progress(total, "images", disable=quiet) as bar,
         staged_dir(out, OutputKind.SHAPES) as tmp,
     ):
+        # what both writers take; the two calls below name only what differs
+        shared = dict(
+            image_size=image_size, seed=seed, prompts_per_task=prompts_per_task, progress=bar.update
+        )
         if geneval:
-            count = write_oracle_layout(
-                tmp,
-                prompts_per_task=prompts_per_task,
-                samples_per_prompt=samples,
-                image_size=image_size,
-                seed=seed,
-                progress=bar.update,
-            )
+            count = write_oracle_layout(tmp, samples_per_prompt=samples, **shared)
             what = f"{count} ground-truth images of {prompts_per_task * 6} GenEval prompts"
         else:
-            s = write_dataset(
-                tmp,
-                n=n,
-                image_size=image_size,
-                seed=seed,
-                n_edits=edits,
-                prompts_per_task=prompts_per_task,
-                progress=bar.update,
-            )
+            s = write_dataset(tmp, n=n, n_edits=edits, **shared)
             what = f"{s.images} images, {s.edits} edits, {s.prompts} GenEval prompts"
     console.print(f"wrote {what} to {out}", highlight=False)

@@ -10,6 +10,7 @@ import typer
 
 from latentbench.cli.common import (
     AsJson,
+    BatchSize,
     Checkpoint,
     Device,
     LpipsRandomBackbone,
@@ -18,6 +19,7 @@ from latentbench.cli.common import (
     OverrideSteps,
     Overwrite,
     Quiet,
+    Seed,
     from_flags,
     max_pixels_or_default,
     print_json,
@@ -51,7 +53,14 @@ class Bars:
         self.close()
 
 
-BatchSize = Annotated[int, typer.Option()]
+def with_bars(runner, cfg, run_dir, images, out, *, quiet: bool, overwrite: bool):
+    """``runner(cfg, ...)`` (run_eval_gen, run_eval_edit) with a progress bar per stage."""
+    with Bars(quiet) as bars:
+        return runner(
+            cfg, run_dir=run_dir, images=images, out=out, progress=bars, overwrite=overwrite
+        )
+
+
 ClipScore = Annotated[bool, typer.Option(help="geneval: CLIPScore of each image.")]
 
 # -- eval-gen --------------------------------------------------------------------------------
@@ -108,7 +117,7 @@ def eval_gen_cmd(
     guidance: OverrideGuidance = None,
     sample_shift: SampleShift = None,
     sampler: Sampler = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Seed = 0,
     batch_size: BatchSize = 16,
     device: Device = None,
     max_pixels: MaxPixelsFlag = None,
@@ -148,10 +157,7 @@ def eval_gen_cmd(
         device=device,
         max_pixels=max_pixels_or_default(max_pixels),
     )
-    with Bars(quiet) as bars:
-        res = run_eval_gen(
-            cfg, run_dir=run_dir, images=images, out=out, progress=bars, overwrite=overwrite
-        )
+    res = with_bars(run_eval_gen, cfg, run_dir, images, out, quiet=quiet, overwrite=overwrite)
     if as_json:
         print_json({k: v for k, v in res.results.items() if k != "per_image"})
         return
@@ -234,10 +240,7 @@ def eval_edit_cmd(
         device=device,
         max_pixels=max_pixels_or_default(max_pixels),
     )
-    with Bars(quiet) as bars:
-        res = run_eval_edit(
-            cfg, run_dir=run_dir, images=images, out=out, progress=bars, overwrite=overwrite
-        )
+    res = with_bars(run_eval_edit, cfg, run_dir, images, out, quiet=quiet, overwrite=overwrite)
     if as_json:
         print_json({k: v for k, v in res.results.items() if k != "config"})
         return

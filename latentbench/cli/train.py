@@ -14,6 +14,7 @@ from latentbench.cli.common import (
     MaxPixelsFlag,
     Overwrite,
     Quiet,
+    Seed,
     Seeds,
     SpaceOptions,
     console,
@@ -29,6 +30,16 @@ from latentbench.cli.common import (
 )
 
 Steps = Annotated[int | None, typer.Option(help="Override the preset's steps.")]
+
+
+def per_seed(run, run_seeds, seeds: str | None):
+    """``run``, or with --seeds ``run_seeds`` over them: one run per seed in OUT/seed_<k>, their
+    aggregate in OUT."""
+    from latentbench.bench.seeds import parse_seeds
+
+    seed_list = parse_seeds(seeds)
+    return functools.partial(run_seeds, seeds=seed_list) if seed_list else run
+
 
 # -- train-tokenizer -------------------------------------------------------------------------
 TokenizerSpace = Annotated[str, typer.Option(help="semrec, svae, pvae, semrec-mlp, rae or rae-hd.")]
@@ -65,7 +76,7 @@ def train_tokenizer_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Train a tokenizer space; the output folder loads as a space (recon --space DIR)."""
-    from latentbench.bench.seeds import parse_seeds, train_tokenizer_seeds
+    from latentbench.bench.seeds import train_tokenizer_seeds
     from latentbench.bench.tokenizer import TrainTokenizerConfig, train_tokenizer
 
     job = from_flags(
@@ -82,12 +93,8 @@ def train_tokenizer_cmd(
         max_pixels=max_pixels_or_default(max_pixels),
         log_with=log_with,
     )
-    if seed_list := parse_seeds(seeds):  # one run per seed in OUT/seed_<k>, their aggregate
-        metrics = train_tokenizer_seeds(
-            job, seed_list, out, resume=resume, quiet=quiet, overwrite=overwrite
-        )
-    else:
-        metrics = train_tokenizer(job, out, resume=resume, quiet=quiet, overwrite=overwrite)
+    run = per_seed(train_tokenizer, train_tokenizer_seeds, seeds)
+    metrics = run(job, out=out, resume=resume, quiet=quiet, overwrite=overwrite)
     if as_json:
         print_json(metrics)
         return
@@ -102,7 +109,7 @@ ToyOut = Annotated[Path, typer.Option(help="Folder for metrics.json and the plot
 def toy_manifold_cmd(
     out: ToyOut = Path("runs/toy-manifold"),
     steps: Annotated[int, typer.Option(help="Training steps per model.")] = 3000,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Seed = 0,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -200,7 +207,7 @@ def train_gen_cmd(
 ) -> None:
     """Train the same flow-matching DiT on each space; convergence curves into metrics.jsonl."""
     from latentbench.bench.generation import load_config, train_generators
-    from latentbench.bench.seeds import parse_seeds, train_gen_seeds
+    from latentbench.bench.seeds import train_gen_seeds
 
     cfg = load_config(
         config,
@@ -227,9 +234,7 @@ def train_gen_cmd(
         space_options=parse_options(option) if option else None,
         log_with=log_with,
     )
-    run = train_generators
-    if seed_list := parse_seeds(seeds):  # one run per seed in OUT/seed_<k>, their aggregate
-        run = functools.partial(train_gen_seeds, seeds=seed_list)
+    run = per_seed(train_generators, train_gen_seeds, seeds)
     results = run(
         split_names(space), cfg, out=out, resume=resume, quiet=quiet, echo=echo, overwrite=overwrite
     )

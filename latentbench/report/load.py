@@ -49,6 +49,7 @@ from latentbench.report.jsonfields import (
     read_jsonl,
     space_label,
 )
+from latentbench.runs import OutputKind
 from latentbench.stats import Interval, t_interval
 
 MANIFEST = "manifest.json"
@@ -64,13 +65,15 @@ CURVE_BOUNDS = ("ci95_low", "ci95_high")
 
 
 class RunKind(str, enum.Enum):
-    """What produced a run folder (``manifest["command"]``)."""
+    """What produced a run folder (``manifest["command"]``): a command this module reads
+    specifically (named as its output folders are, :class:`~latentbench.runs.OutputKind`), or any
+    other (generic)."""
 
-    RECON = "recon"
-    TRAIN_GEN = "train-gen"
-    TRAIN_TOKENIZER = "train-tokenizer"
-    TOY_MANIFOLD = "toy-manifold"
-    GENEVAL = "eval-gen"
+    RECON = OutputKind.RECON.value
+    TRAIN_GEN = OutputKind.TRAIN_GEN.value
+    TRAIN_TOKENIZER = OutputKind.TRAIN_TOKENIZER.value
+    TOY_MANIFOLD = OutputKind.TOY_MANIFOLD.value
+    GENEVAL = OutputKind.EVAL_GEN.value
     GENERIC = "generic"
 
     @classmethod
