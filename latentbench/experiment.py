@@ -31,6 +31,7 @@ from pydantic import Field
 from latentbench.bench.generation import TrainGenConfig
 from latentbench.bench.recon import ReconConfig
 from latentbench.bench.tokenizer import TrainTokenizerConfig
+from latentbench.bench.toy_manifold import ToyConfig
 from latentbench.config import NonNegativeInt, config, from_dict, load_yaml, to_dict
 from latentbench.configs import ConfigKind, config_path, is_yaml_path
 from latentbench.data import DataKind
@@ -104,6 +105,9 @@ class Experiment:
     tokenizers: list[TokenizerStep] = field(default_factory=list)
     recon: ReconStep | None = None
     generation: list[GenerationStep] = field(default_factory=list)
+    toy: ToyConfig | None = None  # the toy C0 (toy-manifold) into out/toy
+    # the claims table (docs/method.md C0-C5): role (S-VAE, PS-VAE, RAE, ...) -> step / space name
+    claims: dict[str, str] = field(default_factory=dict)
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -117,6 +121,18 @@ def load_experiment(path: str | Path) -> Experiment:
     names = [t.name for t in exp.tokenizers]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: tokenizer names must be unique, got {names}")
+    from latentbench.report.claims import check_roles
+
+    if problems := check_roles(exp.claims):
+        raise UserError(f"{path}: {problems[0]}")
+    known = {
+        *names,
+        *(exp.recon.spaces if exp.recon else ()),
+        *(n for g in exp.generation for n in g.spaces),
+    }
+    for role, name in exp.claims.items():
+        if name not in known:
+            raise UserError(f"{path}: claims: {role} -> {name!r} is no space of this experiment")
     return exp
 
 
@@ -272,13 +288,19 @@ class ExperimentRunner:
             run_dirs.append(self.recon(self.exp.recon))
         for step in self.exp.generation:
             run_dirs.append(self.generation(step))
+        if self.exp.toy is not None:
+            run_dirs.append(self.toy(self.exp.toy))
         run_dirs += [self.tokenizer_dirs[t.name] for t in self.exp.tokenizers]
         report = self.report
         self.echo(f"[report] {report}")
         from latentbench.report import write_report
 
         write_report(
-            run_dirs, report, title=f"latentbench: {self.exp.name}", overwrite=self.overwrite
+            run_dirs,
+            report,
+            title=f"latentbench: {self.exp.name}",
+            overwrite=self.overwrite,
+            claims=self.exp.claims or None,
         )
         atomic_write_json(
             self.out / "experiment.json",
@@ -316,6 +338,20 @@ class ExperimentRunner:
             resume = (folder / "manifest.json").is_file()
             train_tokenizer(job, folder, resume=resume, quiet=self.quiet)
         _mark_done(folder, key, time.perf_counter() - t0)
+
+    def toy(self, cfg: ToyConfig) -> Path:
+        from latentbench.bench.toy_manifold import run_toy_manifold
+
+        folder = self.out / "toy"
+        key = _key(cfg)
+        if _done(folder, key):
+            self.echo(f"[toy] done already: {folder}")
+            return folder
+        self.echo(f"[toy] toy-manifold -> {folder}")
+        t0 = time.perf_counter()
+        run_toy_manifold(cfg, folder, quiet=self.quiet, overwrite=False)
+        _mark_done(folder, key, time.perf_counter() - t0)
+        return folder
 
     def recon(self, step: ReconStep) -> Path:
         from latentbench.bench.recon import run_recon

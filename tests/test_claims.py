@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import pytest
+
+from latentbench.errors import UserError
+from latentbench.experiment import load_experiment
 from latentbench.report.claims import (
     CLAIMS,
     Claim,
     ClaimVerdict,
     Comparison,
     claims_markdown,
+    claims_table,
     evaluate_claims,
 )
-from latentbench.stats import Interval
+from latentbench.report.load import load_runs
+from latentbench.runs import RunDir
+from latentbench.stats import Interval, Verdict
 
 
 def iv(value: float, half: float = 0.5) -> Interval:
@@ -65,6 +73,81 @@ def test_every_shipped_claim_is_judged_and_rendered() -> None:
     assert text.count("\n") == 2 + len(CLAIMS)
     assert "not separable at this budget (missing:" in text
     table = {"PS-VAE": {"edit": iv(0.8, 0.05)}, "RAE": {"edit": iv(0.2, 0.05)}}
-    assert "0.8 ± 0.05 vs 0.2 ± 0.05 | holds |" in claims_markdown(
+    assert "0.8 ± 0.05 vs 0.2 ± 0.05 (supports) | holds |" in claims_markdown(
         [r for r in evaluate_claims(table) if r.claim.key == "C5"]
     )
+
+
+# -- from run folders ------------------------------------------------------------------------
+def _keys(name: str, value: float, half: float) -> dict[str, float]:
+    return {name: value, f"{name}/ci95_low": value - half, f"{name}/ci95_high": value + half}
+
+
+def _write_runs(
+    root: Path, psvae_seeds: tuple[float, float], rae_seeds: tuple[float, float] = (0.20, 0.22)
+) -> None:
+    """recon of svae / psvae / rae, a t2i seed group per space, the toy."""
+    recon = RunDir.create(root / "recon", "recon", {"spaces": ["svae", "psvae", "rae"]}, seed=1)
+    recon.write_metrics(
+        {
+            "svae": {**_keys("psnr", 13.0, 0.4), **_keys("probe/top1", 0.50, 0.03)},
+            "psvae": {**_keys("psnr", 16.0, 0.4), **_keys("probe/top1", 0.52, 0.03)},
+            "rae": {**_keys("psnr", 15.0, 0.4)},
+        }
+    )
+    seeds = {"psvae": psvae_seeds, "rae": rae_seeds, "svae": (0.30, 0.31)}
+    for space, values in seeds.items():
+        for seed, value in enumerate(values):
+            config = {"train_gen": {"space": space, "task": "t2i"}}
+            run = RunDir.create(root / "t2i" / space / f"seed_{seed}", "train-gen", config, seed)
+            run.write_metrics(_keys("geneval", value, 0.02))
+    toy = RunDir.create(root / "toy", "toy-manifold", {"steps": 20}, seed=0)
+    toy.write_metrics({**_keys("final_tail_2d", 0.05, 0.01), **_keys("final_tail_8d", 0.2, 0.02)})
+
+
+ROLES = {"S-VAE": "svae", "PS-VAE": "psvae", "RAE": "rae"}
+
+
+def test_claims_are_read_from_run_folders(tmp_path: Path) -> None:
+    _write_runs(tmp_path, psvae_seeds=(0.40, 0.44))
+    table = claims_table(load_runs([tmp_path / d for d in ("recon", "t2i", "toy")]), ROLES)
+    assert table["S-VAE"]["psnr"].interval.low == pytest.approx(12.6)
+    assert table["PS-VAE"]["probe"].interval.value == pytest.approx(0.52)
+    gen = table["PS-VAE"]["gen"]  # two seeds: the mean, their +-0.02 combined: 0.02 * sqrt(2) / 2
+    assert gen.seeds == pytest.approx((0.40, 0.44))
+    assert gen.interval.value == pytest.approx(0.42)
+    assert gen.interval.high - gen.interval.value == pytest.approx(0.02 / math.sqrt(2))
+    assert table["8-D"]["final_tail"].interval.value == pytest.approx(0.2)
+    verdicts = {r.claim.key: r.verdict for r in evaluate_claims(table)}
+    assert verdicts["C0"] is ClaimVerdict.HOLDS  # 2-D's tail below 8-D's
+    # 13 < 15 < 16 supports C1, but its channel sweep was not run: not judged as a whole
+    [c1] = [r for r in evaluate_claims(table) if r.claim.key == "C1"]
+    assert [r.reading for r in c1.results] == ["supports", "supports", "missing"]
+    assert verdicts["C1"] is ClaimVerdict.NOT_SEPARABLE
+    assert c1.missing == ["PS-VAE (more channels)", "PS-VAE (fewer channels)"]
+    assert verdicts["C4"] is ClaimVerdict.HOLDS  # PS-VAE 0.42 >= S-VAE 0.305 > RAE 0.21
+
+
+def test_separated_means_whose_seeds_disagree_are_not_separable(tmp_path: Path) -> None:
+    # RAE's seeds 0.00 / 0.40 (mean 0.20) against S-VAE's 0.30 / 0.31: the combined intervals
+    # separate the means (S-VAE > RAE), but seed 1 orders the pair the other way
+    _write_runs(tmp_path, psvae_seeds=(0.40, 0.44), rae_seeds=(0.0, 0.40))
+    table = claims_table(load_runs([tmp_path / d for d in ("recon", "t2i", "toy")]), ROLES)
+    [c4] = [r for r in evaluate_claims(table) if r.claim.key == "C4"]
+    strict = c4.results[1]
+    assert strict.comparison.describe() == "S-VAE > RAE on gen"
+    assert strict.note == "seeds disagree" and strict.verdict is Verdict.TIE
+    assert c4.verdict is ClaimVerdict.NOT_SEPARABLE
+    assert "(not separable, seeds disagree)" in claims_markdown([c4])
+
+
+def test_experiment_claims_roles_are_checked(tmp_path: Path) -> None:
+    base = "name: x\ndata: shapes:8\nrecon: {spaces: [pixel]}\n"
+    (tmp_path / "bad.yaml").write_text(base + "claims: {PS-VAE: pixel, SVAE: pixel}\n")
+    with pytest.raises(UserError, match="unknown role 'SVAE' \\(did you mean 'S-VAE'\\?\\)"):
+        load_experiment(tmp_path / "bad.yaml")
+    (tmp_path / "gone.yaml").write_text(base + "claims: {PS-VAE: psvae}\n")
+    with pytest.raises(UserError, match="PS-VAE -> 'psvae' is no space of this experiment"):
+        load_experiment(tmp_path / "gone.yaml")
+    (tmp_path / "ok.yaml").write_text(base + "claims: {PS-VAE: pixel}\n")
+    assert load_experiment(tmp_path / "ok.yaml").claims == {"PS-VAE": "pixel"}

@@ -26,8 +26,12 @@ def report_cmd(
 ) -> None:
     """Compare runs: index.html (self-contained), README.md, metrics.csv, figures/."""
     from latentbench.report import write_report
+    from latentbench.report.claims import experiment_roles
 
-    summary = write_report(run_dirs, out, title=title, overwrite=overwrite, commit=commit)
+    claims = experiment_roles(run_dirs)  # an experiment's folder: its claims table too
+    summary = write_report(
+        run_dirs, out, title=title, overwrite=overwrite, commit=commit, claims=claims
+    )
     for skipped in summary.skipped:
         console.print(f"not read: {skipped}", highlight=False, soft_wrap=True, markup=False)
     console.print(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +84,8 @@ class Section:
     pixel_art: bool = False  # grids of small images: scale up without smoothing
     lines: list[str] = field(default_factory=list)  # text under the intro (e.g. each rho)
     wide: bool = False  # one figure across the page
+    header: tuple[str, ...] = ()  # a table of text cells under the lines (e.g. the claims)
+    rows: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -119,8 +121,12 @@ def write_report(
     title: str | None = None,
     overwrite: bool = False,
     commit: str | None = None,
+    claims: Mapping[str, str] | None = None,
 ) -> ReportSummary:
     """Read ``run_dirs`` (run folders, or folders of run folders) and write the report ``out``.
+
+    ``claims`` (role -> space name, an experiment's ``claims:``) adds the claims table of
+    docs/method.md's C0-C5 (:mod:`latentbench.report.claims`).
 
     ``title`` defaults to "latentbench report: <folder name of out>". UserError when a path is
     not a run folder, when ``out`` holds a run or anything but an earlier report (unless
@@ -135,7 +141,7 @@ def write_report(
     claim_output(out, OutputKind.REPORT, inputs=inputs, overwrite=overwrite)
     with staged_dir(out, OutputKind.REPORT) as tmp:
         title = title or f"latentbench report: {out.name}"
-        report = build_report(runs, out, tmp, title, commit)
+        report = build_report(runs, out, tmp, title, commit, claims)
         from latentbench.report.html import render_html
         from latentbench.report.markdown import render_markdown
 
@@ -159,7 +165,12 @@ def _version() -> str:
 
 
 def build_report(
-    runs: list[Run], out: Path, root: Path, title: str, commit: str | None = None
+    runs: list[Run],
+    out: Path,
+    root: Path,
+    title: str,
+    commit: str | None = None,
+    claims: Mapping[str, str] | None = None,
 ) -> Report:
     """Tables and figures (written under ``root/figures``, sources under ``root/sources``)."""
     figures = root / FIGURES
@@ -176,6 +187,8 @@ def build_report(
         report.headline_figure = plots.table_figure(headline, figures / "table_headline.png")
     spaces = [r.space for r in headline.rows] if headline else []
     palette = Palette(spaces + [s.space for r in runs for s in r.scalars])
+    if claims:
+        _claims_section(report, claims)
     _differences_section(report)
     _comparison_sections(report, figures, palette)
     _convergence_sections(report, figures, palette)
@@ -196,6 +209,22 @@ def add_warnings(runs: Sequence[Run], headline: Table | None, tables: Sequence[T
         members = [r for r in runs if r.name in table.runs()]
         if len({r.benchmark for r in members}) == 1:
             table.warnings += mismatch_warnings(members, f"the runs of '{table.title}'")
+
+
+def _claims_section(report: Report, roles: Mapping[str, str]) -> None:
+    from latentbench.report.claims import CLAIMS_HEADER, claims_rows, claims_table, evaluate_claims
+
+    results = evaluate_claims(claims_table(report.runs, roles))
+    mapping = ", ".join(f"{role} = {name}" for role, name in roles.items())
+    intro = (
+        "The method's claims C0-C5 (docs/method.md), judged on these runs: 'holds' when every "
+        "comparison is separated in the claimed direction (the 95% intervals do not overlap; "
+        "over seeds, every seed orders the pair the same way), 'reversed' when one is separated "
+        "against it, else 'not separable at this budget'. Roles: " + mapping + "."
+    )
+    report.sections.append(
+        Section("Claims", [], intro, header=CLAIMS_HEADER, rows=claims_rows(results))
+    )
 
 
 def _differences_section(report: Report) -> None:

@@ -9,6 +9,14 @@ Each comparison is judged with :func:`latentbench.stats.compare` on the two 95% 
 - ``reversed``: some comparison is separated against the claimed direction;
 - ``not separable at this budget``: neither (intervals overlap), or a value is missing.
 
+Seeds: a value measured over several training seeds (``seeds: [0, 1]`` in an experiment) is the
+mean over the seeds with each seed's own evaluation interval combined (the uncertainty of the
+mean of all the evaluations); training variation is judged by the seeds themselves: a
+comparison is separated only when every seed orders the two spaces the same way (seed k of one
+space against seed k of the other), else it is "not separable" with the note "seeds disagree".
+With two seeds a Student t interval over the seeds (the report's headline) has 1 degree of
+freedom and separates almost nothing; the claims say instead what each seed shows.
+
 The claims follow docs/method.md; nothing here is written by hand into a report.
 """
 
@@ -18,7 +26,9 @@ import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from latentbench.report.load import Run, RunKind, load_run
 from latentbench.stats import Interval, Verdict, compare
 
 
@@ -40,7 +50,7 @@ class Comparison:
     strict: bool = True
 
     def describe(self) -> str:
-        sign = ">" if self.strict else ">="
+        sign = (">" if self.higher_is_better else "<") + ("" if self.strict else "=")
         return f"{self.better} {sign} {self.worse} on {self.metric}"
 
 
@@ -107,15 +117,31 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """A role's value of a metric: its interval, and its per-seed values for a seed group."""
+
+    interval: Interval
+    seeds: tuple[float, ...] = ()  # in the order of the experiment's seed list
+
+
+@dataclass(frozen=True)
 class ComparisonResult:
     comparison: Comparison
     better: Interval | None
     worse: Interval | None
     verdict: Verdict | None  # None: a value is missing
+    note: str = ""  # why a separated pair is not counted ("seeds disagree")
 
     @property
     def against(self) -> bool:
         return self.verdict is Verdict.WORSE
+
+    @property
+    def reading(self) -> str:
+        """supports / against / not separable / missing."""
+        if self.verdict is None:
+            return "missing"
+        return "supports" if self.supports else "against" if self.against else "not separable"
 
     @property
     def supports(self) -> bool:
@@ -150,20 +176,127 @@ class ClaimResult:
         return out
 
 
-Table = Mapping[str, Mapping[str, Interval]]  # role -> metric -> interval
+Table = Mapping[str, Mapping[str, "Interval | Measurement"]]  # role -> metric -> value
+
+
+def _measurement(value: Interval | Measurement | None) -> Measurement | None:
+    return Measurement(value) if isinstance(value, Interval) else value
 
 
 def _judge(c: Comparison, table: Table) -> ComparisonResult:
-    a = table.get(c.better, {}).get(c.metric)
-    b = table.get(c.worse, {}).get(c.metric)
-    if a is None or b is None or math.isnan(a.value) or math.isnan(b.value):
-        return ComparisonResult(c, a, b, None)
-    return ComparisonResult(c, a, b, compare(a, b, c.higher_is_better))
+    a = _measurement(table.get(c.better, {}).get(c.metric))
+    b = _measurement(table.get(c.worse, {}).get(c.metric))
+    if a is None or b is None or math.isnan(a.interval.value) or math.isnan(b.interval.value):
+        return ComparisonResult(c, a and a.interval, b and b.interval, None)
+    verdict = compare(a.interval, b.interval, c.higher_is_better)
+    note = ""
+    if verdict is not Verdict.TIE and a.seeds and len(a.seeds) == len(b.seeds):
+        sign = 1.0 if (verdict is Verdict.BETTER) == c.higher_is_better else -1.0
+        if not all(sign * (x - y) > 0 for x, y in zip(a.seeds, b.seeds, strict=True)):
+            verdict, note = Verdict.TIE, "seeds disagree"
+    return ComparisonResult(c, a.interval, b.interval, verdict, note)
 
 
 def evaluate_claims(table: Table, claims: Sequence[Claim] = CLAIMS) -> list[ClaimResult]:
-    """Judge every claim on ``table`` (role -> metric -> interval)."""
+    """Judge every claim on ``table`` (role -> metric -> interval, or a :class:`Measurement`)."""
     return [ClaimResult(c, tuple(_judge(x, table) for x in c.comparisons)) for c in claims]
+
+
+# -- the table, from run folders ---------------------------------------------------------------
+# A claim metric -> the run kind that measures it and its metric names there, first found wins.
+CLAIM_METRICS: dict[str, tuple[RunKind, tuple[str, ...]]] = {
+    "psnr": (RunKind.RECON, ("psnr",)),
+    # the probe fitted on the train split (recon's probe_data), else the cross-validated one
+    "probe": (RunKind.RECON, ("probe/top1", "latent/probe_accuracy")),
+    "gen": (RunKind.TRAIN_GEN, ("geneval",)),  # Shapes GenEval overall of a t2i generator
+    "edit": (RunKind.TRAIN_GEN, ("edit/success",)),
+    "final_tail": (RunKind.TOY_MANIFOLD, ("final_tail",)),
+}
+ROLES: tuple[str, ...] = tuple(
+    dict.fromkeys(r for c in CLAIMS for x in c.comparisons for r in (x.better, x.worse))
+)
+
+
+def check_roles(roles: Mapping[str, str]) -> list[str]:
+    """The problems of a role -> space mapping (an experiment's ``claims:``), one line each."""
+    from difflib import get_close_matches
+
+    bad = []
+    for role in roles:
+        if role not in ROLES:
+            near = get_close_matches(role, ROLES, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else f"; roles: {', '.join(ROLES)}"
+            bad.append(f"claims: unknown role {role!r}{hint}")
+    return bad
+
+
+def experiment_roles(run_dirs: Sequence[str | Path]) -> dict[str, str] | None:
+    """The ``claims:`` roles that an experiment recorded in a given folder's experiment.json
+    (``latentbench report runs/<experiment>``); None when no folder holds one."""
+    import json
+
+    for folder in run_dirs:
+        path = Path(folder) / "experiment.json"
+        if path.is_file() and not path.is_symlink():
+            try:
+                roles = json.loads(path.read_text()).get("experiment", {}).get("claims")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(roles, dict) and roles:
+                return {str(k): str(v) for k, v in roles.items()}
+    return None
+
+
+def _combine_seeds(intervals: Sequence[Interval]) -> Interval:
+    """The mean over seeds, each seed's evaluation interval combined as independent errors."""
+    k = len(intervals)
+    value = sum(i.value for i in intervals) / k
+    down = math.sqrt(sum((i.value - i.low) ** 2 for i in intervals)) / k
+    up = math.sqrt(sum((i.high - i.value) ** 2 for i in intervals)) / k
+    method = f"mean of {k} seeds, their evaluation intervals combined"
+    return Interval(value, value - down, value + up, sum(i.n for i in intervals), method)
+
+
+def _find(run: Run, space: str, names: Sequence[str]) -> Interval | None:
+    for name in names:
+        for s in run.scalars:
+            if s.space == space and s.metric == name and s.interval is not None:
+                return s.interval
+    return None
+
+
+def _measure(run: Run, space: str, names: Sequence[str]) -> Measurement | None:
+    """A run's value of the first of ``names`` for ``space`` (a seed group: see the module)."""
+    if not run.seed_dirs:
+        found = _find(run, space, names)
+        return Measurement(found) if found is not None else None
+    per_seed = [_find(load_run(path), space, names) for path in run.seed_dirs.values()]
+    if not per_seed or any(i is None for i in per_seed):
+        return None
+    found_all = [i for i in per_seed if i is not None]
+    return Measurement(_combine_seeds(found_all), tuple(i.value for i in found_all))
+
+
+def claims_table(
+    runs: Sequence[Run], roles: Mapping[str, str]
+) -> dict[str, dict[str, Measurement]]:
+    """role -> metric -> measurement, read from ``runs``; ``roles`` maps a role to a space name
+    as the runs label it. The toy's roles 2-D / 8-D are its spaces ``2d`` and the other one."""
+    roles = dict(roles)
+    toy_spaces = sorted(
+        {s.space for r in runs if r.kind is RunKind.TOY_MANIFOLD for s in r.scalars}
+    )
+    if "2d" in toy_spaces:
+        roles.setdefault("2-D", "2d")
+        roles.setdefault("8-D", next((s for s in toy_spaces if s != "2d"), "8d"))
+    table: dict[str, dict[str, Measurement]] = {}
+    for role, space in roles.items():
+        for metric, (kind, names) in CLAIM_METRICS.items():
+            for run in runs:
+                if run.kind is kind and (found := _measure(run, space, names)) is not None:
+                    table.setdefault(role, {})[metric] = found
+                    break
+    return table
 
 
 def _cell(iv: Interval | None) -> str:
@@ -175,20 +308,33 @@ def _cell(iv: Interval | None) -> str:
     return f"{iv.value:.4g} ± {half:.2g}"
 
 
-def claims_markdown(results: Sequence[ClaimResult]) -> str:
-    """The claims table as Markdown: claim, comparison, measured values, verdict."""
-    lines = [
-        "| claim | comparison | measured (better vs worse, 95% CI) | verdict |",
-        "|---|---|---|---|",
-    ]
+CLAIMS_HEADER = (
+    "claim",
+    "statement",
+    "measured (claimed better vs worse, 95% interval)",
+    "verdict",
+)
+
+
+def claims_rows(results: Sequence[ClaimResult]) -> list[list[str]]:
+    """One row of text cells per claim, in the order of :data:`CLAIMS_HEADER`."""
+    rows = []
     for res in results:
-        parts = [
-            f"{r.comparison.describe()}: {_cell(r.better)} vs {_cell(r.worse)}" for r in res.results
-        ]
+        parts = []
+        for r in res.results:
+            seen = r.reading + (f", {r.note}" if r.note else "")
+            parts.append(
+                f"{r.comparison.describe()}: {_cell(r.better)} vs {_cell(r.worse)} ({seen})"
+            )
         verdict = res.verdict.value
         if res.missing:
             verdict += f" (missing: {', '.join(res.missing)})"
-        lines.append(
-            f"| {res.claim.key} | {res.claim.statement} | {'; '.join(parts)} | {verdict} |"
-        )
+        rows.append([res.claim.key, res.claim.statement, "; ".join(parts), verdict])
+    return rows
+
+
+def claims_markdown(results: Sequence[ClaimResult]) -> str:
+    """The claims table as Markdown: claim, statement, measured values, verdict."""
+    lines = ["| " + " | ".join(CLAIMS_HEADER) + " |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in claims_rows(results)]
     return "\n".join(lines) + "\n"

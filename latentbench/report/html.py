@@ -140,6 +140,12 @@ def section_html(section: Section, root: Path) -> str:
     if section.intro:
         parts.append(f'<p class="note">{e(section.intro)}</p>')
     parts += [f'<p class="note">{e(line)}</p>' for line in section.lines]
+    if section.header:
+        head = "".join(f"<th>{e(h)}</th>" for h in section.header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in section.rows
+        )
+        parts.append(f'<table class="text"><tr>{head}</tr>{body}</table>')
     cls = ' class="grid"' if section.pixel_art else (' class="wide"' if section.wide else "")
     parts.append('<div class="figs">')
     for ref in section.figures:

@@ -96,6 +96,11 @@ def render_markdown(report: Report, root: Path) -> str:
     for section in report.sections:
         lines += [f"## {md_text(section.title)}", ""]
         lines += [md_text(x) + "  " for x in [section.intro, *section.lines] if x] + [""]
+        if section.header:
+            lines += ["| " + " | ".join(md_text(h) for h in section.header) + " |"]
+            lines += ["|" + "---|" * len(section.header)]
+            lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in section.rows]
+            lines += [""]
         for ref in section.figures:
             lines += [f"![{md_text(ref.title)}]({_rel(ref.path, root)})", ""]
             lines += [f"*{md_text(ref.title)}*: {md_text(ref.caption)}", ""]
