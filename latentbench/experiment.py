@@ -428,13 +428,28 @@ def _image_size(cfg: Any) -> int:
     return resolve(cfg).train.image_size
 
 
+def with_generation_seeds(exp: Experiment, seeds: list[int]) -> Experiment:
+    """``exp`` with every generation step trained on ``seeds`` instead, into its own folder
+    (``<step>-seeds-2-3``), reported apart (``reports/<name>-seeds-2-3``): the tokenizers, recon
+    and toy steps are shared with the experiment's own runs (done once), the generators and the
+    verdicts that rest on them are measured again."""
+    tag = "seeds-" + "-".join(map(str, seeds))
+    steps = [replace(g, seeds=list(seeds), name=f"{g.name}-{tag}") for g in exp.generation]
+    report = f"{exp.report or f'reports/{exp.name}'}-{tag}"
+    return replace(exp, generation=steps, report=report)
+
+
 def run_experiment(
     path: str | Path,
     quiet: bool = False,
     echo: Callable[[str], None] = print,
     overwrite: bool = False,
+    generation_seeds: list[int] | None = None,
 ) -> Path:
     """Run (or continue) the experiment file ``path``; returns the report folder. Its ``out``
     and ``report`` folders must be new, empty or this command's earlier output, unless
-    ``overwrite``."""
-    return ExperimentRunner(load_experiment(path), quiet, echo, overwrite).run()
+    ``overwrite``. ``generation_seeds``: see :func:`with_generation_seeds`."""
+    exp = load_experiment(path)
+    if generation_seeds:
+        exp = with_generation_seeds(exp, generation_seeds)
+    return ExperimentRunner(exp, quiet, echo, overwrite).run()

@@ -146,3 +146,24 @@ def test_run_an_absolute_file_from_another_folder(tmp_path, monkeypatch):
     metrics = json.loads((folder / "out" / "recon" / "metrics.json").read_text())
     assert set(metrics) == {"pixel", "tok"} and metrics["pixel"]["num_images"] == 8
     assert list(elsewhere.iterdir()) == []  # nothing written where it was started
+
+
+def test_generation_seeds_rerun_only_the_generators_and_report_apart(tmp_path, cli, capsys):
+    gen = {
+        "name": "gen", "task": "class", "spaces": ["pixel"], "data": "shapes-single:16",
+        "preset": "tiny", "image_size": 32, "dit": {"grid": 4}, "steps": 2, "batch_size": 8,
+        "eval_every": 2, "eval_samples": 4, "sample_steps": 2, "reference_images": 8,
+        "fd_extractor": "none", "seeds": [0],
+    }  # fmt: skip
+    path = _write(tmp_path, generation=[gen], claims={"PS-VAE": "pixel"})
+    assert cli("run", path, "--quiet") == 0
+    recon_done = (tmp_path / "runs" / "recon" / DONE).stat().st_mtime_ns
+    assert cli("run", path, "--generation-seeds", "1,2", "--quiet") == 0
+    assert (tmp_path / "runs" / "recon" / DONE).stat().st_mtime_ns == recon_done  # not rerun
+    again = tmp_path / "runs" / "gen-seeds-1-2" / "pixel"
+    assert sorted(p.name for p in again.glob("seed_*")) == ["seed_1", "seed_2"]
+    assert (tmp_path / "runs" / "gen" / "pixel" / "seed_0").is_dir()  # the first run kept
+    assert (tmp_path / "report-seeds-1-2" / "index.html").is_file()
+    assert "## Claims" in (tmp_path / "report-seeds-1-2" / "README.md").read_text()
+    assert cli("run", path, "--generation-seeds", "1,x") == 2
+    assert "--seeds '1,x': expected integers" in capsys.readouterr().err

@@ -18,10 +18,23 @@ ExperimentOverwrite = Annotated[
 ]
 
 
+GenerationSeeds = Annotated[
+    str | None,
+    typer.Option(
+        help="Train every generator again on these seeds (e.g. 2,3), into <step>-seeds-2-3 "
+        "and reports/<name>-seeds-2-3; tokenizers and recon are shared."
+    ),
+]
+
+
 def run_cmd(
-    experiment: Experiment, overwrite: ExperimentOverwrite = False, quiet: Quiet = False
+    experiment: Experiment,
+    overwrite: ExperimentOverwrite = False,
+    generation_seeds: GenerationSeeds = None,
+    quiet: Quiet = False,
 ) -> None:
     """Run a whole experiment file; steps already done are skipped, killed ones resume."""
+    from latentbench.bench.seeds import parse_seeds
     from latentbench.experiment import run_experiment
 
     report = run_experiment(
@@ -29,6 +42,7 @@ def run_cmd(
         quiet=quiet,
         echo=lambda m: console.print(m, highlight=False, soft_wrap=True, markup=False),
         overwrite=overwrite,
+        generation_seeds=parse_seeds(generation_seeds),
     )
     console.print(f"report: {report / 'index.html'}", highlight=False, soft_wrap=True)
 
