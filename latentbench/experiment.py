@@ -220,6 +220,18 @@ class ExperimentRunner:
         self.tokenizer_dirs: dict[str, Path] = {}
         self.notes: list[str] = []
         self.unavailable: set[str] = set()
+        self.keys: list[
+            str
+        ] = []  # every step's key, in order: with the code's commit, the report's
+        self.ran = False  # whether a step did any work in this call
+
+    def is_done(self, folder: Path, key: str) -> bool:
+        self.keys.append(key)
+        return _done(folder, key)
+
+    def mark_done(self, folder: Path, key: str, seconds: float) -> None:
+        self.ran = True
+        _mark_done(folder, key, seconds)
 
     # -- spaces ----------------------------------------------------------------------------------
     def resolve_space(self, name: str) -> str:
@@ -292,6 +304,13 @@ class ExperimentRunner:
             run_dirs.append(self.toy(self.exp.toy))
         run_dirs += [self.tokenizer_dirs[t.name] for t in self.exp.tokenizers]
         report = self.report
+        from latentbench.runs import git_hash
+
+        code = git_hash() or _version()  # a tree with uncommitted changes: always written
+        key = _key(self.keys, str(report), self.exp.claims, code)
+        if not self.ran and not code.endswith("+dirty") and _done(report, key):
+            self.echo(f"[report] done already: {report} (nothing ran, the code is the same)")
+            return report
         self.echo(f"[report] {report}")
         from latentbench.report import write_report
 
@@ -311,6 +330,7 @@ class ExperimentRunner:
                 "seconds_this_call": round(time.perf_counter() - start, 1),
             },
         )
+        _mark_done(report, key, time.perf_counter() - start)
         return report
 
     def tokenizer(self, step: TokenizerStep) -> None:
@@ -321,7 +341,7 @@ class ExperimentRunner:
         data = step.data or self.exp.data
         key = _key(step, data, self.space_identity(step.init) if step.init else None)
         self.tokenizer_dirs[step.name] = folder
-        if _done(folder, key):
+        if self.is_done(folder, key):
             self.echo(f"[tokenizer {step.name}] done already: {folder}")
             return
         self.echo(f"[tokenizer {step.name}] train-tokenizer --space {step.space} -> {folder}")
@@ -337,20 +357,20 @@ class ExperimentRunner:
         else:
             resume = (folder / "manifest.json").is_file()
             train_tokenizer(job, folder, resume=resume, quiet=self.quiet)
-        _mark_done(folder, key, time.perf_counter() - t0)
+        self.mark_done(folder, key, time.perf_counter() - t0)
 
     def toy(self, cfg: ToyConfig) -> Path:
         from latentbench.bench.toy_manifold import run_toy_manifold
 
         folder = self.out / "toy"
         key = _key(cfg)
-        if _done(folder, key):
+        if self.is_done(folder, key):
             self.echo(f"[toy] done already: {folder}")
             return folder
         self.echo(f"[toy] toy-manifold -> {folder}")
         t0 = time.perf_counter()
         run_toy_manifold(cfg, folder, quiet=self.quiet, overwrite=False)
-        _mark_done(folder, key, time.perf_counter() - t0)
+        self.mark_done(folder, key, time.perf_counter() - t0)
         return folder
 
     def recon(self, step: ReconStep) -> Path:
@@ -362,7 +382,7 @@ class ExperimentRunner:
         data = step.data or self.exp.data
         seed = self.exp.seed + 1 if step.seed is None else step.seed
         key = _key(step, data, seed, names, [self.space_identity(n) for n in names])
-        if _done(folder, key):
+        if self.is_done(folder, key):
             self.echo(f"[recon] done already: {folder}")
             return folder
         self.echo(f"[recon] {', '.join(names)} on {data} -> {folder}")
@@ -377,7 +397,7 @@ class ExperimentRunner:
         )
         by_label = {space_label(self.resolve_space(n)): s for n, s in built.items()}
         run_recon(cfg, folder, quiet=self.quiet, echo=self.echo, spaces=by_label)
-        _mark_done(folder, key, time.perf_counter() - t0)
+        self.mark_done(folder, key, time.perf_counter() - t0)
         return folder
 
     def generation(self, step: GenerationStep) -> Path:
@@ -396,7 +416,7 @@ class ExperimentRunner:
         for name, space in self.available(step.spaces, image_size, base.space_options).items():
             run = folder / Path(name).name
             key = _key(base, self.space_identity(name), *([step.seeds] if step.seeds else []))
-            if _done(run, key):
+            if self.is_done(run, key):
                 self.echo(f"[{step.name} {name}] done already: {run}")
                 continue
             self.echo(f"[{step.name} {name}] train-gen --task {step.task.value} -> {run}")
@@ -418,8 +438,14 @@ class ExperimentRunner:
                 run_seeds(step.seeds, run, OutputKind.TRAIN_GEN, one, echo=self.echo)
             else:
                 one(None, run)
-            _mark_done(run, key, time.perf_counter() - t0)
+            self.mark_done(run, key, time.perf_counter() - t0)
         return folder
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    return metadata.version("latentbench")
 
 
 def _image_size(cfg: Any) -> int:

@@ -33,7 +33,8 @@ def _write(tmp_path, **extra) -> str:
     return str(path)
 
 
-def test_run_skips_done_steps_and_unavailable_spaces(tmp_path):
+def test_run_skips_done_steps_and_unavailable_spaces(tmp_path, monkeypatch):
+    monkeypatch.setattr("latentbench.runs.git_hash", lambda: "c0ffee")  # a clean checkout
     lines: list[str] = []
     report = run_experiment(_write(tmp_path), quiet=True, echo=lines.append)
     assert (report / "index.html").is_file()
@@ -44,9 +45,19 @@ def test_run_skips_done_steps_and_unavailable_spaces(tmp_path):
     summary = json.loads((tmp_path / "runs" / "experiment.json").read_text())
     assert summary["notes"] and summary["report"] == str(report)
 
-    lines.clear()  # a second call reuses the finished step
-    run_experiment(_write(tmp_path), quiet=True, echo=lines.append)
+    lines.clear()  # a second call reuses the finished step, and writes nothing
+    path = _write(tmp_path)
+    written = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    run_experiment(path, quiet=True, echo=lines.append)
     assert any("[recon] done already" in line for line in lines)
+    assert any("[report] done already" in line for line in lines)
+    assert written == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+
+    lines.clear()  # another commit of the code: the report is written again, the steps are not
+    monkeypatch.setattr("latentbench.runs.git_hash", lambda: "c0ffee+dirty")
+    run_experiment(path, quiet=True, echo=lines.append)
+    assert any("[recon] done already" in line for line in lines)
+    assert any(line.startswith("[report] ") and "done already" not in line for line in lines)
 
     lines.clear()  # a changed step runs again
     changed = _write(tmp_path, seed=5)
