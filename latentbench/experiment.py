@@ -455,12 +455,18 @@ def _image_size(cfg: Any) -> int:
 
 
 def with_generation_seeds(exp: Experiment, seeds: list[int]) -> Experiment:
-    """``exp`` with every generation step trained on ``seeds`` instead, into its own folder
+    """``exp`` with its generators trained on ``seeds`` instead, into their own folders
     (``<step>-seeds-2-3``), reported apart (``reports/<name>-seeds-2-3``): the tokenizers, recon
     and toy steps are shared with the experiment's own runs (done once), the generators and the
-    verdicts that rest on them are measured again."""
+    verdicts that rest on them are measured again. With a ``claims:`` block only the spaces the
+    claims name are trained again (the others decide no verdict)."""
     tag = "seeds-" + "-".join(map(str, seeds))
-    steps = [replace(g, seeds=list(seeds), name=f"{g.name}-{tag}") for g in exp.generation]
+    named = set(exp.claims.values())
+    steps = []
+    for g in exp.generation:
+        spaces = [s for s in g.spaces if s in named] if named else g.spaces
+        if spaces:
+            steps.append(replace(g, spaces=spaces, seeds=list(seeds), name=f"{g.name}-{tag}"))
     report = f"{exp.report or f'reports/{exp.name}'}-{tag}"
     return replace(exp, generation=steps, report=report)
 

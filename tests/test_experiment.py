@@ -178,3 +178,23 @@ def test_generation_seeds_rerun_only_the_generators_and_report_apart(tmp_path, c
     assert "## Claims" in (tmp_path / "report-seeds-1-2" / "README.md").read_text()
     assert cli("run", path, "--generation-seeds", "1,x") == 2
     assert "--seeds '1,x': expected integers" in capsys.readouterr().err
+
+
+def test_generation_seeds_retrain_only_the_spaces_the_claims_name(tmp_path):
+    from latentbench.experiment import with_generation_seeds
+
+    gens = [
+        {"name": "t2i", "task": "t2i", "spaces": ["pixel", "rae", "taef2"], "seeds": [0, 1]},
+        {"name": "edit", "task": "edit", "spaces": ["taef2"], "data": "shapes-edits:8"},
+    ]
+    exp = load_experiment(
+        _write(tmp_path, generation=gens, claims={"RAE": "rae", "S-VAE": "pixel"})
+    )
+    again = with_generation_seeds(exp, [2, 3])
+    assert [(g.name, g.spaces, g.seeds) for g in again.generation] == [
+        ("t2i-seeds-2-3", ["pixel", "rae"], [2, 3])  # no claim names taef2: edit is not rerun
+    ]
+    assert again.report == str(tmp_path / "report") + "-seeds-2-3"
+    assert again.recon == exp.recon and again.out == exp.out
+    no_claims = with_generation_seeds(load_experiment(_write(tmp_path, generation=gens)), [2])
+    assert [g.spaces for g in no_claims.generation] == [["pixel", "rae", "taef2"], ["taef2"]]

@@ -21,8 +21,9 @@ ExperimentOverwrite = Annotated[
 GenerationSeeds = Annotated[
     str | None,
     typer.Option(
-        help="Train every generator again on these seeds (e.g. 2,3), into <step>-seeds-2-3 "
-        "and reports/<name>-seeds-2-3; tokenizers and recon are shared."
+        help="Train the generators again on these seeds (e.g. 2,3), into <step>-seeds-2-3 "
+        "and reports/<name>-seeds-2-3: those of the spaces its claims name (all without "
+        "claims); tokenizers and recon are shared."
     ),
 ]
 
