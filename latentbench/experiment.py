@@ -458,10 +458,12 @@ def with_generation_seeds(exp: Experiment, seeds: list[int]) -> Experiment:
     """``exp`` with its generators trained on ``seeds`` instead, into their own folders
     (``<step>-seeds-2-3``), reported apart (``reports/<name>-seeds-2-3``): the tokenizers, recon
     and toy steps are shared with the experiment's own runs (done once), the generators and the
-    verdicts that rest on them are measured again. With a ``claims:`` block only the spaces the
-    claims name are trained again (the others decide no verdict)."""
+    verdicts that rest on them are measured again. With a ``claims:`` block only the spaces
+    whose generation a claim compares are trained again (the others decide no verdict)."""
+    from latentbench.report.claims import GENERATION_ROLES
+
     tag = "seeds-" + "-".join(map(str, seeds))
-    named = set(exp.claims.values())
+    named = {name for role, name in exp.claims.items() if role in GENERATION_ROLES}
     steps = []
     for g in exp.generation:
         spaces = [s for s in g.spaces if s in named] if named else g.spaces

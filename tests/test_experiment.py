@@ -187,9 +187,8 @@ def test_generation_seeds_retrain_only_the_spaces_the_claims_name(tmp_path):
         {"name": "t2i", "task": "t2i", "spaces": ["pixel", "rae", "taef2"], "seeds": [0, 1]},
         {"name": "edit", "task": "edit", "spaces": ["taef2"], "data": "shapes-edits:8"},
     ]
-    exp = load_experiment(
-        _write(tmp_path, generation=gens, claims={"RAE": "rae", "S-VAE": "pixel"})
-    )
+    claims = {"RAE": "rae", "S-VAE": "pixel", "P-VAE": "taef2"}  # P-VAE: no generation claim
+    exp = load_experiment(_write(tmp_path, generation=gens, claims=claims))
     again = with_generation_seeds(exp, [2, 3])
     assert [(g.name, g.spaces, g.seeds) for g in again.generation] == [
         ("t2i-seeds-2-3", ["pixel", "rae"], [2, 3])  # no claim names taef2: edit is not rerun

@@ -22,8 +22,8 @@ GenerationSeeds = Annotated[
     str | None,
     typer.Option(
         help="Train the generators again on these seeds (e.g. 2,3), into <step>-seeds-2-3 "
-        "and reports/<name>-seeds-2-3: those of the spaces its claims name (all without "
-        "claims); tokenizers and recon are shared."
+        "and reports/<name>-seeds-2-3: those of the spaces whose generation its claims compare "
+        "(all without claims); tokenizers and recon are shared."
     ),
 ]
 

@@ -212,6 +212,14 @@ CLAIM_METRICS: dict[str, tuple[RunKind, tuple[str, ...]]] = {
     "edit": (RunKind.TRAIN_GEN, ("edit/success",)),
     "final_tail": (RunKind.TOY_MANIFOLD, ("final_tail",)),
 }
+# the roles whose generators a claim compares (C3-C5)
+GENERATION_ROLES = frozenset(
+    r
+    for c in CLAIMS
+    for x in c.comparisons
+    if x.metric in ("gen", "edit")
+    for r in (x.better, x.worse)
+)
 ROLES: tuple[str, ...] = tuple(
     dict.fromkeys(r for c in CLAIMS for x in c.comparisons for r in (x.better, x.worse))
 )
