@@ -151,3 +151,11 @@ def test_experiment_claims_roles_are_checked(tmp_path: Path) -> None:
         load_experiment(tmp_path / "gone.yaml")
     (tmp_path / "ok.yaml").write_text(base + "claims: {PS-VAE: pixel}\n")
     assert load_experiment(tmp_path / "ok.yaml").claims == {"PS-VAE": "pixel"}
+
+
+def test_an_older_recon_probe_without_bounds_gets_its_wilson_interval(tmp_path: Path) -> None:
+    recon = RunDir.create(tmp_path / "recon", "recon", {"spaces": ["svae"]}, seed=1)
+    recon.write_metrics({"svae": {"probe/top1": 0.5, "probe/num_test": 1000}})
+    table = claims_table(load_runs([tmp_path / "recon"]), {"S-VAE": "svae"})
+    probe = table["S-VAE"]["probe"].interval
+    assert (probe.low, probe.high) == pytest.approx((0.469, 0.531), abs=1e-3)

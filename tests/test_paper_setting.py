@@ -14,6 +14,7 @@ from latentbench.bench.tokenizer import TrainTokenizerConfig, load_preset, train
 from latentbench.experiment import load_experiment
 from latentbench.metrics.latent import linear_probe
 from latentbench.spaces import build_space, load_space
+from latentbench.stats import proportion_interval
 from latentbench.train.loop import StepContext
 from latentbench.train.tokenizer import LossConfig, PerceptualKind, Recipe, TokenizerTask
 
@@ -133,6 +134,10 @@ def test_recon_probe_fits_on_probe_data_and_scores_every_image(tmp_path):
     metrics = run_recon(cfg, tmp_path / "r")["pixel"]
     assert (metrics["probe/num_train"], metrics["probe/num_test"]) == (40, 12)
     assert 0 <= metrics["probe/top1"] <= metrics["probe/top5"] <= 1
+    wilson = proportion_interval(round(metrics["probe/top1"] * 12), 12)  # one trial per image
+    assert (metrics["probe/top1/ci95_low"], metrics["probe/top1/ci95_high"]) == pytest.approx(
+        (wilson.low, wilson.high)
+    )
 
 
 def test_recon_probe_train_split_holds_no_test_image(tmp_path):

@@ -66,7 +66,7 @@ from latentbench.runs import (
     staged_dir,
 )
 from latentbench.spaces import LatentSpace, build_spaces
-from latentbench.stats import mean_interval
+from latentbench.stats import mean_interval, proportion_interval
 from latentbench.terminal import Progress, track
 
 INCEPTION = "inception"
@@ -323,11 +323,12 @@ class Recon:
         probe = linear_probe(
             torch.cat(train), torch.cat(train_labels), test_features=test, test_labels=test_labels
         )
+        n = int(probe["num_test"])  # every test image is one trial: Wilson intervals
         return {
-            "probe/top1": probe["accuracy"],
-            "probe/top5": probe["top5"],
+            **proportion_interval(round(probe["accuracy"] * n), n).to_keys("probe/top1"),
+            **proportion_interval(round(probe["top5"] * n), n).to_keys("probe/top5"),
             "probe/num_train": probe["num_train"],
-            "probe/num_test": probe["num_test"],
+            "probe/num_test": n,
         }
 
     def originals(self) -> Tensor:

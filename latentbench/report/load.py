@@ -50,7 +50,7 @@ from latentbench.report.jsonfields import (
     space_label,
 )
 from latentbench.runs import OutputKind
-from latentbench.stats import Interval, t_interval
+from latentbench.stats import Interval, proportion_interval, t_interval
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
@@ -439,9 +439,23 @@ def _generic_images(run: Run, space: str, skip: Iterable[Path] = ()) -> None:
 
 
 # -- the kinds ----------------------------------------------------------------------------------
+# recon's train-split probe scored on ``probe/num_test`` images: runs before its intervals were
+# written get them here, from the two recorded numbers (Wilson, one trial per test image)
+_PROBE_RATES = ("probe/top1", "probe/top5")
+
+
+def _probe_intervals(run: Run) -> None:
+    tests = {s.space: s.value for s in run.scalars if s.metric == "probe/num_test"}
+    for i, s in enumerate(run.scalars):
+        n = int(tests.get(s.space, 0))
+        if s.metric in _PROBE_RATES and s.interval is None and n > 0 and 0 <= s.value <= 1:
+            run.scalars[i] = replace(s, interval=proportion_interval(round(s.value * n), n))
+
+
 def _read_recon(run: Run) -> None:
     spaces = [str(s) for s in obj(run.manifest.get("spaces"))]
     _add_metrics(run, _read_metrics(run), spaces, obj(run.manifest.get("metric_variants")))
+    _probe_intervals(run)
     grid = run.files_root / "images" / "grid.png"
     if run.readable(grid):
         shown = spaces or sorted({s.space for s in run.scalars})
