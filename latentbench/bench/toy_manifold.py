@@ -123,15 +123,14 @@ def manifold_distances(samples: Tensor, manifold: Tensor) -> Tensor:
     return torch.cdist(samples, manifold).min(1).values
 
 
+def tail_count(n: int, fraction: float) -> int:
+    """How many of ``n`` samples the tail holds (at least one)."""
+    return max(1, int(round(fraction * n)))
+
+
 def tail_of(distances: Tensor, fraction: float) -> float:
     """The mean of the ``fraction`` largest ``distances`` (N,)."""
-    k = max(1, int(round(fraction * len(distances))))
-    return float(distances.topk(k).values.mean())
-
-
-def tail_distance(samples: Tensor, manifold: Tensor, fraction: float) -> float:
-    """Mean distance to ``manifold`` (M, d) of the ``fraction`` of samples (N, d) farthest away."""
-    return tail_of(manifold_distances(samples, manifold), fraction)
+    return float(distances.topk(tail_count(len(distances), fraction)).values.mean())
 
 
 def tail_interval(
@@ -143,8 +142,7 @@ def tail_interval(
     d = distances.double()
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(len(d), (n_resamples, len(d)), generator=g)  # (R, N)
-    k = max(1, int(round(fraction * len(d))))
-    boot = d[idx].topk(k, dim=1).values.mean(1)  # (R,)
+    boot = d[idx].topk(tail_count(len(d), fraction), dim=1).values.mean(1)  # (R,)
     low, high = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=d.dtype)).tolist()
     method = f"percentile bootstrap over the {len(d)} samples ({n_resamples} resamples)"
     return Interval(tail_of(d, fraction), low, high, len(d), method)
@@ -165,27 +163,28 @@ class ToyFlowTask:
         return {"loss": loss}
 
 
-def eval_noise(cfg: ToyConfig, dim: int) -> Tensor:
-    """(num_samples, dim) noise of every evaluation (the same draws at every step)."""
-    return torch.randn(cfg.num_samples, dim, generator=torch.Generator().manual_seed(cfg.seed + 3))
-
-
 def train_flow(
     data: Tensor, manifold: Tensor, cfg: ToyConfig, run: RunDir, quiet: bool = True
-) -> tuple[VelocityMLP, list[int], list[float]]:
+) -> tuple[VelocityMLP, list[int], list[float], Tensor]:
     """Train one velocity model on ``data`` (N, d) with the project's training loop (Adam, no
-    clipping, no EMA, logs in ``run``); the tail distance every ``eval_every`` steps."""
+    clipping, no EMA, logs in ``run``); the tail distance every ``eval_every`` steps, and the
+    last evaluation's distances to the manifold (num_samples,)."""
     dim = data.shape[1]
     torch.manual_seed(cfg.seed)
     model = VelocityMLP(dim, cfg.width)
-    noise = eval_noise(cfg, dim)
+    eval_noise = torch.randn(
+        cfg.num_samples, dim, generator=torch.Generator().manual_seed(cfg.seed + 3)
+    )
     steps, tails = [], []
+    last = torch.empty(0)
 
     def evaluate(loop: TrainLoop, step: int) -> None:
+        nonlocal last
         with eval_mode(loop.eval_model) as m, torch.no_grad():
-            samples = sample_points(m, noise.to(loop.device), cfg.sample_steps).cpu()
+            samples = sample_points(m, eval_noise.to(loop.device), cfg.sample_steps).cpu()
+        last = manifold_distances(samples, manifold)
         steps.append(step)
-        tails.append(tail_distance(samples, manifold, cfg.tail_fraction))
+        tails.append(tail_of(last, cfg.tail_fraction))
         loop.run.log(step, "tail", tails[-1])
 
     loop_cfg = LoopConfig(
@@ -202,7 +201,7 @@ def train_flow(
     callbacks = [Callback(cfg.eval_every, evaluate)]
     loop = TrainLoop(ToyFlowTask(model), data, None, loop_cfg, run, callbacks, quiet=quiet)
     loop.fit()
-    return model, steps, tails
+    return model, steps, tails, last
 
 
 def run_toy(cfg: ToyConfig, out: Path, quiet: bool = True) -> dict[str, Any]:
@@ -220,7 +219,7 @@ def run_toy(cfg: ToyConfig, out: Path, quiet: bool = True) -> dict[str, Any]:
         (f"{cfg.ambient_dim}d", data2 @ q.T, manifold2 @ q.T),
     ):
         run = RunDir.create(out / name, "toy-manifold", {"space": name, **asdict(cfg)}, cfg.seed)
-        model, steps, tails = train_flow(data, manifold, cfg, run, quiet)
+        model, steps, tails, last = train_flow(data, manifold, cfg, run, quiet)
         noise = torch.randn(
             cfg.num_samples, data.shape[1], generator=torch.Generator().manual_seed(7)
         )
@@ -228,15 +227,9 @@ def run_toy(cfg: ToyConfig, out: Path, quiet: bool = True) -> dict[str, Any]:
             final = sample_points(model.cpu().eval(), noise, cfg.sample_steps)
         curves[name] = (steps, tails, final if name == "2d" else final @ q)
         result[f"tail_{name}"] = tails
-        # the last evaluation's samples (eval noise): final_tail_<name> = tails[-1], with its
-        # interval over those samples
-        with torch.no_grad():
-            last = sample_points(
-                model.cpu().eval(), eval_noise(cfg, data.shape[1]), cfg.sample_steps
-            )
-        dist = manifold_distances(last, manifold)
+        # final_tail_<name> = tails[-1], with its interval over the last evaluation's samples
         result.update(
-            tail_interval(dist, cfg.tail_fraction, cfg.seed).to_keys(f"final_tail_{name}")
+            tail_interval(last, cfg.tail_fraction, cfg.seed).to_keys(f"final_tail_{name}")
         )
     result["steps"] = curves["2d"][0]
     result["_samples"] = {k: v[2] for k, v in curves.items()}
