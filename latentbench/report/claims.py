@@ -23,8 +23,9 @@ The claims follow docs/method.md; nothing here is written by hand into a report.
 from __future__ import annotations
 
 import enum
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,12 +274,15 @@ def _find(run: Run, space: str, names: Sequence[str]) -> Interval | None:
     return None
 
 
-def _measure(run: Run, space: str, names: Sequence[str]) -> Measurement | None:
-    """A run's value of the first of ``names`` for ``space`` (a seed group: see the module)."""
+def _measure(
+    run: Run, space: str, names: Sequence[str], load: Callable[[Path], Run]
+) -> Measurement | None:
+    """A run's value of the first of ``names`` for ``space`` (a seed group: see the module; its
+    seed folders read by ``load``)."""
     if not run.seed_dirs:
         found = _find(run, space, names)
         return Measurement(found) if found is not None else None
-    per_seed = [_find(load_run(path), space, names) for path in run.seed_dirs.values()]
+    per_seed = [_find(load(path), space, names) for path in run.seed_dirs.values()]
     if not per_seed or any(i is None for i in per_seed):
         return None
     found_all = [i for i in per_seed if i is not None]
@@ -297,11 +301,12 @@ def claims_table(
     if "2d" in toy_spaces:
         roles.setdefault("2-D", "2d")
         roles.setdefault("8-D", next((s for s in toy_spaces if s != "2d"), "8d"))
+    load = functools.cache(load_run)  # each seed folder read once, whatever role asks
     table: dict[str, dict[str, Measurement]] = {}
     for role, space in roles.items():
         for metric, (kind, names) in CLAIM_METRICS.items():
             for run in runs:
-                if run.kind is kind and (found := _measure(run, space, names)) is not None:
+                if run.kind is kind and (found := _measure(run, space, names, load)) is not None:
                     table.setdefault(role, {})[metric] = found
                     break
     return table
