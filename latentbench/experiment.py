@@ -220,9 +220,8 @@ class ExperimentRunner:
         self.tokenizer_dirs: dict[str, Path] = {}
         self.notes: list[str] = []
         self.unavailable: set[str] = set()
-        self.keys: list[
-            str
-        ] = []  # every step's key, in order: with the code's commit, the report's
+        # every step's key, in order (with the code's commit: the report's key)
+        self.keys: list[str] = []
         self.ran = False  # whether a step did any work in this call
 
     def is_done(self, folder: Path, key: str) -> bool:
@@ -304,9 +303,10 @@ class ExperimentRunner:
             run_dirs.append(self.toy(self.exp.toy))
         run_dirs += [self.tokenizer_dirs[t.name] for t in self.exp.tokenizers]
         report = self.report
-        from latentbench.runs import git_hash
+        from latentbench.runs import git_hash, package_versions
 
-        code = git_hash() or _version()  # a tree with uncommitted changes: always written
+        # the code that writes the report; a tree with uncommitted changes: always written
+        code = git_hash() or package_versions().get("latentbench", "unknown")
         key = _key(self.keys, str(report), self.exp.claims, code)
         if not self.ran and not code.endswith("+dirty") and _done(report, key):
             self.echo(f"[report] done already: {report} (nothing ran, the code is the same)")
@@ -440,12 +440,6 @@ class ExperimentRunner:
                 one(None, run)
             self.mark_done(run, key, time.perf_counter() - t0)
         return folder
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    return metadata.version("latentbench")
 
 
 def _image_size(cfg: Any) -> int:
