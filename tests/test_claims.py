@@ -11,10 +11,11 @@ from latentbench.errors import UserError
 from latentbench.experiment import load_experiment
 from latentbench.report.claims import (
     CLAIMS,
+    CLAIMS_HEADER,
     Claim,
     ClaimVerdict,
     Comparison,
-    claims_markdown,
+    claims_rows,
     claims_table,
     evaluate_claims,
 )
@@ -69,13 +70,12 @@ def test_missing_values_are_named_and_never_hold() -> None:
 def test_every_shipped_claim_is_judged_and_rendered() -> None:
     results = evaluate_claims({})
     assert [r.claim.key for r in results] == ["C0", "C1", "C2", "C3", "C4", "C5"]
-    text = claims_markdown(results)
-    assert text.count("\n") == 2 + len(CLAIMS)
-    assert "not separable at this budget (missing:" in text
+    rows = claims_rows(results)
+    assert len(rows) == len(CLAIMS) and all(len(row) == len(CLAIMS_HEADER) for row in rows)
+    assert any(row[3].startswith("not separable at this budget (missing:") for row in rows)
     table = {"PS-VAE": {"edit": iv(0.8, 0.05)}, "RAE": {"edit": iv(0.2, 0.05)}}
-    assert "0.8 ± 0.05 vs 0.2 ± 0.05 (supports) | holds |" in claims_markdown(
-        [r for r in evaluate_claims(table) if r.claim.key == "C5"]
-    )
+    [c5] = claims_rows([r for r in evaluate_claims(table) if r.claim.key == "C5"])
+    assert c5[2].endswith("0.8 ± 0.05 vs 0.2 ± 0.05 (supports)") and c5[3] == "holds"
 
 
 # -- from run folders ------------------------------------------------------------------------
@@ -138,7 +138,7 @@ def test_separated_means_whose_seeds_disagree_are_not_separable(tmp_path: Path) 
     assert strict.comparison.describe() == "S-VAE > RAE on gen"
     assert strict.note == "seeds disagree" and strict.verdict is Verdict.TIE
     assert c4.verdict is ClaimVerdict.NOT_SEPARABLE
-    assert "(not separable, seeds disagree)" in claims_markdown([c4])
+    assert "(not separable, seeds disagree)" in claims_rows([c4])[0][2]
 
 
 def test_experiment_claims_roles_are_checked(tmp_path: Path) -> None:

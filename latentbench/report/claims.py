@@ -344,10 +344,3 @@ def claims_rows(results: Sequence[ClaimResult]) -> list[list[str]]:
             verdict += f" (missing: {', '.join(res.missing)})"
         rows.append([res.claim.key, res.claim.statement, "; ".join(parts), verdict])
     return rows
-
-
-def claims_markdown(results: Sequence[ClaimResult]) -> str:
-    """The claims table as Markdown: claim, statement, measured values, verdict."""
-    lines = ["| " + " | ".join(CLAIMS_HEADER) + " |", "|---|---|---|---|"]
-    lines += ["| " + " | ".join(row) + " |" for row in claims_rows(results)]
-    return "\n".join(lines) + "\n"
