@@ -56,7 +56,14 @@ from latentbench.report.tables import (
     write_curves_csv,
     write_metrics_csv,
 )
-from latentbench.runs import OutputKind, atomic_write_text, claim_output, git_hash, staged_dir
+from latentbench.runs import (
+    OutputKind,
+    atomic_write_text,
+    claim_output,
+    git_hash,
+    package_versions,
+    staged_dir,
+)
 
 __all__ = ["Report", "ReportSummary", "write_report"]
 
@@ -155,15 +162,6 @@ def write_report(
     return ReportSummary(out, len(runs), n_tables, n_figures, n_metrics, skipped)
 
 
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("latentbench")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def build_report(
     runs: list[Run],
     out: Path,
@@ -182,7 +180,7 @@ def build_report(
     add_warnings(runs, headline, tables)
     report = Report(title, out, runs, headline, tables, sources, commit=commit_line(runs, commit))
     report.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    report.version = _version()
+    report.version = package_versions().get("latentbench", "unknown")
     if headline is not None:
         report.headline_figure = plots.table_figure(headline, figures / "table_headline.png")
     spaces = [r.space for r in headline.rows] if headline else []
