@@ -287,6 +287,22 @@ def test_cli_space_options_reach_the_space_and_win_over_the_yaml(tmp_path):
     assert "no space here takes the option(s) bogus" in str(res.exception)
 
 
+def test_cli_task_comes_from_the_config_unless_a_flag_names_it(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        "latentbench.bench.generation.train_generators", lambda names, cfg, **kw: seen.append(cfg)
+    )
+    config = tmp_path / "edit.yaml"
+    config.write_text(yaml.safe_dump({"task": "edit", "preset": "tiny"}))
+    for flags, task in (([], "edit"), (["--task", "t2i"], "t2i")):
+        args = ["train-gen", "--space", "pixel", "--config", str(config), *flags, "--json"]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert seen.pop().task.value == task
+    res = CliRunner().invoke(app, ["train-gen", "--space", "pixel", "--json"])
+    assert res.exit_code == 0 and seen.pop().task.value == "t2i"  # the default
+
+
 def test_shipped_train_gen_configs_load_by_name():
     assert load_config("tiny").preset == "tiny"
     with pytest.raises(UserError, match="train-gen config 'tinny' not found"):

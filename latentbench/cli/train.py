@@ -131,7 +131,9 @@ def toy_manifold_cmd(
 
 # -- train-gen -------------------------------------------------------------------------------
 GenSpaces = Annotated[str, typer.Option(help="Spaces, comma-separated, or 'all'; or a folder.")]
-Task = Annotated[str, typer.Option(help="class, t2i or edit.")]
+Task = Annotated[
+    str | None, typer.Option(help="class, t2i or edit (default: the --config's, else t2i).")
+]
 GenData = Annotated[str | None, typer.Option(help="Data SPEC (shapes:N; edit: shapes-edits:N).")]
 GenPreset = Annotated[str | None, typer.Option(help="tiny, small, base, large, xl.")]
 GenArch = Annotated[
@@ -176,7 +178,7 @@ GenResume = Annotated[bool, typer.Option(help="Continue each space from its chec
 
 def train_gen_cmd(
     space: GenSpaces,
-    task: Task = "t2i",
+    task: Task = None,
     data: GenData = None,
     preset: GenPreset = None,
     arch: GenArch = None,
