@@ -134,15 +134,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_hash() -> str | None:
-    """Commit of the latentbench source tree (with '+dirty' when it has changes), if any."""
-    src = Path(__file__).resolve().parent.parent
+def git_hash(package: Path = Path(__file__).resolve().parent) -> str | None:
+    """Commit of the checkout that holds the ``package`` folder (latentbench's own), with '+dirty'
+    when a tracked file under that folder has uncommitted changes; None outside a git checkout.
+    Changes elsewhere in the checkout (a report written into it, a README) leave the code clean.
+    """
+    git = ["git", "-C", str(package)]
     try:
         head = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+            [*git, "status", "--porcelain", "--untracked-files=no", "--", "."],
             capture_output=True,
             text=True,
             check=True,

@@ -33,6 +33,32 @@ def _write(tmp_path, **extra) -> str:
     return str(path)
 
 
+def test_code_identity_is_dirty_only_for_changes_to_the_package(tmp_path):
+    """A report written into the checkout (reports/ is tracked here) leaves the code clean, so a
+    second `latentbench run` in a clone of this repository writes nothing."""
+    import subprocess
+
+    from latentbench.runs import git_hash
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    assert git_hash(tmp_path) is None  # not a checkout
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "reports" / "README.md").write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    head = git_hash(tmp_path / "pkg")
+    assert head and len(head) == 40
+    (tmp_path / "reports" / "README.md").write_text("new\n")
+    assert git_hash(tmp_path / "pkg") == head
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert git_hash(tmp_path / "pkg") == head + "+dirty"
+
+
 def test_run_skips_done_steps_and_unavailable_spaces(tmp_path, monkeypatch):
     monkeypatch.setattr("latentbench.runs.git_hash", lambda: "c0ffee")  # a clean checkout
     lines: list[str] = []
