@@ -303,10 +303,10 @@ class ExperimentRunner:
             run_dirs.append(self.toy(self.exp.toy))
         run_dirs += [self.tokenizer_dirs[t.name] for t in self.exp.tokenizers]
         report = self.report
-        from latentbench.runs import git_hash, package_versions
+        from latentbench.runs import git_hash, latentbench_version
 
         # the code that writes the report; a tree with uncommitted changes: always written
-        code = git_hash() or package_versions().get("latentbench", "unknown")
+        code = git_hash() or latentbench_version()
         key = _key(self.keys, str(report), self.exp.claims, code)
         if not self.ran and not code.endswith("+dirty") and _done(report, key):
             self.echo(f"[report] done already: {report} (nothing ran, the code is the same)")

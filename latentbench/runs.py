@@ -134,6 +134,11 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def latentbench_version() -> str:
+    """latentbench's installed version ('unknown' where it is not installed)."""
+    return package_versions().get("latentbench", "unknown")
+
+
 def git_hash(package: Path = Path(__file__).resolve().parent) -> str | None:
     """Commit of the checkout that holds the ``package`` folder (latentbench's own), with '+dirty'
     when a tracked file under that folder has uncommitted changes; None outside a git checkout.

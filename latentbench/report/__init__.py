@@ -61,7 +61,7 @@ from latentbench.runs import (
     atomic_write_text,
     claim_output,
     git_hash,
-    package_versions,
+    latentbench_version,
     staged_dir,
 )
 
@@ -180,7 +180,7 @@ def build_report(
     add_warnings(runs, headline, tables)
     report = Report(title, out, runs, headline, tables, sources, commit=commit_line(runs, commit))
     report.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    report.version = package_versions().get("latentbench", "unknown")
+    report.version = latentbench_version()
     if headline is not None:
         report.headline_figure = plots.table_figure(headline, figures / "table_headline.png")
     spaces = [r.space for r in headline.rows] if headline else []
