@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from latentbench.data import collate_images
 from latentbench.errors import UserError
+from latentbench.nn.conv import ConvDecoder, norm_groups
 from latentbench.nn.patchgan import hinge_d_loss
 from latentbench.runs import RunDir
 from latentbench.spaces import build_space, load_space
@@ -36,6 +37,22 @@ TINY = {
     "decoder_attention": False,
 }
 NO_PERCEPTUAL = {"perceptual": PerceptualKind.NONE, "gan_weight": 0.0}
+
+
+def test_narrow_pixel_decoder_keeps_each_images_channel_means():
+    """The pixel decoder's GroupNorms keep LDM's 4 channels per group at any width. With
+    gcd(32, base) groups, base 16 put one channel in each group of its full-resolution level (an
+    InstanceNorm): a per-image constant in a channel, such as a background colour, was erased,
+    and the quickstart's semrec decoded every background grey."""
+    assert norm_groups(128) == 32  # the paper's decoder: LDM's 32 groups at base 128
+    decoder = ConvDecoder(4, 4, base=16, layers_per_block=1, attention=False)
+    norms = [m for m in decoder.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_channels // m.num_groups >= 4 for m in norms)
+    final = decoder.decoder.conv_norm_out  # (B, 16, H, W) at full resolution
+    x = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    shifted = x.clone()
+    shifted[:, 0] += 1.0  # channel 0 brighter everywhere in this image
+    assert not torch.allclose(final(x), final(shifted), atol=1e-3)
 
 
 class Blobs(Dataset):
