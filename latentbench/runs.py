@@ -238,6 +238,12 @@ class RunDir:
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         atomic_write_json(self.path / "metrics.json", metrics)
 
+    def merge_metrics(self, updates: dict[str, Any]) -> None:
+        """Add ``updates`` to metrics.json; a key already there takes the new value."""
+        metrics = self.read_metrics()
+        metrics.update(updates)
+        self.write_metrics(metrics)
+
     def log(self, step: int, name: str, value: float, **extra: Any) -> None:
         """Append one point of a time series to metrics.jsonl (one line, flushed)."""
         row: dict[str, Any] = {"step": int(step)}
@@ -346,6 +352,22 @@ def mark_output(folder: str | Path, kind: OutputKind) -> Path:
     if output_kind(folder) != kind.value:
         atomic_write_json(folder / MARKER, {"kind": kind.value})
     return folder
+
+
+def write_eval_results(
+    path: Path,
+    results: dict[str, Any],
+    rows: tuple[str, str],
+    run_dir: str | Path | None,
+    headline: Callable[[], dict[str, Any]],
+) -> None:
+    """An evaluation's ``results.json`` at ``path``, its per-row file ``rows`` (name, text) beside
+    it, and, when it evaluated the run folder ``run_dir`` (None: with --out, or images made
+    elsewhere), its ``headline()`` metrics merged into that run's metrics.json."""
+    atomic_write_json(path, results)
+    atomic_write_text(path.parent / rows[0], rows[1])
+    if run_dir is not None:
+        RunDir(run_dir).merge_metrics(headline())
 
 
 def existing_paths(*values: object) -> list[Path]:

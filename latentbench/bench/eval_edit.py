@@ -51,12 +51,11 @@ from latentbench.files import read_nonempty_lines
 from latentbench.metrics.uncertainty import add_success_interval
 from latentbench.runs import (
     OutputKind,
-    atomic_write_json,
-    atomic_write_text,
     claim_output,
     existing_paths,
     mark_output,
     staged_dir,
+    write_eval_results,
 )
 
 Progress = Callable[[int], None]
@@ -437,19 +436,19 @@ def run_eval_edit(
         "config": to_dict(cfg),
     }
     path = out_dir / "results.json"
-    atomic_write_json(path, results)
-    atomic_write_text(out_dir / "per_edit.jsonl", "".join(json.dumps(r) + "\n" for r in per_edit))
-    if run_dir is not None and out is None:  # with --out, the run folder is left untouched
-        _merge_metrics(Path(run_dir), edits.kind, results["summary"])
+    write_eval_results(
+        path,
+        results,
+        ("per_edit.jsonl", "".join(json.dumps(r) + "\n" for r in per_edit)),
+        run_dir if out is None else None,  # with --out, the run folder is left untouched
+        lambda: headline_metrics(edits.kind, results["summary"]),
+    )
     return EvalEditResult(results, path)
 
 
-def _merge_metrics(run_dir: Path, kind: EditKind, summary: dict[str, Any]) -> None:
-    """Add ``eval_edit/<metric>`` (and per-category success for Shapes) to metrics.json."""
-    from latentbench.runs import RunDir
-
-    run = RunDir(run_dir)
-    metrics = run.read_metrics()
+def headline_metrics(kind: EditKind, summary: dict[str, Any]) -> dict[str, Any]:
+    """``eval_edit/<metric>`` (and per-category success for Shapes), for the run's metrics.json."""
+    metrics: dict[str, Any] = {}
     for k, v in summary.items():
         if isinstance(v, (int, float)) and not k.endswith("_count"):
             metrics[f"eval_edit/{kind.value}/{k}"] = v
@@ -457,7 +456,7 @@ def _merge_metrics(run_dir: Path, kind: EditKind, summary: dict[str, Any]) -> No
         for k, v in block.items():
             if k.startswith("success"):  # success and its interval
                 metrics[f"eval_edit/{kind.value}/{cat}/{k}"] = v
-    run.write_metrics(metrics)
+    return metrics
 
 
 def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:

@@ -62,12 +62,11 @@ from latentbench.metrics.geneval import (
 from latentbench.metrics.uncertainty import add_geneval_intervals
 from latentbench.runs import (
     OutputKind,
-    atomic_write_json,
-    atomic_write_text,
     claim_output,
     existing_paths,
     mark_output,
     staged_dir,
+    write_eval_results,
 )
 
 Progress = Callable[[int], None]
@@ -372,19 +371,19 @@ def run_eval_gen(
             "per_image": rows,
         }
     )
-    atomic_write_json(plan.results_path, results)
-    atomic_write_text(plan.results_path.parent / "per_prompt.csv", per_prompt_csv(per_prompt))
-    if run_dir is not None and out is None:  # with --out, the run folder is left untouched
-        _merge_metrics(Path(run_dir), suite, results)
+    write_eval_results(
+        plan.results_path,
+        results,
+        ("per_prompt.csv", per_prompt_csv(per_prompt)),
+        run_dir if out is None else None,  # with --out, the run folder is left untouched
+        lambda: headline_metrics(suite, results),
+    )
     return EvalGenResult(results, plan.results_path)
 
 
-def _merge_metrics(run_dir: Path, suite: GenSuite, results: dict[str, Any]) -> None:
-    """Add ``eval_gen/<suite>`` and ``eval_gen/<suite>/<task>`` to the run's metrics.json."""
-    from latentbench.runs import RunDir
-
-    run = RunDir(run_dir)
-    metrics = run.read_metrics()
+def headline_metrics(suite: GenSuite, results: dict[str, Any]) -> dict[str, Any]:
+    """``eval_gen/<suite>`` and ``eval_gen/<suite>/<task>``, for the run's metrics.json."""
+    metrics: dict[str, Any] = {}
     key = f"eval_gen/{suite.value}"
     metrics[key] = results["overall"]
     metrics.update({f"{key}/{k}": v for k, v in results.items() if k.startswith("overall/")})
@@ -393,4 +392,4 @@ def _merge_metrics(run_dir: Path, suite: GenSuite, results: dict[str, Any]) -> N
         metrics.update({f"{key}/{tag}/{k[6:]}": v for k, v in t.items() if k.startswith("score/")})
     if "clipscore" in results:
         metrics[f"{key}/clipscore"] = results["clipscore"]
-    run.write_metrics(metrics)
+    return metrics

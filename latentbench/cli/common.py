@@ -51,6 +51,7 @@ SpaceOptions = Annotated[
         "--option", "-o", help="KEY=VALUE for every space that takes it, e.g. -o model=DIR."
     ),
 ]
+DataSpec = Annotated[str, typer.Option(help="Data SPEC: folder, skimage[:names], shapes[:N], ...")]
 Seed = Annotated[int, typer.Option()]
 BatchSize = Annotated[int, typer.Option()]
 LpipsRandomBackbone = Annotated[
@@ -62,6 +63,10 @@ Checkpoint = Annotated[
 ]
 OverrideSteps = Annotated[int | None, typer.Option(help="Override the run's steps.")]
 OverrideGuidance = Annotated[float | None, typer.Option(help="Override the run's guidance.")]
+OverrideShift = Annotated[float | None, typer.Option(help="Override the run's sampling shift.")]
+OverrideSampler = Annotated[
+    str | None, typer.Option(help="Override the run's sampler: euler, heun.")
+]
 
 
 # -- flags -> typed settings -----------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from latentbench.cli.common import (
+    DataSpec,
     MaxPixelsFlag,
     Overwrite,
     Quiet,
@@ -23,7 +24,7 @@ ShapesDir = Annotated[
 
 
 def export_cmd(
-    data: Annotated[str, typer.Option(help="Data SPEC: folder, skimage[:names], shapes[:N], ...")],
+    data: DataSpec,
     out: ExportDir,
     image_size: Annotated[
         int | None, typer.Option(help="Center-crop and resize to this; omitted: native size.")

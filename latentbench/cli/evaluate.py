@@ -16,6 +16,8 @@ from latentbench.cli.common import (
     LpipsRandomBackbone,
     MaxPixelsFlag,
     OverrideGuidance,
+    OverrideSampler,
+    OverrideShift,
     OverrideSteps,
     Overwrite,
     Quiet,
@@ -87,8 +89,6 @@ GenClipModel = Annotated[
 ]
 Threshold = Annotated[float | None, typer.Option(help="Detection score threshold.")]
 CountingThreshold = Annotated[float | None, typer.Option(help="Threshold of the counting task.")]
-SampleShift = Annotated[float | None, typer.Option(help="Override the run's sampling shift.")]
-Sampler = Annotated[str | None, typer.Option(help="Override the run's sampler: euler, heun.")]
 EvalGenOut = Annotated[
     Path | None,
     typer.Option(
@@ -115,8 +115,8 @@ def eval_gen_cmd(
     checkpoint: Checkpoint = None,
     sample_steps: OverrideSteps = None,
     guidance: OverrideGuidance = None,
-    sample_shift: SampleShift = None,
-    sampler: Sampler = None,
+    sample_shift: OverrideShift = None,
+    sampler: OverrideSampler = None,
     seed: Seed = 0,
     batch_size: BatchSize = 16,
     device: Device = None,

@@ -10,6 +10,7 @@ import typer
 from latentbench.cli.common import (
     AsJson,
     BatchSize,
+    DataSpec,
     Device,
     LpipsRandomBackbone,
     MaxPixelsFlag,
@@ -30,7 +31,6 @@ from latentbench.cli.common import (
 Spaces = Annotated[
     str, typer.Option(help="Spaces, comma-separated, or 'all'; a saved-space folder works too.")
 ]
-DataSpec = Annotated[str, typer.Option(help="Data SPEC: folder, skimage[:names], shapes[:N], ...")]
 ImageSize = Annotated[int, typer.Option(help="Images are center-cropped and resized to this.")]
 FdExtractors = Annotated[
     str,

@@ -28,6 +28,11 @@ GenerationSeeds = Annotated[
 ]
 
 
+def say(message: str) -> None:
+    """A progress line of the experiment, as written (no markup, no wrapping)."""
+    console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+
 def run_cmd(
     experiment: Experiment,
     overwrite: ExperimentOverwrite = False,
@@ -41,7 +46,7 @@ def run_cmd(
     report = run_experiment(
         experiment,
         quiet=quiet,
-        echo=lambda m: console.print(m, highlight=False, soft_wrap=True, markup=False),
+        echo=say,
         overwrite=overwrite,
         generation_seeds=parse_seeds(generation_seeds),
     )
@@ -67,6 +72,6 @@ def plan_cmd(
         from_flags(PlanConfig, "plan", **flags),
         out,
         overwrite=overwrite,
-        echo=lambda m: console.print(m, highlight=False, soft_wrap=True, markup=False),
+        echo=say,
     )
     print(plan_table(plan))

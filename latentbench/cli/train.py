@@ -145,7 +145,7 @@ GenConfig = Annotated[
 ]
 EvalEvery = Annotated[int | None, typer.Option(help="Evaluate every N steps.")]
 EvalSamples = Annotated[int | None, typer.Option(help="Samples per evaluation.")]
-BatchSize = Annotated[int | None, typer.Option(help="Global batch size.")]
+GlobalBatchSize = Annotated[int | None, typer.Option(help="Global batch size.")]
 SampleSteps = Annotated[
     int | None, typer.Option(help="Sampling steps of the evaluations (preset's).")
 ]
@@ -186,7 +186,7 @@ def train_gen_cmd(
     steps: Steps = None,
     eval_every: EvalEvery = None,
     eval_samples: EvalSamples = None,
-    batch_size: BatchSize = None,
+    batch_size: GlobalBatchSize = None,
     sample_steps: SampleSteps = None,
     sampler: Sampler = None,
     sample_shift: SampleShift = None,
