@@ -4,6 +4,7 @@ ImageNet linear-probe protocol and paper-imagenet.yaml itself."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -138,6 +139,21 @@ def test_recon_probe_fits_on_probe_data_and_scores_every_image(tmp_path):
     assert (metrics["probe/top1/ci95_low"], metrics["probe/top1/ci95_high"]) == pytest.approx(
         (wilson.low, wilson.high)
     )
+
+
+def test_recon_with_probe_data_reports_one_probe_scored_on_every_image(tmp_path):
+    """With probe_data the diagnostics do not add their own probe, fitted on 80% of the first
+    `diagnostics` images and scored on the rest (13 images in the quickstart: noise)."""
+    cfg = ReconConfig(
+        spaces=["pixel"], data="shapes-single:16", image_size=32, batch_size=8, fd=[], lpips=[],
+        diagnostics=10, probe_data="shapes-single:40", seed=1,
+    )  # fmt: skip
+    metrics = run_recon(cfg, tmp_path / "r")["pixel"]
+    assert metrics["probe/num_test"] == 16 and "latent/effective_rank" in metrics
+    assert not any(k.startswith("latent/probe") for k in metrics)
+    cfg = replace(cfg, probe_data=None)
+    metrics = run_recon(cfg, tmp_path / "r2")["pixel"]
+    assert "latent/probe_accuracy" in metrics and "probe/top1" not in metrics
 
 
 def test_recon_probe_train_split_holds_no_test_image(tmp_path):

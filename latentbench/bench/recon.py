@@ -293,13 +293,14 @@ class Recon:
         self, space: LatentSpace, images: list[Tensor], labels: list[Tensor]
     ) -> dict[str, Any]:
         """Latent diagnostics on the first images: channel statistics, effective rank, linear
-        probe (when the data has labels), decoder robustness to latent noise, iFID (with the
-        first Frechet extractor)."""
+        probe (when the data has labels and no ``probe_data`` gives the better probe: fitted on
+        its own images and scored on every image, not on a fifth of these), decoder robustness
+        to latent noise, iFID (with the first Frechet extractor)."""
         from latentbench.metrics.latent import latent_diagnostics
 
         n = self.cfg.diagnostics
         x = _resize(torch.cat(images)[:n], space.spec.image_size).to(self.device)
-        y = torch.cat(labels)[:n]
+        y = None if self.probe_dataset is not None else torch.cat(labels)[:n]
         extractor = next(iter(self.extractors.values()), None)
         return latent_diagnostics(
             space, x, y, extractor=extractor, seed=self.cfg.seed, batch_size=self.cfg.batch_size
