@@ -359,15 +359,15 @@ def write_eval_results(
     results: dict[str, Any],
     rows: tuple[str, str],
     run_dir: str | Path | None,
-    headline: Callable[[], dict[str, Any]],
+    headline: dict[str, Any],
 ) -> None:
     """An evaluation's ``results.json`` at ``path``, its per-row file ``rows`` (name, text) beside
     it, and, when it evaluated the run folder ``run_dir`` (None: with --out, or images made
-    elsewhere), its ``headline()`` metrics merged into that run's metrics.json."""
+    elsewhere), its ``headline`` metrics merged into that run's metrics.json."""
     atomic_write_json(path, results)
     atomic_write_text(path.parent / rows[0], rows[1])
     if run_dir is not None:
-        RunDir(run_dir).merge_metrics(headline())
+        RunDir(run_dir).merge_metrics(headline)
 
 
 def existing_paths(*values: object) -> list[Path]:

@@ -441,7 +441,7 @@ def run_eval_edit(
         results,
         ("per_edit.jsonl", "".join(json.dumps(r) + "\n" for r in per_edit)),
         run_dir if out is None else None,  # with --out, the run folder is left untouched
-        lambda: headline_metrics(edits.kind, results["summary"]),
+        headline_metrics(edits.kind, results["summary"]),
     )
     return EvalEditResult(results, path)
 

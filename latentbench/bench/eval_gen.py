@@ -376,7 +376,7 @@ def run_eval_gen(
         results,
         ("per_prompt.csv", per_prompt_csv(per_prompt)),
         run_dir if out is None else None,  # with --out, the run folder is left untouched
-        lambda: headline_metrics(suite, results),
+        headline_metrics(suite, results),
     )
     return EvalGenResult(results, plan.results_path)
 
