@@ -57,6 +57,20 @@ def test_running_stats_equal_numpy_and_merge() -> None:
         merged.update(torch.zeros(3, 5))
 
 
+@pytest.mark.parametrize("split", [(5, 10), (5, 30), (30, 5), (30, 30), (0, 40)])
+def test_merge_across_the_rows_to_sums_switch_keeps_every_moment(split: tuple[int, int]) -> None:
+    """Below D = 24 rows are kept, above only sums: a merge of any two kinds equals one stream."""
+    n1, n2 = split
+    feats = random_features(n1 + n2, 24, 3)
+    whole = FeatureStats(24).update(torch.from_numpy(feats))
+    a = FeatureStats(24).update(torch.from_numpy(feats[:n1]))
+    merged = a.merge(FeatureStats(24).update(torch.from_numpy(feats[n1:])))
+    assert merged.n == whole.n == n1 + n2
+    assert (merged.rows is None) == (whole.rows is None) == (n1 + n2 > 24)
+    np.testing.assert_allclose(merged.outer.numpy(), feats.T @ feats, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(merged.cov, np.cov(feats, rowvar=False), rtol=1e-9, atol=1e-12)
+
+
 def test_stats_save_load_round_trip(tmp_path: Path) -> None:
     stats = FeatureStats(8, meta={"extractor": {"name": "x"}})
     stats.update(torch.from_numpy(random_features(20, 8, 1)))

@@ -47,55 +47,67 @@ class FeatureStats:
     the estimator of torch-fidelity and pytorch-fid. The raw sums lose nothing that matters in
     float64 for network features (|x| ~ 1, N <= 1e6). ``meta`` is a JSON-able dict saved with them.
 
-    While there are no more images than dimensions (N <= D), the features themselves are kept as
-    well: the covariance then has rank < N, and the Frechet distance between two such sets is
-    computed exactly from the (N1, N2) cross product instead of (D, D) eigendecompositions (see
-    :meth:`frechet_distance`). Past N = D they are dropped and memory stays O(D^2).
+    While there are no more images than dimensions (N <= D), the features themselves are kept
+    instead of the (D, D) sum of outer products: the covariance then has rank < N, and the
+    Frechet distance between two such sets is computed exactly from the (N1, N2) cross product
+    instead of (D, D) eigendecompositions (see :meth:`frechet_distance`). Past N = D the rows are
+    summed into the (D, D) products and dropped: memory stays O(D^2).
     """
 
     def __init__(self, dims: int, meta: dict[str, Any] | None = None) -> None:
         self.n = 0
         self.sum = torch.zeros(dims, dtype=torch.float64)  # (D,)
-        self.outer = torch.zeros(dims, dims, dtype=torch.float64)  # (D, D): sum of x x^T
         self.meta: dict[str, Any] = dict(meta or {})
         self._root: np.ndarray | None = None  # cached sqrt of cov (see frechet_distance)
         self.rows: Tensor | None = torch.zeros(0, dims, dtype=torch.float64)  # (N, D) while N <= D
+        # (D, D) sum of x x^T, summed only once the rows are dropped: while they are kept it is
+        # rows^T rows, and a set of a few hundred images never allocates D x D (32 MB at D = 2048)
+        self._outer: Tensor | None = None
 
     @property
     def dims(self) -> int:
         return self.sum.shape[0]
+
+    @property
+    def outer(self) -> Tensor:
+        """(D, D) float64: the sum of x x^T over every row."""
+        if self.rows is not None:
+            return self.rows.T @ self.rows
+        assert self._outer is not None
+        return self._outer
 
     def update(self, feats: Tensor) -> FeatureStats:
         """Add a batch of features (B, D)."""
         if feats.dim() != 2 or feats.shape[1] != self.dims:
             raise ValueError(f"expected features (B, {self.dims}), got {tuple(feats.shape)}")
         x = feats.detach().to("cpu", torch.float64)  # (B, D)
-        self._keep_rows(x)
-        self.n += x.shape[0]
-        self.sum += x.sum(0)
-        self.outer.addmm_(x.T, x)
-        self._root = None
-        return self
+        return self._add(x.shape[0], x.sum(0), x, None)
 
     def merge(self, other: FeatureStats) -> FeatureStats:
         """Add the images of ``other`` (e.g. gathered from another process) to these."""
         if other.dims != self.dims:
             raise ValueError(f"cannot merge statistics of {other.dims} and {self.dims} dims")
-        self._keep_rows(other.rows)
-        self.n += other.n
-        self.sum += other.sum
-        self.outer += other.outer
+        return self._add(other.n, other.sum, other.rows, other._outer)
+
+    def _add(
+        self, n: int, total: Tensor, rows: Tensor | None, outer: Tensor | None
+    ) -> FeatureStats:
+        """Add ``n`` rows with sum ``total`` (D,), given as the rows (n, D) or their ``outer``
+        (D, D): the rows are kept while the count stays <= D, then only the sums."""
+        if self.rows is not None and rows is not None and self.n + n <= self.dims:
+            self.rows = torch.cat([self.rows, rows])
+        else:
+            if self._outer is None:
+                self._outer = self.outer  # the kept rows' products, now summed
+                self.rows = None
+            if rows is not None:
+                self._outer.addmm_(rows.T, rows)
+            else:
+                self._outer += outer
+        self.n += n
+        self.sum += total
         self._root = None
         return self
-
-    def _keep_rows(self, x: Tensor | None) -> None:
-        """Append feature rows while the total stays <= D; otherwise stop keeping them."""
-        if self.rows is None:
-            return
-        if x is None or self.rows.shape[0] + x.shape[0] > self.dims:
-            self.rows = None
-        else:
-            self.rows = torch.cat([self.rows, x])
 
     @property
     def mean(self) -> np.ndarray:
@@ -154,12 +166,13 @@ class FeatureStats:
             stats = cls(int(data["sum"].shape[0]), json.loads(str(data["meta"])))
             stats.n = int(data["n"])
             stats.sum = torch.from_numpy(data["sum"].astype(np.float64))
-            stats.outer = torch.from_numpy(data["outer"].astype(np.float64))
+            outer = torch.from_numpy(data["outer"].astype(np.float64))
             has_rows = bool(data["has_rows"])
             stats.rows = torch.from_numpy(data["rows"].astype(np.float64)) if has_rows else None
+            stats._outer = None if has_rows else outer
         d = stats.dims
         rows_ok = stats.rows is None or tuple(stats.rows.shape) == (stats.n, d)
-        if tuple(stats.outer.shape) != (d, d) or stats.sum.dim() != 1 or not rows_ok:
+        if tuple(outer.shape) != (d, d) or stats.sum.dim() != 1 or not rows_ok:
             raise ValueError(f"{path}: inconsistent shapes (dims {d})")
         return stats
 
