@@ -125,7 +125,7 @@ def main() -> None:
         "preset": args.preset,
         "images": args.images,
         "results": results,
-        "git_commit": commit,
+        "git": commit,  # the commit measured ('+dirty': with uncommitted changes)
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "torch_threads": torch.get_num_threads(),
