@@ -249,3 +249,29 @@ def test_cpu_half_precision_attention_matches_sdpa():
         assert out.dtype == torch.bfloat16
         torch.testing.assert_close(out.float(), ref, atol=3e-2, rtol=3e-2)
         assert not torch.allclose(out.float(), ref, atol=1e-6)  # it really ran in bf16
+
+
+def test_cpu_fp32_attention_is_explicit_for_short_sequences_and_sdpa_for_long(monkeypatch):
+    """fp32 on a CPU: the explicit product up to SHORT_SEQUENCE tokens (faster there), SDPA beyond;
+    both compute SDPA's result, masks included."""
+    import latentbench.nn.attention as attn
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    calls: list[int] = []
+
+    def counted(q, *args, **kwargs):
+        calls.append(q.shape[-2])
+        return sdpa(q, *args, **kwargs)
+
+    monkeypatch.setattr(attn.F, "scaled_dot_product_attention", counted)
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 9, 16, generator=g) for _ in range(3))
+    mask = DiT.attention_mask(torch.tensor([[True, True, False], [True, False, False]]), 6)
+    for m in (None, mask):
+        out = attn.attention(q, k, v, m)
+        torch.testing.assert_close(out, sdpa(q, k, v, attn_mask=m), atol=1e-6, rtol=1e-5)
+    assert calls == []  # 9 tokens: the explicit product
+    long = attn.SHORT_SEQUENCE + 1
+    q, k, v = (torch.randn(1, 1, long, 8, generator=g) for _ in range(3))
+    attn.attention(q, k, v)
+    assert calls == [long]

@@ -9,15 +9,22 @@ from torch import Tensor, nn
 
 from latentbench.errors import UserError
 
+# Up to this many tokens, the explicit product beats PyTorch's CPU SDPA kernel in fp32 as well
+SHORT_SEQUENCE = 256
+
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
     """Multi-head attention, q/k/v (B, H, T, Dh), mask (B, 1, T, T) bool or None -> (B, H, T, Dh).
 
-    SDPA everywhere except bf16/fp16 on a CPU, where its flash kernel is slow for the short
-    sequences of this project (fwd+bwd at (32, 4, 64, 64) on 2 cores: 12.8 ms in bf16 against
-    3.3 ms for the explicit product below, whose softmax runs in fp32).
+    SDPA on accelerators and for long sequences; on a CPU, the explicit product below (softmax in
+    fp32) for bf16/fp16 and for fp32 sequences of at most :data:`SHORT_SEQUENCE` tokens, where
+    SDPA's CPU kernel is the slower. fwd+bwd on 2 cores, SDPA against explicit: bf16 (32, 4, 64,
+    64) 12.8 ms against 3.3; fp32 (32, 8, 64, 14) (the S-VAE's blocks on Lite0) 11.7 against 7.0,
+    (32, 4, 64, 64) (the tiny DiT) 9.4 against 6.2, (8, 4, 256, 64) 17.2 against 17.5, and
+    (4, 4, 1024, 64) 105 against 185. Both agree to float rounding (tests/test_dit.py).
     """
-    if q.device.type != "cpu" or q.dtype in (torch.float32, torch.float64):
+    cpu_explicit = q.dtype not in (torch.float32, torch.float64) or q.shape[-2] <= SHORT_SEQUENCE
+    if q.device.type != "cpu" or not cpu_explicit:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     scores = q @ (k.transpose(-1, -2) * k.shape[-1] ** -0.5)  # (B, H, T, T)
     if mask is not None:
