@@ -11,8 +11,9 @@ chosen and its coverage as measured by ``tests/test_stats.py``.
 - :func:`proportion_interval` (Wilson) for independent successes (edit success, probe accuracy);
   :func:`clustered_proportion_interval` when trials come in clusters (GenEval's images of one
   prompt); :func:`stratified_mean_interval` for a mean of group means (GenEval overall).
-- :func:`fd_interval` / :func:`fd_interval_from_moments`: a Frechet distance, by a grouped
-  jackknife over the generated set; :func:`fd_sample_warning` below one sample per dimension.
+- :func:`jackknife_interval`: a Frechet distance's interval from the distances with each group
+  of the generated set left out (``metrics.fid.frechet_interval`` computes them);
+  :func:`fd_sample_warning` below one sample per dimension.
 - :func:`spearman_interval`: Spearman's rho with a Fisher-z (Bonett-Wright) interval.
 - :func:`t_interval` / :func:`seed_aggregate`: one value per training seed.
 - :func:`compare` / :func:`best_index`: "better beyond the intervals", else a tie.
@@ -26,7 +27,7 @@ from __future__ import annotations
 import enum
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -358,82 +359,19 @@ def probe_heldout_warning(n: int, minimum: int = MIN_PROBE_HELDOUT) -> str | Non
 
 
 # -- Frechet distances ----------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)  # arrays: no element-wise ==
-class Moments:
-    """Count, sum (D,) and sum of outer products (D, D) of feature rows, in float64: what
-    ``metrics.fid.FeatureStats`` keeps (``Moments(s.n, s.sum.numpy(), s.outer.numpy())``)."""
-
-    n: int
-    sum: np.ndarray  # (D,)
-    outer: np.ndarray  # (D, D)
-
-    @classmethod
-    def of(cls, rows: np.ndarray) -> Moments:
-        x = np.asarray(rows, np.float64)  # (N, D)
-        return cls(x.shape[0], x.sum(0), x.T @ x)
-
-    def __add__(self, other: Moments) -> Moments:
-        return Moments(self.n + other.n, self.sum + other.sum, self.outer + other.outer)
-
-    def __sub__(self, other: Moments) -> Moments:
-        return Moments(self.n - other.n, self.sum - other.sum, self.outer - other.outer)
-
-    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean (D,) and unbiased covariance (D, D), as ``np.cov(rowvar=False)``."""
-        mu = self.sum / self.n
-        cov = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
-        return mu, (cov + cov.T) / 2
-
-
-FdFn = Callable[[np.ndarray, np.ndarray], float]  # (mu (D,), sigma (D, D)) -> FD to the reference
-
-
-def fd_interval(
-    features: np.ndarray, fd_fn: FdFn, groups: int = FD_GROUPS, level: float = LEVEL
-) -> Interval:
-    """A Frechet distance from generated ``features`` (N, D) to a fixed reference, with its
-    interval: :func:`fd_interval_from_moments` with row i in group i % ``groups``."""
-    x = np.asarray(features, np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"fd_interval: expected features (N, D), got shape {x.shape}")
-    return fd_interval_from_moments([Moments.of(x[g::groups]) for g in range(groups)], fd_fn, level)
-
-
-def fd_interval_from_moments(
-    groups: Sequence[Moments], fd_fn: FdFn, level: float = LEVEL
-) -> Interval:
-    """FD of all groups together, with a delete-a-group jackknife t-interval.
-
-    The value is ``fd_fn`` of the pooled statistics; leaving out each of the G groups in turn
-    gives G distances whose spread estimates the standard error of the FD *at this sample
-    count* (the FD of N samples is biased upward by ~c/N, so the interval is about the number
-    reported for N samples, not the FD of infinitely many): value +- t_{G-1} se, low >= 0.
-
-    A bootstrap over rows is badly off here: repeated rows shrink the effective sample, so
-    every resampled FD is larger and the percentile interval misses (docs/statistics.md).
-    Groups should have equal sizes (+-1, as i % G gives): sizes that differ more move the
-    left-out distances by their bias and widen the interval. Empty groups are dropped; fewer
-    than 2 groups, or fewer than 3 samples, give an unbounded interval.
-    """
-    used = [g for g in groups if g.n > 0]
-    if not used:
-        raise ValueError("fd_interval: no samples")
-    total = used[0]
-    for g in used[1:]:
-        total = total + g
-    value = float(fd_fn(*total.mean_cov()))
-    if len(used) < 2 or total.n < 3 or any(total.n - g.n < 2 for g in used):
-        return _unbounded(value, total.n, "too few samples or groups", level)
-    left_out = [fd_fn(*(total - g).mean_cov()) for g in used]  # (G,)
-    return jackknife_interval(value, left_out, total.n, level)
-
-
 def jackknife_interval(
     value: float, left_out: Sequence[float], n: int, level: float = LEVEL
 ) -> Interval:
     """A delete-a-group jackknife t-interval for a non-negative ``value`` (a Frechet distance)
     from the G values ``left_out`` computed without each group in turn:
-    se^2 = (G-1)/G sum (v_g - mean)^2, value +- t_{G-1} se, low clipped at 0. ``n``: units."""
+    se^2 = (G-1)/G sum (v_g - mean)^2, value +- t_{G-1} se, low clipped at 0. ``n``: units.
+
+    The distance of N samples is biased upward by ~c/N, so the interval is about the number
+    reported for N samples, not the distance of infinitely many. A bootstrap over rows is badly
+    off here: repeated rows shrink the effective sample, so every resampled distance is larger
+    and the percentile interval misses (docs/statistics.md). Groups should have equal sizes
+    (+-1, as row i in group i % G gives): sizes that differ more move the left-out distances by
+    their bias and widen the interval."""
     v = np.asarray(left_out, np.float64)  # (G,)
     k = v.size
     if k < 2:

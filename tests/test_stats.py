@@ -14,10 +14,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats as st
 
 from latentbench import stats as S
-from latentbench.metrics.fid import frechet_distance
+from latentbench.errors import UserError
+from latentbench.metrics.fid import FeatureStats, GroupedFeatureStats, frechet_interval
 from latentbench.runs import dumps
 
 
@@ -212,20 +214,28 @@ def test_probe_heldout_warning() -> None:
 
 # -- Frechet distance -----------------------------------------------------------------------------
 class GaussianPair:
-    """A fixed reference N(0, S_r) and a generator N(0.2, diag(0.5..2)) in D dimensions."""
+    """A fixed reference, the feature statistics of 20,000 draws of N(0, S_r), and a generator
+    N(0.2, diag(0.5..2)) in D dimensions; distances and intervals by the code recon and
+    train-gen run (``metrics.fid``)."""
 
     def __init__(self, dims: int) -> None:
         rng = np.random.default_rng(0)
         a = rng.normal(size=(dims, dims)) / math.sqrt(dims)
-        self.ref_mu, self.ref_sigma = np.zeros(dims), np.eye(dims) + 0.5 * a @ a.T
+        ref = rng.multivariate_normal(np.zeros(dims), np.eye(dims) + 0.5 * a @ a.T, 20_000)
+        self.reference = FeatureStats(dims).update(torch.from_numpy(ref))
         self.scale = np.sqrt(np.linspace(0.5, 2.0, dims))
         self.dims = dims
 
     def generate(self, n: int, seed: int) -> np.ndarray:  # (N, D)
         return np.random.default_rng(seed).normal(size=(n, self.dims)) * self.scale + 0.2
 
-    def fd(self, mu: np.ndarray, sigma: np.ndarray) -> float:
-        return frechet_distance(mu, sigma, self.ref_mu, self.ref_sigma)
+    def fd(self, x: np.ndarray) -> float:
+        """FD of the rows ``x`` (N, D) to the reference."""
+        return self.reference.frechet_distance(FeatureStats(self.dims).update(torch.from_numpy(x)))
+
+    def interval(self, x: np.ndarray, groups: int = S.FD_GROUPS) -> S.Interval:
+        generated = GroupedFeatureStats(self.dims, groups).update(torch.from_numpy(x))
+        return frechet_interval(self.reference, generated)
 
 
 def test_fd_interval_covers_the_fd_at_this_sample_count() -> None:
@@ -233,40 +243,40 @@ def test_fd_interval_covers_the_fd_at_this_sample_count() -> None:
     is biased upward; the interval is about the number reported for N samples). The jackknife
     is slightly conservative (docs/statistics.md); a bootstrap over rows misses almost always."""
     pair, n = GaussianPair(16), 100
-    fds = [pair.fd(*S.Moments.of(pair.generate(n, 10_000 + i)).mean_cov()) for i in range(1000)]
-    target = float(np.median(fds))
+    target = float(np.median([pair.fd(pair.generate(n, 10_000 + i)) for i in range(1000)]))
     sets = [pair.generate(n, i) for i in range(400)]
-    hits = np.array([S.fd_interval(x, pair.fd).contains(target) for x in sets])
+    hits = np.array([pair.interval(x).contains(target) for x in sets])
     assert_coverage(hits, 0.95, "FD D=16 N=100", upper=0.99)
     rng = np.random.default_rng(0)
     naive = []
     for x in sets[:50]:  # percentile bootstrap over rows: repeated rows inflate every FD
-        boot = [pair.fd(*S.Moments.of(x[rng.integers(0, n, n)]).mean_cov()) for _ in range(40)]
+        boot = [pair.fd(x[rng.integers(0, n, n)]) for _ in range(40)]
         naive.append(np.quantile(boot, 0.025) <= target <= np.quantile(boot, 0.975))
     assert np.mean(naive) < 0.3
 
 
-def test_fd_interval_from_moments_is_the_same_computation() -> None:
+def test_fd_interval_is_the_jackknife_over_rows_i_mod_g() -> None:
+    """frechet_interval, from scratch: the FD of all rows, and the G distances with the rows
+    i % G == g left out, through the jackknife."""
     pair = GaussianPair(6)
     x = pair.generate(53, seed=1)
-    mu, cov = S.Moments.of(x).mean_cov()
-    np.testing.assert_allclose(mu, x.mean(0))
-    np.testing.assert_allclose(cov, np.cov(x, rowvar=False), atol=1e-12)
-    groups = [S.Moments.of(x[g::5]) for g in range(5)]
-    a, b = S.fd_interval(x, pair.fd, groups=5), S.fd_interval_from_moments(groups, pair.fd)
-    assert a == b and a.n == 53
-    assert a.value == pytest.approx(pair.fd(mu, cov))
-    assert 0.0 <= a.low < a.value < a.high
+    interval = pair.interval(x, groups=5)
+    group = np.arange(53) % 5
+    left_out = [pair.fd(x[group != g]) for g in range(5)]
+    expected = S.jackknife_interval(pair.fd(x), left_out, 53)  # summed in another order
+    got = (interval.value, interval.low, interval.high)
+    assert got == pytest.approx((expected.value, expected.low, expected.high), rel=1e-12)
+    assert interval.n == 53 and 0.0 <= interval.low < interval.value < interval.high
 
 
 def test_fd_interval_edges() -> None:
     pair = GaussianPair(4)
-    tiny = S.fd_interval(pair.generate(2, seed=0), pair.fd)
+    tiny = pair.interval(pair.generate(2, seed=0))
     assert tiny.low == -math.inf and tiny.high == math.inf and math.isfinite(tiny.value)
-    with pytest.raises(ValueError):
-        S.fd_interval(np.zeros((0, 4)), pair.fd)
-    with pytest.raises(ValueError):
-        S.fd_interval(np.zeros(4), pair.fd)
+    with pytest.raises(UserError, match="at least 1 images"):
+        pair.interval(np.zeros((0, 4)))
+    with pytest.raises(ValueError, match="expected features"):
+        pair.interval(np.zeros((2, 5)))
 
 
 def test_fd_sample_warning() -> None:
@@ -416,9 +426,8 @@ def test_grid_clustered_proportion(m: float, prompts: int) -> None:
 @pytest.mark.parametrize(("dims", "n"), [(8, 100), (16, 200), (16, 1000), (32, 64), (32, 16)])
 def test_grid_fd(dims: int, n: int) -> None:
     pair = GaussianPair(dims)
-    fds = [pair.fd(*S.Moments.of(pair.generate(n, 10_000 + i)).mean_cov()) for i in range(2000)]
-    target = float(np.median(fds))
-    hits = [S.fd_interval(pair.generate(n, i), pair.fd).contains(target) for i in range(500)]
+    target = float(np.median([pair.fd(pair.generate(n, 10_000 + i)) for i in range(2000)]))
+    hits = [pair.interval(pair.generate(n, i)).contains(target) for i in range(500)]
     ceiling = 0.995 if n >= 2 * dims else 1.0  # fewer samples than ~2 D: conservative (docs)
     assert_cell(np.array(hits), 0.92, f"FD D={dims} N={n}", ceiling)
 

@@ -200,7 +200,7 @@ class GroupedFeatureStats:
     """Feature statistics of one generated set, kept in G disjoint groups for the FD interval.
 
     Row i of the stream goes to group i % G (sizes differ by at most 1), as the delete-a-group
-    jackknife of :func:`latentbench.stats.fd_interval_from_moments` wants. :meth:`total` is the
+    jackknife of :func:`frechet_interval` wants. :meth:`total` is the
     plain :class:`FeatureStats` of all rows. Memory: G + 1 times one :class:`FeatureStats`.
     """
 
