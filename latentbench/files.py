@@ -96,6 +96,22 @@ def read_nonempty_lines(path: str | Path, what: str) -> list[str]:
 
 
 # -- weights --------------------------------------------------------------------------------------
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a .jsonl file, one per line ([] when there is no file); a line cut by
+    a kill, or one that is not an object, is skipped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 def safetensors_problem(path: str | Path) -> str | None:
     """Why ``path`` is not a complete safetensors file, or None when it is.
 

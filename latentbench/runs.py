@@ -272,16 +272,6 @@ class RunDir:
         with atomic_path(path) as tmp:
             tmp.write_text("".join(line + "\n" for line in keep if step(line) <= max_step))
 
-    def read_log(self) -> list[dict[str, Any]]:
-        p = self.path / "metrics.jsonl"
-        if not p.exists():
-            return []
-        rows = []
-        for line in p.read_text().splitlines():
-            with contextlib.suppress(json.JSONDecodeError):  # a line cut by a kill
-                rows.append(json.loads(line))
-        return rows
-
 
 # -- output folders -------------------------------------------------------------------------------
 MARKER = ".latentbench.json"

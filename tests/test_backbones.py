@@ -102,7 +102,7 @@ def test_dinov2_from_local_folder_drops_prefix_tokens(tmp_path, registers):
         assert bb.transformer_blocks()[-1](tokens).shape == tokens.shape
 
 
-def test_resolved_config_rebuilds_offline(tmp_path):
+def test_backbone_config_rebuilds_offline(tmp_path):
     tiny_dinov2(tmp_path / "dino")
     bb = build_backbone(str(tmp_path / "dino"), input_size=32)
     again = build_backbone(bb.config.to_dict(), pretrained=False)  # no folder access needed

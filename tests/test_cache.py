@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from latentbench.data.cache import CachedLatents, build_cache, cache_path, cache_root
+from latentbench.data.cache import CachedLatents, build_cache, cache_key, cache_path, cache_root
 from latentbench.errors import UserError
 from latentbench.spaces import build_space
 from latentbench.spaces.base import LatentStats
@@ -80,10 +80,10 @@ def test_reused_across_runs_and_keyed_by_space_data_and_flip(tmp_path):
     assert again.path == first.path and (again.path / "meta.json").stat().st_mtime_ns == mtime
     paths = {
         first.path,
-        cache_path(space, data, flip=True),
-        cache_path(_pixel(16), Toy(6, size=16), flip=False),
-        cache_path(space, Toy(6, spec="other:6"), flip=False),
-        cache_path(build_space("pixel", image_size=8, patch=2), data, flip=False),
+        cache_path(cache_key(space, data, flip=True)),
+        cache_path(cache_key(_pixel(16), Toy(6, size=16), flip=False)),
+        cache_path(cache_key(space, Toy(6, spec="other:6"), flip=False)),
+        cache_path(cache_key(build_space("pixel", image_size=8, patch=2), data, flip=False)),
     }
     assert len(paths) == 5
 
@@ -125,7 +125,7 @@ def test_a_failed_build_leaves_nothing_behind(monkeypatch):
     monkeypatch.setattr(type(space), "_encode", flaky)
     with pytest.raises(RuntimeError, match="killed"):
         build_cache(space, data, batch_size=4)
-    parent = cache_path(space, data, flip=False).parent
+    parent = cache_path(cache_key(space, data, flip=False)).parent
     assert [p.name for p in parent.iterdir() if not p.name.endswith(".lock")] == []
     calls["n"] = 10
     assert len(build_cache(space, data, batch_size=4)) == 8

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from latentbench.errors import UserError
+from latentbench.files import read_jsonl
 from latentbench.runs import RunDir
 from latentbench.train.loop import (
     Callback,
@@ -89,7 +90,7 @@ def test_kill_and_resume_is_exact(tmp_path):
     resumed.fit(resume=True)
     assert resumed.step == 20
     _assert_same_weights(ref, resumed)
-    names = {r["name"] for r in RunDir(tmp_path / "run").read_log()}
+    names = {r["name"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")}
     assert {"train/loss", "train/mse", "train/grad_norm", "train/lr"} <= names
 
 
@@ -112,7 +113,9 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
 def test_loss_decreases_and_ema_differs(tmp_path):
     loop = _loop(tmp_path / "fit", steps=60)
     loop.fit()
-    log = [r["value"] for r in loop.run.read_log() if r["name"] == "train/mse"]
+    log = [
+        r["value"] for r in read_jsonl(loop.run.path / "metrics.jsonl") if r["name"] == "train/mse"
+    ]
     assert log[-1] < 0.5 * log[0]
     w = loop.unwrapped[0].weight
     assert not torch.equal(w, loop.ema.model[0].weight)

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from latentbench.data import collate_images
 from latentbench.errors import UserError
+from latentbench.files import read_jsonl
 from latentbench.nn.conv import ConvDecoder, norm_groups
 from latentbench.nn.patchgan import hinge_d_loss
 from latentbench.runs import RunDir
@@ -216,7 +217,7 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
     for a, b in zip(ref.ema.model.state_dict().values(), resumed.ema.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    names = {r["name"] for r in RunDir(tmp_path / "run").read_log()}
+    names = {r["name"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")}
     assert {"train/sem_l2", "train/sem_cos", "train/kl", "train/l1", "train/pixel"} <= names
 
 

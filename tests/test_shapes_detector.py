@@ -50,7 +50,7 @@ def test_every_shape_color_and_texture_at_64px(detector: ShapesDetector) -> None
         scene = Scene((obj,), bg, list(Texture)[int(rng.integers(4))])
         d = detector.detect(r.render(scene))
         assert found(d) == facts(scene), (shape, color, texture, bg)
-        box, true = np.array(d.objects[0].box), np.array(obj.box_px(64))
+        box, true = np.array(d.objects[0].box), np.multiply(obj.box, 64)
         assert (
             np.abs(box - true).max() <= 2.5
         )  # thin star and triangle tips fall under half coverage
@@ -86,7 +86,7 @@ def test_input_formats_and_large_images(detector: ShapesDetector) -> None:
         nearest = min(
             d.objects, key=lambda q: np.hypot(q.center[0] - o.cx * 512, q.center[1] - o.cy * 512)
         )
-        assert np.abs(np.subtract(nearest.box, o.box_px(512))).max() <= 3
+        assert np.abs(np.subtract(nearest.box, np.multiply(o.box, 512))).max() <= 3
     with pytest.raises(ValueError, match="expected an RGB image"):
         detector.detect(np.zeros((64, 64), np.uint8))
 

@@ -132,7 +132,7 @@ def test_masks_cover_exactly_what_changes() -> None:
         allowed = np.zeros_like(mask)  # the edited object's boxes before and after, + 2 px
         scenes = {EditCategory.ADD: [e.target], EditCategory.REMOVE: [e.source]}
         for scene in scenes.get(e.category, [e.source, e.target]):
-            x0, y0, x1, y1 = (int(v) for v in scene.objects[e.index].box_px(64))
+            x0, y0, x1, y1 = (int(v) for v in np.multiply(scene.objects[e.index].box, 64))
             allowed[max(y0 - 2, 0) : y1 + 3, max(x0 - 2, 0) : x1 + 3] = True
         assert not (mask & ~allowed).any(), e.instruction
 

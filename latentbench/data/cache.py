@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -181,8 +181,8 @@ class _ShardWriter:
             self.buffer = []
 
 
-def cache_path(space: LatentSpace, dataset: Dataset, flip: bool, root: Path | None = None) -> Path:
-    key = cache_key(space, dataset, flip)
+def cache_path(key: CacheKey, root: Path | None = None) -> Path:
+    """The folder of the latent cache entry ``key`` under ``root`` (default: the cache root)."""
     return (root or cache_root()) / "latents" / key.digest()
 
 
@@ -220,7 +220,7 @@ def build_cache(
     ``set_stats``: give the space the cache's per-channel stats when it has none.
     """
     key = cache_key(space, dataset, flip)
-    final = (root or cache_root()) / "latents" / key.digest()
+    final = cache_path(key, root)
     _reuse_or_build(
         final,
         "latent cache",
@@ -352,13 +352,6 @@ def _encode(space: LatentSpace, images: Tensor, flip: bool) -> Tensor:
     if z.abs().max() > 65000:
         raise UserError(f"space {space.spec.name!r}: latents exceed the float16 range")
     return z.to("cpu", torch.float16)
-
-
-def iter_cache(cache: LatentCache, batch_size: int) -> Iterator[Tensor]:
-    """(B, C, h, w) float32 batches of the cached latents, in order."""
-    for start in range(0, len(cache), batch_size):
-        stop = min(len(cache), start + batch_size)
-        yield torch.stack([cache.item(i)["latent"] for i in range(start, stop)])
 
 
 # -- frozen features (tokenizer training) ----------------------------------------------------------

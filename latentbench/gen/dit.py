@@ -310,11 +310,6 @@ class DiT(TokenGridModel):
         if self.cond_spec.edit:
             nn.init.normal_(self.src_type, std=0.02, generator=shared)
 
-    def shared_state(self) -> dict[str, Tensor]:
-        """Parameters that do not depend on the channel count (identical across spaces)."""
-        prefixes = tuple(f"{n}." for n in CHANNEL_DEPENDENT)
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(prefixes)}
-
     # -- patches -------------------------------------------------------------------------------
     def patchify(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape  # (B, C, g*p, g*p)

@@ -259,12 +259,3 @@ def build_generator(
     from latentbench.gen.dit import preset
 
     return DiT(preset(preset_name, **{"seed": seed, **overrides}), channels, latent_size, cond)
-
-
-def generator_grid(preset_name: str, overrides: dict[str, Any]) -> int:
-    """Latent tokens per side of preset ``preset_name`` with ``overrides``."""
-    if preset_name.lower() == PAPER_PRESET:
-        return int(overrides.get("grid", QwenGenConfig.grid))
-    from latentbench.gen.dit import preset
-
-    return preset(preset_name, **overrides).grid

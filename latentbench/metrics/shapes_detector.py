@@ -376,6 +376,3 @@ class ShapesDetector:
         )
         scale = BACKGROUND_PATTERN_SCALE * max(names.shape)
         return color, classify_texture(tone & region, region, scale)
-
-    def detect_many(self, images: Sequence[Any]) -> list[DetectedScene]:
-        return [self.detect(im) for im in images]

@@ -61,20 +61,6 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path}: unreadable JSON ({e})") from None
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
 def leaves(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested metrics -> every leaf by its ``a/b`` name (settings sections left out)."""
     out: dict[str, Any] = {}

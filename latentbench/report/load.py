@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from latentbench.errors import UserError
+from latentbench.files import read_jsonl
 from latentbench.report.jsonfields import (
     Measured,
     flatten,
@@ -46,7 +47,6 @@ from latentbench.report.jsonfields import (
     obj,
     per_space,
     read_json,
-    read_jsonl,
     space_label,
 )
 from latentbench.runs import OutputKind

@@ -213,9 +213,6 @@ class Backbone(nn.Module):
         norm.weight, norm.bias = None, None  # type: ignore[assignment]
         return True
 
-    def resolved_config(self) -> BackboneConfig:
-        return self.config
-
 
 def tokens_to_grid(tokens: Tensor, grid: int) -> Tensor:
     """(B, P + grid^2, D) -> (B, D, grid, grid), dropping the P leading (CLS/register) tokens."""

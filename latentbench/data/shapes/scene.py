@@ -37,9 +37,6 @@ class ShapeObject:
         w, h = w * self.size, h * self.size
         return self.cx - w / 2, self.cy - h / 2, self.cx + w / 2, self.cy + h / 2
 
-    def box_px(self, image_size: int) -> Box:
-        return tuple(v * image_size for v in self.box)  # type: ignore[return-value]
-
     @property
     def region(self) -> Region | None:
         return region_of(self.cx, self.cy)
