@@ -217,8 +217,11 @@ class Recon:
         return self.reference
 
     @torch.inference_mode()
-    def run_space(self, space: LatentSpace, image_dir: Path | None = None) -> SpaceResult:
-        """Measure one space; with ``image_dir``, also write every reconstruction as PNG."""
+    def run_space(
+        self, space: LatentSpace, label: str, image_dir: Path | None = None
+    ) -> SpaceResult:
+        """Measure one space (``label``: its name in the results and progress lines); with
+        ``image_dir``, also write every reconstruction as PNG."""
         cfg, spec = self.cfg, space.spec
         fake = {name: GroupedFeatureStats(e.dims) for name, e in self.extractors.items()}
         rows: list[dict[str, Any]] = []
@@ -229,7 +232,7 @@ class Recon:
         labels: list[Tensor] = []
         skipped: list[tuple[str, str]] = []
         t_enc = t_dec = 0.0
-        for batch in self.batches(f"recon {spec.name}"):
+        for batch in self.batches(f"recon {label}"):
             skipped += batch.skipped
             x = batch.images.to(self.device)  # (B, 3, S, S) in [-1, 1]
             if not len(x):
@@ -277,7 +280,7 @@ class Recon:
             decode_images_per_s=n / max(t_dec, 1e-9),
         )
         if probe_images:
-            with Progress(1, f"diagnostics {spec.name}", disable=self.quiet) as bar:
+            with Progress(1, f"diagnostics {label}", disable=self.quiet) as bar:
                 diagnostics = self.diagnostics(space, probe_images, probe_labels)
                 bar.update()
             warnings += diagnostics.pop("warnings", [])
@@ -392,7 +395,7 @@ def run_recon(
         results: dict[str, SpaceResult] = {}
         for label, space in spaces.items():
             image_dir = tmp / "images" / "recon" / label if cfg.save_images else None
-            results[label] = recon.run_space(space, image_dir)
+            results[label] = recon.run_space(space, label, image_dir)
             if auto:
                 results[label].metrics["auto"] = auto
             space.to("cpu")
