@@ -231,10 +231,9 @@ class LPIPSMetric(nn.Module):
             x, y = from_uint8(a), from_uint8(b)
         with torch.inference_mode():
             # channels-last: AlexNet's convolutions run ~1.25x faster on CPU, same distances
-            cl = torch.channels_last
             d = self.model(
-                x.to(device, torch.float, memory_format=cl),
-                y.to(device, torch.float, memory_format=cl),
+                x.to(device, torch.float, memory_format=torch.channels_last),
+                y.to(device, torch.float, memory_format=torch.channels_last),
             )  # (B, 1, 1, 1)
         return d.flatten().double()  # (B,), a normal tensor again
 

@@ -23,8 +23,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Te
     (32, 4, 64, 64) (the tiny DiT) 9.4 against 6.2, (8, 4, 256, 64) 17.2 against 17.5, and
     (4, 4, 1024, 64) 105 against 185. Both agree to float rounding (tests/test_dit.py).
     """
-    cpu_explicit = q.dtype not in (torch.float32, torch.float64) or q.shape[-2] <= SHORT_SEQUENCE
-    if q.device.type != "cpu" or not cpu_explicit:
+    long_full_precision = q.dtype in (torch.float32, torch.float64) and q.shape[-2] > SHORT_SEQUENCE
+    if q.device.type != "cpu" or long_full_precision:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     scores = q @ (k.transpose(-1, -2) * k.shape[-1] ** -0.5)  # (B, H, T, T)
     if mask is not None:

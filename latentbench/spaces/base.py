@@ -46,8 +46,6 @@ from latentbench.runs import atomic_path, atomic_write_json
 from latentbench.spaces.catalog import call_factory
 from latentbench.spaces.saved import CONFIG_JSON, WEIGHTS_FILE, find_saved, load_weights, read_meta
 
-CHANNELS_LAST = torch.channels_last  # the layout encode/decode hand to a space (module docstring)
-
 
 @dataclass(frozen=True)
 class LatentSpec:
@@ -180,7 +178,7 @@ class LatentSpace(
     ) -> Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"{self.spec.name}: expected (B, 3, H, W) images, got {images.shape}")
-        x = images.to(self.device, self.dtype, memory_format=CHANNELS_LAST)
+        x = images.to(self.device, self.dtype, memory_format=torch.channels_last)
         return self._encode(x, sample, generator).contiguous()
 
     def decode(self, latents: Tensor) -> Tensor:
@@ -189,7 +187,7 @@ class LatentSpace(
             raise ValueError(
                 f"{spec.name}: expected (B, {spec.channels}, h, w) latents, got {latents.shape}"
             )
-        z = latents.to(self.device, self.dtype, memory_format=CHANNELS_LAST)
+        z = latents.to(self.device, self.dtype, memory_format=torch.channels_last)
         return self._decode(z).clamp(-1, 1).contiguous()
 
     def reconstruct(self, images: Tensor) -> Tensor:
