@@ -178,3 +178,15 @@ def test_resume_with_no_intact_checkpoint_is_one_line(tmp_path):
     with pytest.raises(UserError, match=match) as info:
         _loop(tmp_path / "run", steps=10).fit(resume=True)
     assert "\n" not in str(info.value)
+
+
+def test_a_log_line_cut_by_a_kill_is_skipped_when_read(tmp_path):
+    run = RunDir.create(tmp_path / "run", "test", {}, seed=0)
+    assert read_jsonl(run.path / "metrics.jsonl") == []
+    run.log(1, "train/loss", 0.5)
+    run.log(2, "train/loss", 0.25, split="val")
+    with open(run.path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "name": "train/lo')  # killed mid-write
+    rows = read_jsonl(run.path / "metrics.jsonl")
+    assert [(r["step"], r["value"]) for r in rows] == [(1, 0.5), (2, 0.25)]
+    assert rows[1]["split"] == "val"
