@@ -42,13 +42,13 @@ from latentbench.runs import (
     claim_output,
     existing_paths,
     mark_output,
+    space_label,
 )
 from latentbench.spaces import (
     LatentSpace,
     build_space,
     options_for,
     saved_fingerprint,
-    space_label,
     try_space,
 )
 

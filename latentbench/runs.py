@@ -311,6 +311,15 @@ _REPLACED = {
 CACHE_ENV = "LATENTBENCH_CACHE"
 
 
+def space_label(name: object) -> str:
+    """How every result names a space (recon's keys, train-gen's run folders, the report's
+    rows): a registered name as it is, a saved space's folder path by its last component. From
+    the text alone, so that a report reads the same label where the folder is absent (but
+    ``.`` and ``..``, which name the folder they resolve to)."""
+    last = str(name).replace("\\", "/").rstrip("/").rpartition("/")[2]
+    return Path(str(name)).resolve().name if last in ("", ".", "..") else last
+
+
 def cache_root() -> Path:
     """The one root of latentbench's caches: ``$LATENTBENCH_CACHE``, default
     ``~/.cache/latentbench``. Under it: ``latents/`` (encoded datasets), ``fid/`` (statistics of

@@ -72,6 +72,12 @@ def test_build_reads_back_float16_shards_and_stats(tmp_path):
     assert cache.path.parent.parent == cache_root()
 
 
+def test_progress_line_names_the_space_by_the_label_it_is_given(capsys):
+    build_cache(_pixel(), Toy(6), quiet=False, label="pixel8")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("cache pixel8: ") for line in lines)
+
+
 def test_reused_across_runs_and_keyed_by_space_data_and_flip(tmp_path):
     space, data = _pixel(), Toy(6)
     first = build_cache(space, data)

@@ -378,3 +378,17 @@ def test_staged_dir_keeps_the_old_output_until_the_new_one_is_complete(tmp_path)
         (tmp / "a").write_text("2")
         raise RuntimeError("killed")
     assert (out / "a").read_text() == "1" and sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_every_result_names_a_space_the_same_way(tmp_path, monkeypatch):
+    """recon's keys, train-gen's run folders and the report's rows all use space_label."""
+    from latentbench.runs import space_label
+
+    saved = tmp_path / "svae"
+    saved.mkdir()
+    assert space_label("semrec") == "semrec"
+    assert space_label(str(saved)) == space_label(f"{saved}/") == space_label(saved) == "svae"
+    assert space_label("runs\\tokenizers\\svae") == "svae"
+    assert space_label(tmp_path / "elsewhere" / "svae") == "svae"  # a report of another machine
+    monkeypatch.chdir(saved)
+    assert space_label(".") == "svae" and space_label("..") == tmp_path.name

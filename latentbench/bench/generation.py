@@ -14,7 +14,6 @@ and FD extractor: :mod:`latentbench.bench.generation_data`.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -56,6 +55,7 @@ from latentbench.runs import (
     claim_output,
     existing_paths,
     mark_output,
+    space_label,
 )
 from latentbench.spaces import ALL, LatentSpace, build_space, options_for, space_names
 from latentbench.spaces.resolve import unused_options
@@ -82,10 +82,6 @@ def make_space(name: str, image_size: int, options: dict[str, Any] | None = None
     """Build ``name`` with the ``options`` it takes (as recon's ``-o``: the others are for other
     spaces)."""
     return build_space(name, **options_for(name, image_size=image_size, options=options))
-
-
-def space_label(name: str) -> str:
-    return Path(name).name if Path(name).is_dir() else re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def process_state() -> Any:
@@ -246,7 +242,10 @@ def train_generator(
     space = space.to(state.device).eval()
     if dataset is None:
         dataset = open_data(cfg.data, cfg.task, r.train.image_size, cfg.seed, cfg.max_pixels)
-    cache = build_cache(space, dataset, flip=cfg.flip, quiet=quiet or not state.is_main_process)
+    quiet_cache = quiet or not state.is_main_process
+    cache = build_cache(
+        space, dataset, flip=cfg.flip, quiet=quiet_cache, label=space_label(cfg.space)
+    )
     generator = build_generator(cfg, r, space, cache, make_text_encoder(cfg, cache))
     config = run_config(r, space, cache, generator, state.num_processes)
     run = open_run(run_path, config, cfg.seed, resume, ckpt_step)

@@ -213,11 +213,13 @@ def build_cache(
     num_workers: int = 0,
     quiet: bool = True,
     set_stats: bool = True,
+    label: str | None = None,
 ) -> LatentCache:
     """Encode ``dataset`` with ``space`` into the cache, or reuse a complete entry.
 
     Items with a ``"source"`` image (edit datasets) get their source latents cached too.
-    ``set_stats``: give the space the cache's per-channel stats when it has none.
+    ``set_stats``: give the space the cache's per-channel stats when it has none. ``label``: the
+    space's name in the progress line (default: its spec's name).
     """
     key = cache_key(space, dataset, flip)
     final = cache_path(key, root)
@@ -226,7 +228,16 @@ def build_cache(
         "latent cache",
         entry_problem,
         lambda tmp: _encode_into(
-            tmp, key, space, dataset, flip, batch_size, shard_size, num_workers, quiet
+            tmp,
+            key,
+            space,
+            dataset,
+            flip,
+            batch_size,
+            shard_size,
+            num_workers,
+            quiet,
+            label or space.spec.name,
         ),
     )
     cache = LatentCache(final)
@@ -290,6 +301,7 @@ def _encode_into(
     shard_size: int,
     num_workers: int,
     quiet: bool,
+    label: str,
 ) -> None:
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate
@@ -302,7 +314,7 @@ def _encode_into(
     skipped: list[tuple[str, str]] = []
     stat_batches: list[Tensor] = []
     has_source = False
-    for batch in track(loader, len(loader), f"cache {space.spec.name}", disable=quiet):
+    for batch in track(loader, len(loader), f"cache {label}", disable=quiet):
         skipped += batch["skipped"]
         if batch["images"] is None:
             continue

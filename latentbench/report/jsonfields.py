@@ -132,9 +132,3 @@ def per_space(metrics: dict[str, Any], spaces: Sequence[str], default: str) -> d
     if nested and (not spaces or set(metrics) <= set(spaces)):
         return metrics
     return {spaces[0] if len(spaces) == 1 else default: metrics}
-
-
-def space_label(name: object) -> str:
-    """A space's label as the runners write it: a folder path's last component."""
-    text = str(name)
-    return Path(text).name if "/" in text or "\\" in text else text

@@ -47,9 +47,8 @@ from latentbench.report.jsonfields import (
     obj,
     per_space,
     read_json,
-    space_label,
 )
-from latentbench.runs import OutputKind
+from latentbench.runs import OutputKind, space_label
 from latentbench.stats import Interval, proportion_interval, t_interval
 
 MANIFEST = "manifest.json"

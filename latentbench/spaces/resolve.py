@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from latentbench.errors import UserError
+from latentbench.runs import space_label
 from latentbench.spaces.base import LatentSpace
 from latentbench.spaces.catalog import SPACES, SpaceInfo, call_factory, factory_takes, plugin_info
 from latentbench.spaces.saved import is_saved_space
@@ -50,11 +51,6 @@ def trainable_space_names() -> list[str]:
 def space_names(spaces: Sequence[str]) -> list[str]:
     """``--space`` values -> names and folders (``all`` alone: :func:`ready_space_names`)."""
     return ready_space_names() if list(spaces) == [ALL] else list(spaces)
-
-
-def space_label(name: str) -> str:
-    """How results name a space: a saved folder by its folder name."""
-    return Path(name).name if Path(name).is_dir() else name
 
 
 def takes_option(name: str, option: str) -> bool:
