@@ -7,6 +7,7 @@
   header parses and its tensors cover the file exactly (so a truncated file is caught).
 - :func:`note` tells the user what latentbench did about a damaged file it owns (a cache entry
   rebuilt, a checkpoint skipped).
+- :func:`read_jsonl` reads a time series latentbench appends to, skipping a last line a kill cut.
 """
 
 from __future__ import annotations
@@ -95,10 +96,11 @@ def read_nonempty_lines(path: str | Path, what: str) -> list[str]:
         raise UserError(f"cannot read {what} file {path}: {e}") from None
 
 
-# -- weights --------------------------------------------------------------------------------------
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a .jsonl file, one per line ([] when there is no file); a line cut by
-    a kill, or one that is not an object, is skipped."""
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects of a time series latentbench appends to (``metrics.jsonl``), one per
+    line; [] when there is no file. A line cut by a kill, or one that is not an object, is
+    skipped: a run killed mid-write still reads up to its last whole row."""
+    path = Path(path)
     if not path.is_file():
         return []
     rows = []
@@ -112,6 +114,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+# -- weights --------------------------------------------------------------------------------------
 def safetensors_problem(path: str | Path) -> str | None:
     """Why ``path`` is not a complete safetensors file, or None when it is.
 

@@ -133,7 +133,8 @@ def mean_interval(
 ) -> Interval:
     """The mean of per-unit values (per-image PSNR, ...) with its interval.
 
-    - n >= :data:`MIN_BOOTSTRAP_N`: expanded BCa bootstrap (:func:`bootstrap_mean_bounds`),
+    - n >= :data:`MIN_BOOTSTRAP_N`: expanded BCa bootstrap (the bounds :func:`bootstrap_mean_bounds`
+      gives many samples at once),
       deterministic for a seed; a few seconds at n = 50,000.
     - 2 <= n < :data:`MIN_BOOTSTRAP_N`: Student t (:func:`t_interval`); with so few values the
       bootstrap interval cannot reach beyond the sample's range and covers too rarely.

@@ -186,6 +186,7 @@ def test_a_log_line_cut_by_a_kill_is_skipped_when_read(tmp_path):
     run.log(1, "train/loss", 0.5)
     run.log(2, "train/loss", 0.25, split="val")
     with open(run.path / "metrics.jsonl", "a") as f:
+        f.write("[1, 2]\n")  # not a row
         f.write('{"step": 3, "name": "train/lo')  # killed mid-write
     rows = read_jsonl(run.path / "metrics.jsonl")
     assert [(r["step"], r["value"]) for r in rows] == [(1, 0.5), (2, 0.25)]
