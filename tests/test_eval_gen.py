@@ -59,7 +59,7 @@ TOY = {
 
 # -- the rules on hand-made detections ------------------------------------------------------------
 class StubDetector:
-    name, variant, default_rules, gives_masks = "stub", {"name": "stub"}, GenevalRules(), False
+    name, variant, default_rules = "stub", {"name": "stub"}, GenevalRules()
 
     def __init__(self, objects: list[ObjectDetection]) -> None:
         self.objects = objects

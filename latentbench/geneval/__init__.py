@@ -35,7 +35,6 @@ from latentbench.geneval.rules import (
 from latentbench.geneval.vocabulary import (
     COCO_TO_GENEVAL,
     GENEVAL_COLORS,
-    GENEVAL_OBJECTS,
     GenevalTask,
     GenSuite,
     Relation,
@@ -45,7 +44,6 @@ from latentbench.geneval.vocabulary import (
 __all__ = [
     "COCO_TO_GENEVAL",
     "GENEVAL_COLORS",
-    "GENEVAL_OBJECTS",
     "Box",
     "Detection",
     "GenSuite",

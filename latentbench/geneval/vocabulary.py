@@ -135,7 +135,6 @@ COCO_TO_GENEVAL: dict[str, str] = {
     "hair drier": "hair drier",
     "toothbrush": "toothbrush",
 }
-GENEVAL_OBJECTS: tuple[str, ...] = tuple(COCO_TO_GENEVAL.values())
 
 
 def geneval_name(label: str) -> str:

@@ -70,7 +70,6 @@ class ObjectDetector(Protocol):
     name: str
     variant: dict[str, Any]
     default_rules: GenevalRules
-    gives_masks: bool
 
     def detect(self, image: Image.Image, classes: Sequence[str]) -> list[ObjectDetection]:
         """Objects in ``image``; ``classes`` is the vocabulary (closed-set detectors ignore it)."""
@@ -92,7 +91,6 @@ def _device(device: str | torch.device | None) -> torch.device:
 class Mask2FormerDetector:
     """COCO instance segmentation with Mask2Former (closed set: the model's ``id2label``)."""
 
-    gives_masks = True
     default_rules = GenevalRules()
 
     def __init__(
@@ -159,7 +157,6 @@ class Mask2FormerDetector:
 class Owlv2Detector:
     """Open-vocabulary detection with OWLv2, queried with the suite's class names."""
 
-    gives_masks = False
     default_rules = OWLV2_RULES
 
     def __init__(

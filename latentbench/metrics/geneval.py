@@ -31,6 +31,7 @@ from latentbench.geneval import (
     group_detections,
     summarise,
 )
+from latentbench.metrics.detectors import ObjectDetector
 
 Progress = Callable[[int], None]  # called with the number of images just done
 
@@ -67,7 +68,7 @@ class NeuralJudge:
 
     def __init__(
         self,
-        detector: Any,
+        detector: ObjectDetector,
         colors: ColorNamer | None,
         rules: GenevalRules,
         vocabulary: Sequence[str],

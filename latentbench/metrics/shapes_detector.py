@@ -48,7 +48,6 @@ from latentbench.geneval import Box, Detection
 
 _NONE = 255  # label of pixels near no reference color
 _N_COLORS = len(Color)
-_BACKGROUND = 254  # label of background pixels in the color-name map
 _STRUCTURE8 = np.ones((3, 3), dtype=bool)
 
 
