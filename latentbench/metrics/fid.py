@@ -139,9 +139,10 @@ class FeatureStats:
         """
         if self.rows is not None and other.rows is not None and min(self.n, other.n) >= 2:
             return _frechet_low_rank(self.rows.numpy(), other.rows.numpy())
+        cov = self.cov  # (D, D), derived from the rows or the sums: computed once here
         if self._root is None:
-            self._root = _psd_sqrt(_checked(self.cov))
-        return _frechet(self.mean, self.cov, self._root, other.mean, other.cov)
+            self._root = _psd_sqrt(_checked(cov))
+        return _frechet(self.mean, cov, self._root, other.mean, other.cov)
 
     # -- files -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
