@@ -376,7 +376,7 @@ def jackknife_interval(
     v = np.asarray(left_out, np.float64)  # (G,)
     k = v.size
     if k < 2:
-        return _unbounded(value, n, "fewer than 2 groups", level)
+        return _unbounded(value, n, "fewer than 2 left-out values", level)
     se = math.sqrt((k - 1) / k * ((v - v.mean()) ** 2).sum())
     half = float(stats.t.ppf((1 + level) / 2, k - 1)) * se
     method = f"delete-a-group jackknife over {k} groups, t interval"
