@@ -43,12 +43,25 @@ def _data() -> TensorDataset:
     return TensorDataset(x, x @ torch.randn(4, 2, generator=g))
 
 
-def _loop(tmp, steps=20, callbacks=(), **cfg) -> TrainLoop:
+def _loop(tmp, steps=20, callbacks=(), task=None, **cfg) -> TrainLoop:
+    """A loop in run folder ``tmp``: a new run, or (a manifest is there) the run resumed as the
+    commands resume one."""
     config = LoopConfig(
         steps=steps, batch_size=8, lr=1e-2, ema_decay=0.9, checkpoint_every=5, log_every=1, **cfg
     )
-    run = RunDir.create(tmp, "test", {}, seed=0)
-    return TrainLoop(NoisyRegression(), _data(), None, config, run, callbacks, quiet=True)
+    if (Path(tmp) / "manifest.json").is_file():
+        run = RunDir(tmp)
+        run.resume("test", {}, 0, checkpoint_step(tmp))
+    else:
+        run = RunDir.create(tmp, "test", {}, seed=0)
+    task = task or NoisyRegression()
+    return TrainLoop(task, _data(), None, config, run, callbacks, quiet=True)
+
+
+def _curve(run: Path) -> list[tuple]:
+    """metrics.jsonl as (step, name, value), without the one wall-clock series."""
+    rows = read_jsonl(run / "metrics.jsonl")
+    return [(r["step"], r["name"], r["value"]) for r in rows if r["name"] != "train/images_per_s"]
 
 
 def test_sampler_is_a_function_of_step():
@@ -92,6 +105,80 @@ def test_kill_and_resume_is_exact(tmp_path):
     _assert_same_weights(ref, resumed)
     names = {r["name"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")}
     assert {"train/loss", "train/mse", "train/grad_norm", "train/lr"} <= names
+    assert _curve(tmp_path / "run") == _curve(tmp_path / "ref")
+
+
+def test_an_evaluation_at_a_checkpoint_step_survives_a_kill_inside_it(tmp_path):
+    """The evaluation of a step runs before that step's checkpoint: killed inside it, the run
+    resumes from the checkpoint before and evaluates the step again."""
+
+    def evaluate(loop, step):
+        loop.run.log(step, "eval/step", float(step))
+
+    def killed_evaluating_10(loop, step):
+        if step == 10 and loop.run.path.name == "run":
+            raise KeyboardInterrupt
+        evaluate(loop, step)
+
+    _loop(tmp_path / "ref", callbacks=[Callback(5, evaluate)]).fit()
+    with pytest.raises(KeyboardInterrupt):
+        _loop(tmp_path / "run", callbacks=[Callback(5, killed_evaluating_10)]).fit()
+    assert checkpoint_step(tmp_path / "run") == 5
+    _loop(tmp_path / "run", callbacks=[Callback(5, evaluate)]).fit(resume=True)
+    assert _curve(tmp_path / "run") == _curve(tmp_path / "ref")
+    assert (10, "eval/step", 10.0) in _curve(tmp_path / "run")
+
+
+def test_resuming_a_finished_run_returns_its_final_train_values(tmp_path):
+    final = _loop(tmp_path / "run", steps=10).fit()
+    again = _loop(tmp_path / "run", steps=10)
+    assert again.fit(resume=True) == final  # read back from metrics.jsonl: no step trained
+    assert again.step == 10 and final["loss"] > 0
+
+
+class BigLoss(NoisyRegression):
+    """The test task with its loss x1e6: gradients large enough for a loss scale to matter."""
+
+    def loss(self, model, batch, ctx):
+        out = super().loss(model, batch, ctx)
+        return {"loss": out["loss"] * 1e6, "mse": out["mse"]}
+
+
+def test_the_fp16_loss_scale_is_checkpointed(tmp_path, monkeypatch):
+    """Where accelerate keeps a GradScaler (fp16 on a GPU), its scale decides which steps are
+    skipped; a resume restores it. Simulated on the CPU: a CPU GradScaler where accelerate puts
+    the CUDA one, near the float32 limit and growing every step, so that steps overflow."""
+    import accelerate
+
+    real_init = accelerate.Accelerator.__init__
+
+    def with_scaler(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**104, growth_interval=1)
+
+    monkeypatch.setattr(accelerate.Accelerator, "__init__", with_scaler)
+    scales: dict[str, list[float]] = {}
+
+    def watch(loop, step):
+        scales.setdefault(loop.run.path.name, []).append(loop.accelerator.scaler.get_scale())
+
+    def kill(loop, step):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    def loop(name: str, callbacks=()) -> TrainLoop:
+        watching = [Callback(1, watch), *callbacks]
+        return _loop(tmp_path / name, 10, watching, task=BigLoss(), grad_clip=None)
+
+    ref = loop("ref")
+    ref.fit()
+    assert len(set(scales["ref"])) > 2  # the scale moved: steps overflowed and were skipped
+    with pytest.raises(KeyboardInterrupt):
+        loop("run", [Callback(1, kill)]).fit()
+    resumed = loop("run")
+    resumed.fit(resume=True)
+    assert scales["run"][-3:] == scales["ref"][-3:]
+    _assert_same_weights(ref, resumed)
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
@@ -191,3 +278,49 @@ def test_a_log_line_cut_by_a_kill_is_skipped_when_read(tmp_path):
     rows = read_jsonl(run.path / "metrics.jsonl")
     assert [(r["step"], r["value"]) for r in rows] == [(1, 0.5), (2, 0.25)]
     assert rows[1]["split"] == "val"
+
+
+def test_a_new_start_in_a_killed_runs_folder_starts_a_fresh_log(tmp_path):
+    """Killed before its first checkpoint, a run is started again (not resumed): the killed
+    start's rows must not stay in front of the new ones."""
+    run = RunDir.create(tmp_path / "run", "test", {}, seed=0)
+    run.log(1, "train/loss", 0.5)
+    run = RunDir.create(tmp_path / "run", "test", {}, seed=0)
+    run.log(1, "train/loss", 0.25)
+    assert [r["value"] for r in read_jsonl(run.path / "metrics.jsonl")] == [0.25]
+
+
+def test_a_resume_may_run_longer_but_not_change_what_the_run_is(tmp_path):
+    config = {"loop": {"steps": 10, "lr": 0.01, "betas": (0.9, 0.999)}, "cache": "/a"}
+    run = RunDir.create(tmp_path / "run", "test", config, seed=0)
+    run.log(5, "train/loss", 0.5)
+    run.log(6, "train/loss", 0.4)
+    kept = (run.path / "manifest.json").read_text()
+
+    changed = {**config, "loop": {**config["loop"], "lr": 0.001, "betas": (0.5, 0.6)}}
+    with pytest.raises(
+        UserError, match=r"loop\.betas: \[0\.9, 0\.999\] -> \[0\.5, 0\.6\]; loop\.lr"
+    ):
+        run.resume("test", changed, 0, from_step=5)
+    with pytest.raises(UserError, match=r"\(seed: 0 -> 1\)"):
+        run.resume("test", config, 1, from_step=5)
+    assert (run.path / "manifest.json").read_text() == kept  # refused before writing anything
+    assert len(read_jsonl(run.path / "metrics.jsonl")) == 2
+
+    longer = {"loop": {**config["loop"], "steps": 20}, "cache": "/elsewhere"}
+    run.resume("test", longer, 0, from_step=5)
+    assert run.manifest["config"]["loop"]["steps"] == 20
+    assert [r["step"] for r in read_jsonl(run.path / "metrics.jsonl")] == [5]
+    # no checkpoint yet: nothing to continue, so any settings start the run again
+    run.resume("test", changed, 1, from_step=None)
+    assert read_jsonl(run.path / "metrics.jsonl") == []
+
+
+def test_pruning_also_removes_a_checkpoint_a_kill_left_half_deleted(tmp_path):
+    loop = _loop(tmp_path / "run", steps=15)
+    half_deleted = loop.checkpoint_dir / "step_00000001"  # its state.json went first
+    (half_deleted).mkdir(parents=True)
+    (half_deleted / "model.safetensors").write_bytes(b"")
+    loop.fit()
+    names = sorted(p.name for p in loop.checkpoint_dir.iterdir())
+    assert names == ["step_00000010", "step_00000015"]

@@ -205,13 +205,38 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch)
     assert curve(tmp_path / "run") == curve(tmp_path / "ref")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert [h["resumed_from_step"] for h in manifest["history"]] == [4]
+    ref_metrics = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    run_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    timing = {"train_images_per_s", "train_seconds"}
+    assert {k: v for k, v in run_metrics.items() if k not in timing} == {
+        k: v for k, v in ref_metrics.items() if k not in timing
+    }
+
+    # a resume that changes what the run is (here the seed) is one line, and writes nothing
+    before = (tmp_path / "run" / "manifest.json").read_text(), curve(tmp_path / "run")
+    with pytest.raises(UserError, match=r"changes what the run was started with \(.*seed: 0 -> 7"):
+        train_generator(
+            _cfg(steps=8, checkpoint_every=4, eval_every=3, seed=7), tmp_path / "run", resume=True
+        )
+    assert ((tmp_path / "run" / "manifest.json").read_text(), curve(tmp_path / "run")) == before
+
+    # killed after the final checkpoint, before metrics.json: the resume trains no step and
+    # writes the same results (the final evaluation computed again, not logged twice)
+    (tmp_path / "run" / "metrics.json").unlink()
+    train_generator(cfg, tmp_path / "run", resume=True)
+    assert curve(tmp_path / "run") == curve(tmp_path / "ref")
+    run_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert run_metrics["train_loss"] == ref_metrics["train_loss"]
+    assert {k: v for k, v in run_metrics.items() if k not in timing} == {
+        k: v for k, v in ref_metrics.items() if k not in timing
+    }
 
     # resuming with more steps: the manifest records the new step count, the old one in history
     train_generator(_cfg(steps=10, checkpoint_every=4, eval_every=3), tmp_path / "run", resume=True)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["config"]["loop"]["steps"] == 10
-    assert [h["resumed_from_step"] for h in manifest["history"]] == [4, 8]
-    assert manifest["history"][1]["config"]["loop"]["steps"] == 8
+    assert [h["resumed_from_step"] for h in manifest["history"]] == [4, 8, 8]
+    assert manifest["history"][2]["config"]["loop"]["steps"] == 8
 
 
 def test_sampling_settings_default_to_the_preset_and_the_paper_at_xl():

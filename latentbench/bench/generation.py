@@ -265,6 +265,11 @@ def train_generator(
         timer(loop, 0)  # the untrained baseline
     t0 = time.perf_counter()
     last = loop.fit(resume=resume)
+    if not evaluator.history or evaluator.history[-1]["step"] != loop.step:
+        # Resumed from the final checkpoint, which is written after the final evaluation: that
+        # evaluation's rows are in metrics.jsonl, its results died with the killed process.
+        # Computed again (it depends only on the EMA weights), not logged twice.
+        evaluator.history.append({"step": loop.step, **evaluator.evaluate(loop, loop.step, False)})
     done, wall = loop.step - (ckpt_step or 0), time.perf_counter() - t0
     metrics = final_metrics(r, space, generator, evaluator, loop, cache)
     metrics["train_loss"] = last.get("loss")

@@ -82,7 +82,9 @@ class GenerationEval:
         metrics = self.evaluate(loop, step)
         self.history.append({"step": step, **metrics})
 
-    def evaluate(self, loop: TrainLoop, step: int) -> dict[str, float]:
+    def evaluate(self, loop: TrainLoop, step: int, log: bool = True) -> dict[str, float]:
+        """The metrics of the EMA model at ``step``; ``log``: also into metrics.jsonl and the
+        image grid (the main process)."""
         from accelerate.utils import gather_object
 
         from latentbench.metrics.uncertainty import log_rows
@@ -109,6 +111,7 @@ class GenerationEval:
         metrics: dict[str, float] = {}
         if loop.is_main:
             metrics = self._combine(gathered)
+        if loop.is_main and log:
             variant = getattr(self.extractor, "variant", self.extractor_name)
             for name, (value, interval) in log_rows(metrics).items():
                 extra: dict[str, Any] = {"num_samples": len(self.eval_set), **interval}

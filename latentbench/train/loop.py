@@ -47,6 +47,7 @@ from latentbench.files import (
     load_safetensors,
     note,
     read_json_object,
+    read_jsonl,
     safetensors_problem,
     torch_load,
 )
@@ -344,7 +345,7 @@ class TrainLoop:
             disable=self.quiet or not self.is_main,
             initial=self.step,
         )
-        last: dict[str, float] = {}
+        last = self._logged_train_values()  # a resume that trains no step returns these
         self.model.train()
         clock, step_time, timed_steps = time.perf_counter(), 0.0, 0
         for batch in loader:
@@ -379,12 +380,14 @@ class TrainLoop:
                 step_time, timed_steps = 0.0, 0
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
             bar.update(1)
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                self.save_checkpoint()
+            # Callbacks (evaluations) run before the checkpoint of their step: a run killed
+            # between the two resumes from the checkpoint before and evaluates this step again.
             for cb in self.callbacks:
                 if self.step % cb.every == 0 or self.step == cfg.steps:
                     cb.fn(self, self.step)
                     self.model.train()
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self.save_checkpoint()
             clock = time.perf_counter()
         bar.close()
         self.accelerator.wait_for_everyone()
@@ -416,6 +419,18 @@ class TrainLoop:
             self.run.log(self.step, "train/images_per_s", images_per_s)  # global batch / s
         return out
 
+    def _logged_train_values(self) -> dict[str, float]:
+        """What :meth:`_log` returned at the current step, read back from metrics.jsonl (empty
+        at step 0 or when that step logged nothing)."""
+        rows = read_jsonl(self.run.path / "metrics.jsonl") if self.step else []
+        train = {
+            r["name"].removeprefix("train/"): r["value"]
+            for r in rows
+            if r.get("step") == self.step and str(r.get("name")).startswith("train/")
+        }
+        train.pop("images_per_s", None)
+        return train
+
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
         """Write ``checkpoints/step_XXXXXXXX`` atomically (temp folder, then rename)."""
@@ -427,17 +442,22 @@ class TrainLoop:
             save_file(_cpu_state(self.unwrapped), str(tmp / "model.safetensors"))
             if self.ema is not None:
                 save_file(_cpu_state(self.ema.model), str(tmp / "ema.safetensors"))
+            scaler = self.accelerator.scaler  # fp16 only: its scale decides which steps skip
             torch.save(
                 {
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
                 },
                 tmp / "optimizer.pt",
             )
             state = {"step": self.step, "seed": self.config.seed, "seconds": self.elapsed()}
             atomic_write_json(tmp / "state.json", state)
-        for old in self.checkpoints()[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+        # Older than the kept ones: also a folder a kill left half-deleted (no state.json).
+        oldest_kept = self.checkpoints()[-self.config.keep_checkpoints :][0].name
+        for old in self.checkpoint_dir.glob("step_*"):
+            if old.is_dir() and old.name < oldest_kept:
+                shutil.rmtree(old, ignore_errors=True)
         return final
 
     def checkpoints(self) -> list[Path]:
@@ -476,6 +496,8 @@ class TrainLoop:
         opt = torch_load(path / "optimizer.pt", map_location=self.device)
         self.optimizer.load_state_dict(opt["optimizer"])
         self.scheduler.load_state_dict(opt["scheduler"])
+        if self.accelerator.scaler is not None and opt.get("scaler") is not None:
+            self.accelerator.scaler.load_state_dict(opt["scaler"])
         self.step = int(state["step"])
         seconds = state.get("seconds")  # absent in checkpoints written before it was kept
         self._seconds_before = float(seconds) if isinstance(seconds, (int, float)) else 0.0
