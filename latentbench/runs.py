@@ -188,6 +188,41 @@ def manifest(command: str, config: dict[str, Any], seed: int | None) -> dict[str
     }
 
 
+# Settings a resume may change: how long the run goes and how often it evaluates, logs and
+# checkpoints (the warmup and log interval follow the steps), how data is loaded, where the latent
+# cache lies. Any other change would continue the run as a different one.
+RESUMABLE = frozenset(
+    {
+        "steps",
+        "eval_every",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "warmup_steps",
+        "num_workers",
+        "log_with",
+        "cache",
+    }
+)
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every setting (a dotted path into nested dicts) that differs
+    between a recorded config ``old`` and ``new``, except those :data:`RESUMABLE` names."""
+    new = json.loads(json.dumps(_finite(new), default=_json_default))
+    changes = _differences(old, new, "")
+    return sorted(changes, key=lambda change: change.split(":")[0].count("."))  # outer first
+
+
+def _differences(old: Any, new: Any, path: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(old.keys() | new.keys())
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{path}.{k}")]
+    if old == new or path.rsplit(".", 1)[-1] in RESUMABLE:
+        return []
+    return [f"{path.lstrip('.')}: {old!r} -> {new!r}"]
+
+
 class RunDir:
     """One run folder. Create with :meth:`create` (fresh) or :meth:`open` (resume)."""
 
@@ -205,6 +240,7 @@ class RunDir:
         run = cls(path)
         run.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run.path / "manifest.json", manifest(command, config, seed))
+        (run.path / "metrics.jsonl").unlink(missing_ok=True)  # a killed start's rows
         return run
 
     def resume(
@@ -212,8 +248,23 @@ class RunDir:
     ) -> None:
         """Record a resumed start at checkpoint ``from_step`` (None: none yet): the manifest takes
         this start's config (e.g. more steps), each earlier start moves to its ``history`` with
-        the step it was resumed from, and metrics.jsonl drops the rows the resumed run rewrites."""
+        the step it was resumed from, and metrics.jsonl drops the rows the resumed run rewrites.
+
+        A UserError, before anything is written, when the config differs from the run's in a
+        setting a resume may not change (:data:`RESUMABLE`) or in the seed."""
         old = self.manifest
+        if from_step is not None:
+            changed = config_changes(
+                {"seed": old.get("seed"), **old.get("config", {})}, {"seed": seed, **config}
+            )
+            if changed:
+                more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
+                raise UserError(
+                    f"--resume {self.path}: this command changes what the run was started with "
+                    f"({'; '.join(changed[:4])}{more}); a resume may change only "
+                    f"{', '.join(sorted(RESUMABLE))}: give the run's settings again, or start a "
+                    "new run in another --out"
+                )
         history = old.pop("history", [])
         history.append({**old, "resumed_from_step": from_step})
         atomic_write_json(
@@ -443,13 +494,15 @@ def _check_writable(path: Path, what: str, hint: str = "") -> None:
         raise UserError(f"{what} {path} is not writable{where}{hint}")
 
 
-_STAGED_TAG = re.compile(r"^(\d+)(-\w+)?$")
+# The tag staged_dir gives its folders: the pid, then tempfile.mkdtemp's 8 random characters.
+_STAGED_TAG = re.compile(r"^(\d+)-[a-z0-9_]{8}$")
 
 
 def remove_stale(path: str | Path) -> list[Path]:
-    """Remove the ``.NAME.<pid>-XXXX.partial`` / ``.old`` folders beside ``path`` whose process is
-    gone or started after the folder was last written (its pid was reused); returns them. The
-    leftovers of a live process are never touched."""
+    """Remove the ``.NAME.<pid>-XXXXXXXX.partial`` / ``.old`` folders beside ``path`` whose
+    process is gone or started after the folder was last written (its pid was reused); returns
+    them. The leftovers of a live process are never touched, nor a folder of another name (a
+    user's ``.NAME.2023.old``); an untagged ``.NAME.old`` (older versions) only with a marker."""
     path = Path(path)
     removed = []
     if not path.parent.is_dir():
@@ -459,12 +512,21 @@ def remove_stale(path: str | Path) -> list[Path]:
             continue
         stem = sib.name.removesuffix(PARTIAL).removesuffix(OLD)
         head, _, tag = stem.rpartition(".")
-        legacy = sib.name == f".{path.name}{OLD}"  # written before the pid was in the name
+        legacy = sib.name == f".{path.name}{OLD}" and output_kind(sib) is not None
         match = _STAGED_TAG.match(tag) if head == f".{path.name}" else None
         if legacy or (match and not _owner_alive(int(match.group(1)), sib)):
             _remove(sib)
             removed.append(sib)
     return removed
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path`` itself (a link is not followed); None when nothing is there."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _remove(path: Path) -> None:
@@ -501,12 +563,21 @@ def staged_dir(path: str | Path, kind: OutputKind | None = None) -> Iterator[Pat
     remove_stale(path)
     prefix = f".{path.name}.{os.getpid()}-"
     tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=PARTIAL, dir=path.parent))
+    claimed = _identity(path)  # what the claim checked: replaced only if it is still that
     try:
         if kind is not None:
             atomic_write_json(tmp / MARKER, {"kind": kind.value})
         yield tmp
         share(tmp)
-        if path.exists() or path.is_symlink():
+        now = _identity(path)
+        if now is not None and now != claimed:
+            kept = path.with_name(f"{path.name}.{os.getpid()}.new")
+            os.replace(tmp, kept)
+            raise UserError(
+                f"output {path} was created or replaced by something else while this command "
+                f"ran; it is left as it is, and this command's result is in {kept}"
+            )
+        if now is not None:
             old = Path(tempfile.mkdtemp(prefix=prefix, suffix=OLD, dir=path.parent))
             old.rmdir()  # a unique free name
             os.replace(path, old)

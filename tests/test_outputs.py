@@ -268,17 +268,44 @@ def test_killed_runs_staging_folders_are_removed_when_the_output_is_written_agai
     assert (killed / "half.png").is_file() and not out.exists()
     # a live process's leftover is kept; one older than the process of its pid is not its own
     start = psutil.Process().create_time()
-    live = tmp_path / f".shapes.{os.getpid()}-live.partial"
-    reused = tmp_path / f".shapes.{os.getpid()}-reused.partial"
-    other = tmp_path / f".other.{proc.pid}-x.partial"  # another output's: not touched
-    for folder in (live, reused, other):
+    live = tmp_path / f".shapes.{os.getpid()}-live_000.partial"
+    reused = tmp_path / f".shapes.{os.getpid()}-reused00.partial"
+    other = tmp_path / f".other.{proc.pid}-x0000000.partial"  # another output's: not touched
+    users = [tmp_path / ".shapes.2023.old", tmp_path / f".shapes.{proc.pid}.partial"]  # a user's
+    for folder in (live, reused, other, *users):
         folder.mkdir()
     os.utime(reused, (start - 3600, start - 3600))
-    old = tmp_path / ".shapes.old"  # an interrupted swap of an earlier version
+    old = tmp_path / ".shapes.old"  # an interrupted swap of an earlier version (its marker)
+    (old / ".latentbench.json").parent.mkdir()
+    (old / ".latentbench.json").write_text('{"kind": "data-shapes"}')
+    code, err = cli(monkeypatch, capsys, "data", "shapes", "--out", out, "--n", "2", "-q")
+    assert code == 0, err
+    kept = ["shapes", live.name, other.name, *(u.name for u in users)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    # a folder of that name without a marker is not latentbench's: kept
     old.mkdir()
     code, err = cli(monkeypatch, capsys, "data", "shapes", "--out", out, "--n", "2", "-q")
     assert code == 0, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["shapes", live.name, other.name])
+    assert old.is_dir()
+
+
+def test_a_folder_that_appears_at_the_output_while_a_command_runs_is_left_alone(tmp_path):
+    from latentbench.errors import UserError
+    from latentbench.runs import staged_dir
+
+    out = tmp_path / "out"
+    appeared = pytest.raises(UserError, match="created or replaced by something else")
+    with appeared, staged_dir(out) as tmp:
+        (tmp / "result.txt").write_text("ours")
+        out.mkdir()  # another command, or the user, between the claim and the swap
+        (out / "thesis.tex").write_text("theirs")
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+    (kept,) = tmp_path.glob("out.*.new")
+    assert (kept / "result.txt").read_text() == "ours"
+    # an output that was there at the claim (an earlier run's) is replaced as before
+    with staged_dir(out) as tmp:
+        (tmp / "result.txt").write_text("again")
+    assert [p.name for p in out.iterdir()] == ["result.txt"]
 
 
 # -- reports ---------------------------------------------------------------------------------------
