@@ -1,7 +1,11 @@
-"""A command's flags and its typed config describe the same settings: run with only its required
-flags, each command hands its runner exactly the config's defaults (a flag whose default drifts
-from the config's fails here), and ``train-gen`` (whose ``--config`` file may set anything)
-overrides nothing it was not given."""
+"""The command line as a whole.
+
+- A command's flags and its typed config describe the same settings: run with only its required
+  flags, each command hands its runner exactly the config's defaults (a flag whose default drifts
+  from the config's fails here), and ``train-gen`` (whose ``--config`` file may set anything)
+  overrides nothing it was not given.
+- Ctrl-C ends a command with exit code 130, never 0.
+"""
 
 from __future__ import annotations
 
@@ -121,3 +125,16 @@ def test_train_gen_gives_its_config_nothing_but_the_flags_it_was_given(
     got = first_config(seen, TrainGenConfig)
     assert got == load_config("tiny", space="multi", steps=7)
     assert got.steps == 7
+
+
+def test_ctrl_c_exits_130_not_0(
+    cli: Callable[..., int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import latentbench.bench.toy_manifold as toy
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(toy, "run_toy_manifold", interrupted)
+    assert cli("toy-manifold", "--steps", "1") == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

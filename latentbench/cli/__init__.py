@@ -56,7 +56,7 @@ def main() -> None:
     import pydantic
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns, not raises, the code of a Ctrl-C
     except UserError as e:
         fail(str(e))
     except pydantic.ValidationError as e:  # a config built from user input outside from_dict
@@ -75,3 +75,7 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+    if isinstance(code, int) and code != 0:
+        if code == 130:
+            console.print("interrupted")
+        sys.exit(code)
