@@ -34,7 +34,7 @@ from latentbench.bench.tokenizer import TrainTokenizerConfig
 from latentbench.bench.toy_manifold import ToyConfig
 from latentbench.config import NonNegativeInt, config, from_dict, load_yaml, to_dict
 from latentbench.configs import ConfigKind, config_path, is_yaml_path
-from latentbench.data import DataKind
+from latentbench.data import DataKind, data_paths
 from latentbench.errors import UserError
 from latentbench.runs import (
     OutputKind,
@@ -281,11 +281,13 @@ class ExperimentRunner:
         specs += [s for t in exp.tokenizers for s in (t.data, t.eval_data)]
         spaces = [n for g in exp.generation for n in g.spaces] + (recon.spaces if recon else [])
         spaces += [t.init for t in exp.tokenizers]
-        inputs, data = existing_paths(*spaces), existing_paths(*specs)
+        inputs, data = existing_paths(*spaces), data_paths(*specs)
         kind = OutputKind.EXPERIMENT
         claim_output(self.out, kind, inputs=inputs, data=data, overwrite=self.overwrite, cache=True)
         inputs.append(self.out)
-        claim_output(self.report, OutputKind.REPORT, inputs=inputs, overwrite=self.overwrite)
+        claim_output(
+            self.report, OutputKind.REPORT, inputs=inputs, data=data, overwrite=self.overwrite
+        )
 
     # -- steps -----------------------------------------------------------------------------------
     def run(self) -> Path:

@@ -274,8 +274,17 @@ CASES.update(
             "2 unreadable images",
         ),
         "max-pixels 0": (lambda t: [*RECON, "--max-pixels", "0"], "--max-pixels"),
+        "a binary file as captions": (
+            lambda t: ["recon", *CHEAP[:2], "--data", binary_file(t / "b.jsonl"), *CHEAP[4:]],
+            "not a UTF-8 text file",
+        ),
     }
 )
+
+
+def binary_file(path: Path) -> str:
+    path.write_bytes(bytes(range(256)) * 4)
+    return str(path)
 
 
 def _cfg(tmp: Path) -> str:

@@ -188,6 +188,30 @@ def test_an_output_is_never_an_input_nor_holds_one(tmp_path, monkeypatch, capsys
     gen = fake_run(tmp_path / "gen", "train-gen")
     evalgen = ["eval-gen", gen, "--suite", "geneval-shapes", "--overwrite", "--out", gen]
     refused(cli(monkeypatch, capsys, *evalgen), "is the input")
+    # data named through a captions file, an hf: dataset saved to a folder, an experiment
+    captions = tmp_path / "caps.jsonl"
+    captions.write_text("".join(f'{{"image": "photos/{i}.png", "text": "a"}}\n' for i in range(3)))
+    refused(
+        cli(
+            monkeypatch,
+            capsys,
+            "data",
+            "export",
+            "--data",
+            captions,
+            "--out",
+            photos,
+            "--overwrite",
+        ),
+        "is the input",
+    )
+    refused(
+        cli(monkeypatch, capsys, *recon[:3], "--data", f"hf:{photos}", *CHEAP, "--out", photos),
+        "is the input",
+    )
+    exp = yaml.safe_load(experiment(tmp_path, tmp_path / "runs2", photos).read_text())
+    (tmp_path / "mini.yaml").write_text(yaml.safe_dump({**exp, "data": str(photos)}))
+    refused(cli(monkeypatch, capsys, "run", tmp_path / "mini.yaml", "--overwrite"), "is the input")
     assert snapshot(photos) == before and (run / "manifest.json").is_file()
     assert sorted(os.listdir(gen)) == ["manifest.json", "metrics.json"]
 

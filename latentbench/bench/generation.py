@@ -43,6 +43,7 @@ from latentbench.bench.generation_data import (
 )
 from latentbench.bench.generator_folder import GENERATOR_DIR, save_generator, space_record
 from latentbench.config import to_dict
+from latentbench.data import data_paths
 from latentbench.data.cache import CachedLatents, LatentCache, build_cache
 from latentbench.errors import UserError
 from latentbench.gen.flow import dimension_shift
@@ -333,7 +334,7 @@ def _claim(
     out: str | Path, cfg: TrainGenConfig, overwrite: bool, spaces: Sequence[str] = ()
 ) -> Path:
     inputs = existing_paths(cfg.space, *spaces, cfg.text_encoder_path, *cfg.space_options.values())
-    data = existing_paths(cfg.data)
+    data = data_paths(cfg.data)
     kind = OutputKind.TRAIN_GEN
     return claim_output(out, kind, inputs=inputs, data=data, overwrite=overwrite, cache=True)
 

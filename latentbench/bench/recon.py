@@ -32,6 +32,7 @@ from latentbench.data import (
     DEFAULT_MAX_PIXELS,
     MaxPixels,
     data_identity,
+    data_paths,
     iter_batches,
     open_images,
 )
@@ -374,7 +375,7 @@ def run_recon(
         out,
         OutputKind.RECON,
         inputs=inputs,
-        data=existing_paths(cfg.data, cfg.probe_data),
+        data=data_paths(cfg.data, cfg.probe_data),
         overwrite=overwrite,
         cache=True,
     )

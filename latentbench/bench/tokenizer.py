@@ -31,7 +31,7 @@ from pydantic import Field
 
 from latentbench.config import NonNegativeInt, PositiveInt, config, from_dict, load_yaml, to_dict
 from latentbench.configs import ConfigKind, config_path
-from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
+from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels, data_paths
 from latentbench.errors import UserError
 from latentbench.runs import OutputKind, RunDir, claim_output, existing_paths
 from latentbench.spaces import build_space, load_space, space_info, trainable_space_names
@@ -185,7 +185,7 @@ def train_tokenizer(
         out,
         OutputKind.TRAIN_TOKENIZER,
         inputs=existing_paths(init),
-        data=existing_paths(data, eval_data),
+        data=data_paths(data, eval_data),
         overwrite=overwrite,
     )
     record = {

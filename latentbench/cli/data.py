@@ -35,12 +35,12 @@ def export_cmd(
     overwrite: Overwrite = False,
 ) -> None:
     """Write a dataset's images as PNG files (e.g. the scikit-image photos for the README)."""
-    from latentbench.data import open_images
+    from latentbench.data import data_paths, open_images
     from latentbench.data.export import export_images
-    from latentbench.runs import OutputKind, claim_output, existing_paths, staged_dir
+    from latentbench.runs import OutputKind, claim_output, staged_dir
 
     kind = OutputKind.EXPORT
-    claim_output(out, kind, data=existing_paths(data), overwrite=overwrite)
+    claim_output(out, kind, data=data_paths(data), overwrite=overwrite)
     dataset = open_images(
         data, image_size, limit=limit, strict=strict, max_pixels=max_pixels_or_default(max_pixels)
     )

@@ -105,6 +105,40 @@ def parse_spec(spec: str) -> DataSpec:
     raise UserError(f"data path {spec!r} does not exist{hint}; expected {SPEC_FORMS}")
 
 
+def data_paths(*specs: str | None) -> list[Path]:
+    """The files and folders that data SPECs read, for an output claim to keep clear of: a
+    folder; a captions .jsonl and every folder holding one of its images; the local folder of an
+    ``hf:`` dataset saved with ``save_to_disk``. Built-in data and hub names read none, nor does
+    a SPEC that does not parse (the command says so when it opens the data)."""
+    found: list[Path] = []
+    for spec in specs:
+        try:
+            parsed = parse_spec(spec) if spec else None
+        except UserError:
+            continue
+        if parsed is None or parsed.arg is None:
+            continue
+        if parsed.kind in (DataKind.FOLDER, DataKind.CAPTIONS):
+            found.append(Path(parsed.arg).expanduser())
+        if parsed.kind is DataKind.CAPTIONS:
+            found += _image_folders(Path(parsed.arg).expanduser())
+        if parsed.kind is DataKind.HF:  # DATASET[:SPLIT]; DATASET may be a local folder
+            local = [Path(n).expanduser() for n in (parsed.arg, parsed.arg.rpartition(":")[0])]
+            found += [p for p in local if str(p) != "." and p.is_dir()][:1]
+    return found
+
+
+def _image_folders(captions: Path) -> list[Path]:
+    """The folders that hold the images a captions .jsonl names ([] when it cannot be read)."""
+    from latentbench.data.images import read_caption_lines
+
+    try:
+        rows = read_caption_lines(captions)
+    except (UserError, OSError):
+        return []
+    return sorted({(captions.parent / Path(image).expanduser()).parent for image, _ in rows})
+
+
 def open_images(
     spec: str,
     image_size: int | None,

@@ -246,7 +246,7 @@ class CaptionsFile(ImageDataset):
         path = Path(path).expanduser().resolve()
         super().__init__(str(path), image_size, strict, max_pixels)
         self.path = path
-        rows = _read_caption_lines(path)
+        rows = read_caption_lines(path)
         if not rows:
             raise UserError(f"captions file {str(path)!r} has no lines")
         self.rows = list(first_items(rows, limit))
@@ -267,21 +267,26 @@ class CaptionsFile(ImageDataset):
         return read_image(self.path.parent / self.rows[index][0], self.max_pixels)
 
 
-def _read_caption_lines(path: Path) -> list[tuple[str, str]]:
+def read_caption_lines(path: Path) -> list[tuple[str, str]]:
+    """(image path as written, caption) of every line of a captions .jsonl; a bad line is one
+    UserError naming it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file (captions .jsonl expected)") from None
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{where}: expected an object with 'image' and 'text'")
-            for field in ("image", "text"):
-                if not isinstance(row.get(field), str) or (field == "image" and not row[field]):
-                    raise UserError(f"{where}: {field!r} must be a non-empty string")
-            rows.append((row["image"], row["text"]))
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: expected an object with 'image' and 'text'")
+        for field in ("image", "text"):
+            if not isinstance(row.get(field), str) or (field == "image" and not row[field]):
+                raise UserError(f"{where}: {field!r} must be a non-empty string")
+        rows.append((row["image"], row["text"]))
     return rows
