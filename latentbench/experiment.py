@@ -118,6 +118,8 @@ def load_experiment(path: str | Path) -> Experiment:
     raw.setdefault("name", Path(path).stem)
     _resolve_paths(raw, path.absolute().parent)
     exp = from_dict(Experiment, raw, str(path))
+    if not (exp.tokenizers or exp.recon or exp.generation or exp.toy):
+        raise UserError(f"{path}: no step to run; give tokenizers:, recon:, generation: or toy:")
     names = [t.name for t in exp.tokenizers]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: tokenizer names must be unique, got {names}")

@@ -438,14 +438,17 @@ def claim_output(
     data: Iterable[str | Path] = (),
     overwrite: bool = False,
     cache: bool = False,
+    replaces: Iterable[str] = (),
 ) -> Path:
     """Check, before any work, that command ``kind`` may write the folder ``path``; return it.
 
     UserError (one line) when ``path`` is a file; when it is or holds one of ``inputs`` or
     ``data`` (or lies inside a ``data`` folder, whose files it would become); when the command
     replaces it whole and it is or holds the working folder or the home folder; when it exists,
-    is not empty and is not an earlier output of ``kind`` (unless ``overwrite``); when it, its
-    parent or (``cache``) the cache folder is not writable. Nothing is created.
+    is not empty and is not an earlier output of ``kind`` (unless ``overwrite``); when, not
+    being such an output, it holds one of the subfolders ``replaces`` names (which the command
+    replaces whole), even with ``overwrite``; when it, its parent or (``cache``) the cache folder
+    is not writable. Nothing is created.
     """
     path = Path(path).expanduser()
     target = path.resolve()
@@ -472,6 +475,13 @@ def claim_output(
                 f"output {path} holds {what}, not a {kind.value} output; pass --overwrite to "
                 f"{action}, or pick another folder"
             )
+    if path.is_dir() and output_kind(path) != kind.value:
+        for name in replaces:
+            if (path / name).exists() or (path / name).is_symlink():
+                raise UserError(
+                    f"output {path} holds {name}/, which latentbench did not write and "
+                    f"{kind.value} would replace whole; pick another folder"
+                )
     _check_writable(path, "output")
     if kind.replaces:  # the new folder is built beside it
         _check_writable(path.parent, "output")

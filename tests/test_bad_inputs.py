@@ -274,6 +274,7 @@ CASES.update(
             "2 unreadable images",
         ),
         "max-pixels 0": (lambda t: [*RECON, "--max-pixels", "0"], "--max-pixels"),
+        "an experiment with no step": (lambda t: ["run", experiment(t)], "no step to run"),
         "a binary file as captions": (
             lambda t: ["recon", *CHEAP[:2], "--data", binary_file(t / "b.jsonl"), *CHEAP[4:]],
             "not a UTF-8 text file",

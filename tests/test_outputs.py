@@ -216,6 +216,41 @@ def test_an_output_is_never_an_input_nor_holds_one(tmp_path, monkeypatch, capsys
     assert sorted(os.listdir(gen)) == ["manifest.json", "metrics.json"]
 
 
+def test_files_written_into_a_folder_replace_only_latentbenchs_own(tmp_path, monkeypatch, capsys):
+    """Results written as a file, a subfolder a command replaces whole, convert-run's
+    generator/: a user's file in the way is refused, even where --overwrite lets a command
+    write into a folder it did not create."""
+    mine = tmp_path / "mine"
+    (mine / "images").mkdir(parents=True)
+    for name in ("settings.json", "results.json", "per_prompt.csv", "images/holiday.jpg"):
+        (mine / name).write_text("the user's")
+    before = snapshot(mine)
+    evalgen = ["eval-gen", "--suite", "geneval-shapes"]
+    refused(
+        cli(monkeypatch, capsys, *evalgen, "--images", mine, "--out", mine / "settings.json"),
+        "settings.json exists",
+    )
+    refused(
+        cli(monkeypatch, capsys, *evalgen, "--images", mine, "--out", mine / "new.json"),
+        "per_prompt.csv exists",
+    )
+    refused(cli(monkeypatch, capsys, *evalgen, "--images", mine), "results.json exists")
+    (tmp_path / "dir.json").mkdir()
+    refused(
+        cli(monkeypatch, capsys, *evalgen, "--images", mine, "--out", tmp_path / "dir.json"),
+        "is a folder",
+    )
+    gen = fake_run(tmp_path / "gen", "train-gen")
+    refused(
+        cli(monkeypatch, capsys, *evalgen[:1], gen, *evalgen[1:], "--out", mine, "--overwrite"),
+        "holds images/",
+    )
+    (gen / "generator").mkdir()
+    (gen / "generator" / "notes.txt").write_text("the user's")
+    refused(cli(monkeypatch, capsys, "convert-run", gen), "holds files latentbench did not write")
+    assert snapshot(mine) == before and (gen / "generator" / "notes.txt").is_file()
+
+
 def test_out_dot_fails_before_any_work(tmp_path, monkeypatch, capsys):
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the output was checked")

@@ -398,7 +398,9 @@ def run_eval_edit(
     else:
         out_dir = Path(images) / "eval-edit"  # type: ignore[arg-type]
     inputs = [p for p in (run_dir, images) if p is not None] + existing_paths(cfg.edits)
-    claim_output(out_dir, OutputKind.EVAL_EDIT, inputs=inputs, overwrite=overwrite)
+    kind = OutputKind.EVAL_EDIT
+    replaces = ["images"] if run_dir is not None else []
+    claim_output(out_dir, kind, inputs=inputs, overwrite=overwrite, replaces=replaces)
     skipped = Skipped()
     generator = None
     if run_dir is not None:

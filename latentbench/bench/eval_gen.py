@@ -22,8 +22,10 @@ file or folder, or nothing at all to score, is a UserError.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -254,7 +256,8 @@ def _sample_run(
 
     out_dir = out or run_dir / "eval-gen" / cfg.suite.value
     inputs = [run_dir, *existing_paths(cfg.metadata)]
-    claim_output(out_dir, OutputKind.EVAL_GEN, inputs=inputs, overwrite=overwrite)
+    kind = OutputKind.EVAL_GEN
+    claim_output(out_dir, kind, inputs=inputs, overwrite=overwrite, replaces=["images"])
     skipped = Skipped()
     entries = suite_entries(cfg, skipped)
     generator = load_generator(run_dir, checkpoint=cfg.checkpoint, device=cfg.device)
@@ -278,16 +281,38 @@ def _sample_run(
 def _read_images(cfg: EvalGenConfig, images: Path, out: Path | None, overwrite: bool) -> _Plan:
     """Prompt folders of images made elsewhere; results beside them unless ``out`` says."""
     target = out or images
+    path = target if target.suffix == ".json" else target / "results.json"
     own_folder = target.suffix != ".json" and target.resolve() != images.resolve()
     if own_folder:
         inputs = [images, *existing_paths(cfg.metadata)]
         claim_output(target, OutputKind.EVAL_GEN, inputs=inputs, overwrite=overwrite)
+    else:
+        _check_results_file(path, overwrite)
     skipped = Skipped()
     prompts = scan_folder(images, skipped)[: cfg.limit or None]
     if own_folder:
         mark_output(target, OutputKind.EVAL_GEN)
-    path = target if target.suffix == ".json" else target / "results.json"
     return _Plan(prompts, images, path, [p.entry for p in prompts], skipped)
+
+
+def _check_results_file(path: Path, overwrite: bool) -> None:
+    """Before any work, for results written as a file (``--out X.json``, or beside the images):
+    ``path`` and the ``per_prompt.csv`` beside it replace only an earlier eval-gen's results,
+    unless ``overwrite``."""
+    if path.is_dir():
+        raise UserError(f"output {path} is a folder; name a .json file, or a folder without .json")
+    if overwrite:
+        return
+    earlier = False
+    with contextlib.suppress(OSError, ValueError):
+        results = json.loads(path.read_text())
+        earlier = isinstance(results, dict) and {"images_dir", "per_image"} <= results.keys()
+    for file in (path, path.parent / "per_prompt.csv"):
+        if (file.exists() or file.is_symlink()) and not earlier:
+            raise UserError(
+                f"{file} exists and is not an earlier eval-gen result; pass --overwrite to "
+                "replace it, or name another --out"
+            )
 
 
 def _score(

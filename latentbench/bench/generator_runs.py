@@ -349,6 +349,8 @@ def convert_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pa
     out = run_dir / GENERATOR_DIR
     if (out / "config.json").is_file():
         raise UserError(f"{out} already exists: {run_dir} needs no conversion")
+    if out.is_symlink() or out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} holds files latentbench did not write; move them, then convert")
     generator = make_generator(**legacy_generator_config(run_dir))
     ckpt = find_checkpoint(run_dir, checkpoint)
     name = "ema.safetensors" if (ckpt / "ema.safetensors").is_file() else "model.safetensors"
