@@ -39,9 +39,7 @@ from safetensors import SafetensorError
 
 from latentbench.errors import UserError
 from latentbench.files import first_line
-from latentbench.runs import atomic_path
-
-WEIGHTS_ENV = "LATENTBENCH_WEIGHTS"
+from latentbench.runs import WEIGHTS_ENV, atomic_path
 
 
 def hub_offline() -> bool:

@@ -360,6 +360,7 @@ _REPLACED = {
 
 
 CACHE_ENV = "LATENTBENCH_CACHE"
+WEIGHTS_ENV = "LATENTBENCH_WEIGHTS"  # the user's folder of weight files (latentbench.hub)
 
 
 def space_label(name: object) -> str:
@@ -461,11 +462,16 @@ def claim_output(
             raise UserError(f"output {path} {verb} the input {given}; pick another folder")
         if inside_too and source in target.parents and source.is_dir():
             raise UserError(f"output {path} is inside the data folder {given}; pick another")
+    kept = [(f"latentbench's cache ${CACHE_ENV}", cache_root())]
+    if os.environ.get(WEIGHTS_ENV):
+        kept.append((f"the weights folder ${WEIGHTS_ENV}", Path(os.environ[WEIGHTS_ENV])))
     if kind.replaces:
-        for name, folder in (("the working folder", Path.cwd()), ("your home", Path.home())):
-            if target == folder.resolve() or target in folder.resolve().parents:
-                verb = "is" if target == folder.resolve() else "holds"
-                raise UserError(f"output {path} {verb} {name}; {kind.value} replaces it whole")
+        kept += [("the working folder", Path.cwd()), ("your home", Path.home())]
+    for name, folder in kept:
+        folder = folder.expanduser().resolve()
+        if target == folder or (kind.replaces and target in folder.parents):
+            verb = "is" if target == folder else "holds"
+            raise UserError(f"output {path} {verb} {name}; pick another folder")
     if path.is_dir() and not overwrite:
         found = output_kind(path)
         if found != kind.value and any(p.name != MARKER for p in path.iterdir()):

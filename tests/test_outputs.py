@@ -270,6 +270,15 @@ def test_out_dot_fails_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(empty)  # even an empty working folder is not replaced
     refused(cli(monkeypatch, capsys, *RECON, "--out", "."), "the working folder")
     assert empty.is_dir() and not os.listdir(empty)
+    # the weights folder and the cache are not outputs either, --overwrite or not
+    weights, cache = user_folder(tmp_path / "weights"), user_folder(tmp_path / "cache")
+    monkeypatch.setenv("LATENTBENCH_WEIGHTS", str(weights))
+    monkeypatch.setenv("LATENTBENCH_CACHE", str(cache))
+    recon = [*RECON, "--overwrite", "--out"]
+    refused(cli(monkeypatch, capsys, *recon, weights), "is the weights folder $LATENTBENCH_WEIGHTS")
+    refused(cli(monkeypatch, capsys, *recon, cache), "is latentbench's cache $LATENTBENCH_CACHE")
+    refused(cli(monkeypatch, capsys, *recon, tmp_path), "holds latentbench's cache")
+    assert sorted(os.listdir(weights)) == sorted(os.listdir(cache)) == ["notes.txt", "sub"]
 
 
 def _chmod_tree(folder: Path, mode: int) -> None:
