@@ -62,6 +62,16 @@ def check_device(value: str | None) -> str | None:
 
 Device = Annotated[str | None, AfterValidator(check_device)]
 
+
+def check_folder_name(value: str) -> str:
+    """A name that becomes one folder under another: no separator, not ``.`` or ``..``."""
+    if value in ("", ".", "..") or "/" in value or "\\" in value:
+        raise ValueError("must be a plain folder name (no '/' or '\\', not '.' or '..')")
+    return value
+
+
+FolderName = Annotated[str, AfterValidator(check_folder_name)]
+
 _SETTINGS = ConfigDict(extra="forbid", validate_assignment=True)
 
 

@@ -32,7 +32,14 @@ from latentbench.bench.generation import TrainGenConfig
 from latentbench.bench.recon import ReconConfig
 from latentbench.bench.tokenizer import TrainTokenizerConfig
 from latentbench.bench.toy_manifold import ToyConfig
-from latentbench.config import NonNegativeInt, config, from_dict, load_yaml, to_dict
+from latentbench.config import (
+    FolderName,
+    NonNegativeInt,
+    config,
+    from_dict,
+    load_yaml,
+    to_dict,
+)
 from latentbench.configs import ConfigKind, config_path, is_yaml_path
 from latentbench.data import DataKind, data_paths
 from latentbench.errors import UserError
@@ -61,7 +68,7 @@ class TokenizerStep(TrainTokenizerConfig):
     ``init`` may name an earlier step; ``data`` defaults to the experiment's."""
 
     data: str | None = None
-    name: str = ""  # default: the space's name
+    name: FolderName = ""  # default: the space's name
     seeds: list[NonNegativeInt] | None = None  # one run per seed; later steps use the first
 
     def __post_init__(self) -> None:
@@ -86,7 +93,7 @@ class GenerationStep(TrainGenConfig):
     spaces: Annotated[list[str], Field(min_length=1, validate_default=True)] = field(
         default_factory=list
     )  # required
-    name: str = "gen"
+    name: FolderName = "gen"
     seeds: list[NonNegativeInt] | None = None  # one run per seed and space, and their aggregate
 
     def __post_init__(self) -> None:
@@ -96,7 +103,7 @@ class GenerationStep(TrainGenConfig):
 
 @config
 class Experiment:
-    name: str
+    name: FolderName
     data: str = "shapes:2000"
     seed: NonNegativeInt = 0
     out: str | None = None  # default runs/<name>

@@ -274,7 +274,15 @@ CASES.update(
             "2 unreadable images",
         ),
         "max-pixels 0": (lambda t: [*RECON, "--max-pixels", "0"], "--max-pixels"),
+        "eval-gen --images with --metadata": (
+            lambda t: ["eval-gen", "--suite", "geneval", "--images", str(t), "--metadata", "m"],
+            "--images reads each prompt folder's own metadata.jsonl",
+        ),
         "an experiment with no step": (lambda t: ["run", experiment(t)], "no step to run"),
+        "an experiment step named ../x": (
+            lambda t: ["run", experiment(t, generation=[gen_step(name="../x")])],
+            "generation[0].name: must be a plain folder name",
+        ),
         "a binary file as captions": (
             lambda t: ["recon", *CHEAP[:2], "--data", binary_file(t / "b.jsonl"), *CHEAP[4:]],
             "not a UTF-8 text file",

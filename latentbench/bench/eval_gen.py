@@ -364,6 +364,11 @@ def run_eval_gen(
         raise UserError("give either RUN_DIR (sample a trained generator) or --images DIR")
     if cfg.samples_per_prompt < 1:
         raise UserError(f"--samples must be >= 1, got {cfg.samples_per_prompt}")
+    if images is not None and cfg.metadata:
+        raise UserError(
+            "--metadata gives the prompts to sample RUN_DIR with; --images reads each prompt "
+            "folder's own metadata.jsonl"
+        )
     suite = cfg.suite
     out_path = Path(out) if out else None
     clip: Any = None
