@@ -51,6 +51,7 @@ AUTO_MAP = {
     "AutoImageProcessor": "evil.EvilImageProcessor",
     "AutoTokenizer": ["evil.EvilTokenizer", None],
 }
+EFFNET = "efficientnet-lite0"
 TOY = {
     "data": "shapes:24",
     "image_size": 16,
@@ -261,13 +262,15 @@ def test_cli_text_encoder_path_with_code(
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trained toy t2i run (pixel space, 8 steps, checkpoints at 4 and 8); copy before use."""
+    """A trained toy t2i run (pixel space, 8 steps, checkpoints at 4 and 8, FD with the real
+    EfficientNet-Lite0, so that a resume has reference statistics to find); copy before use."""
     from latentbench.bench.generation import load_config, train_generator
 
     root = tmp_path_factory.mktemp("toy")
+    settings = {"space": "pixel", **TOY, "fd_extractor": EFFNET}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LATENTBENCH_CACHE", str(root / "cache"))
-        train_generator(load_config(None, **{"space": "pixel", **TOY}), root / "run")
+        train_generator(load_config(None, **settings), root / "run")
     return root / "run"
 
 
@@ -376,7 +379,7 @@ def test_cli_resume_after_damage(
     last = out / "pixel" / "checkpoints" / "step_00000008"
     expected = load_file(last / "ema.safetensors")
     truncate(last / "model.safetensors")
-    args = train_gen_args(tmp_path, out, "--resume", "--fd-extractor", "efficientnet-lite0")
+    args = train_gen_args(tmp_path, out, "--resume", "--fd-extractor", EFFNET)  # the run's
     code, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     assert "resuming from step_00000004" in err and "Traceback" not in err
