@@ -190,7 +190,8 @@ def manifest(command: str, config: dict[str, Any], seed: int | None) -> dict[str
 
 # Settings a resume may change: how long the run goes and how often it evaluates, logs and
 # checkpoints (the warmup and log interval follow the steps), how data is loaded, where the latent
-# cache lies. Any other change would continue the run as a different one.
+# cache lies and the latent statistics computed from it (a cache rebuilt on a GPU may differ in
+# the last bits). Any other change would continue the run as a different one.
 RESUMABLE = frozenset(
     {
         "steps",
@@ -202,6 +203,7 @@ RESUMABLE = frozenset(
         "num_workers",
         "log_with",
         "cache",
+        "stats",
     }
 )
 
@@ -215,11 +217,11 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _differences(old: Any, new: Any, path: str) -> list[str]:
+    if old == new or path.rsplit(".", 1)[-1] in RESUMABLE:
+        return []
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(old.keys() | new.keys())
         return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{path}.{k}")]
-    if old == new or path.rsplit(".", 1)[-1] in RESUMABLE:
-        return []
     return [f"{path.lstrip('.')}: {old!r} -> {new!r}"]
 
 
