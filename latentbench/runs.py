@@ -402,10 +402,13 @@ def write_eval_results(
     run_dir: str | Path | None,
     headline: dict[str, Any],
 ) -> None:
-    """An evaluation's ``results.json`` at ``path``, its per-row file ``rows`` (name, text) beside
-    it, and, when it evaluated the run folder ``run_dir`` (None: with --out, or images made
+    """An evaluation's ``results.json`` at ``path`` (with its ``provenance``: command line,
+    commit, package versions, device, time), its per-row file ``rows`` (name, text) beside it,
+    and, when it evaluated the run folder ``run_dir`` (None: with --out, or images made
     elsewhere), its ``headline`` metrics merged into that run's metrics.json."""
-    atomic_write_json(path, results)
+    recorded = manifest("", {}, None)
+    provenance = {k: recorded[k] for k in ("argv", "git", "versions", "device", "time")}
+    atomic_write_json(path, {**results, "provenance": provenance})
     atomic_write_text(path.parent / rows[0], rows[1])
     if run_dir is not None:
         RunDir(run_dir).merge_metrics(headline)

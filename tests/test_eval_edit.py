@@ -70,6 +70,8 @@ def test_trained_editor_on_builtin_shapes_edits(edit_run: Path) -> None:
     res = run_eval_edit(cfg, run_dir=edit_run)
     r = res.results
     assert res.path == edit_run / "eval-edit" / "shapes-edits-7-seed1000" / "results.json"
+    saved = json.loads(res.path.read_text())
+    assert saved["config"]["seed"] == 1000 and "torch" in saved["provenance"]["versions"]
     assert set(r["summary"]["categories"]) == {
         "color_change",
         "object_removal",

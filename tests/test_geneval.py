@@ -356,6 +356,8 @@ def test_cli_geneval_round_trip(tmp_path: Path, cli, capsys: pytest.CaptureFixtu
     assert printed["overall"] == 1.0 and "per_image" not in printed
     saved = json.loads((out / "results.json").read_text())
     assert saved["tasks"]["position"]["total"] == 2 and len(saved["per_image"]) == 12
+    assert {"torch", "latentbench"} <= saved["provenance"]["versions"].keys()  # and its config
+    assert saved["config"]["suite"] == "geneval-shapes" and "git" in saved["provenance"]
     custom = tmp_path / "scores.json"
     assert (
         cli(
