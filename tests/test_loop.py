@@ -328,3 +328,24 @@ def test_pruning_also_removes_a_checkpoint_a_kill_left_half_deleted(tmp_path):
     loop.fit()
     names = sorted(p.name for p in loop.checkpoint_dir.iterdir())
     assert names == ["step_00000010", "step_00000015"]
+
+
+def test_tensorboard_shows_a_resumed_run_once(tmp_path):
+    """The events a killed start logged after its checkpoint are hidden from TensorBoard
+    (purge_step), as metrics.jsonl drops those rows."""
+    pytest.importorskip("tensorboard", reason="tensorboard (an optional tracker) not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def kill(loop, step):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    killed = _loop(tmp_path / "run", 10, [Callback(1, kill)], log_with="tensorboard")
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    killed.accelerator.end_training()  # its events reach the disk, as they may before a kill
+    _loop(tmp_path / "run", 10, log_with="tensorboard").fit(resume=True)
+    [logdir] = {p.parent for p in (tmp_path / "run" / "trackers").rglob("events.out.tfevents.*")}
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 11))

@@ -258,7 +258,8 @@ class TrainLoop:
             project_dir=str(run.path / "trackers") if tracker else None,
         )
         if tracker is not None:
-            self.accelerator.init_trackers(run.path.name)
+            kwargs = _tracker_kwargs(tracker, run.path / "checkpoints")
+            self.accelerator.init_trackers(run.path.name, init_kwargs=kwargs)
             run.listeners.append(self._to_tracker)
         if torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -513,6 +514,17 @@ class TrainLoop:
         if path.is_file():
             manifest = self.run.manifest
             atomic_write_json(path, {**manifest, "notes": [*manifest.get("notes", []), message]})
+
+
+def _tracker_kwargs(tracker: Tracker, checkpoints: Path) -> dict[str, Any]:
+    """TensorBoard hides the events a killed start logged after the step this start continues
+    from (its newest intact checkpoint's; 0 for a new start), as metrics.jsonl drops those rows.
+    (A wandb start is a new wandb run.)"""
+    if tracker is not Tracker.TENSORBOARD:
+        return {}
+    newest, _ = resumable_checkpoint(checkpoints)
+    step = read_json_object(newest / "state.json", {"step": int})["step"] if newest else -1
+    return {"tensorboard": {"purge_step": step + 1}}
 
 
 def available_tracker(tracker: Tracker | None) -> Tracker | None:
