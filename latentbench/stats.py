@@ -78,7 +78,8 @@ class Interval:
     def from_keys(
         cls, metrics: Mapping[str, Any], name: str, level: float = LEVEL
     ) -> Interval | None:
-        """Read back what :meth:`to_keys` wrote; None when the value or its bounds are absent.
+        """Read back what :meth:`to_keys` wrote; None when the value or its bounds are absent,
+        or the bounds are inverted (low > high: not an interval).
 
         A null bound (an unbounded side) reads as -inf / +inf, a null value as NaN."""
         low, high = interval_keys(name, level)
@@ -90,10 +91,13 @@ class Interval:
             return default if v is None else float(v)
 
         n = metrics.get(f"{name}/n")
+        lo, hi = number(low, -math.inf), number(high, math.inf)
+        if lo > hi:
+            return None
         return cls(
             value=number(name, math.nan),
-            low=number(low, -math.inf),
-            high=number(high, math.inf),
+            low=lo,
+            high=hi,
             n=int(n) if n is not None else 0,
             method="read from metrics",
             level=level,

@@ -159,3 +159,40 @@ def test_an_older_recon_probe_without_bounds_gets_its_wilson_interval(tmp_path: 
     table = claims_table(load_runs([tmp_path / "recon"]), {"S-VAE": "svae"})
     probe = table["S-VAE"]["probe"].interval
     assert (probe.low, probe.high) == pytest.approx((0.469, 0.531), abs=1e-3)
+
+
+def test_seeds_that_disagree_are_caught_whatever_the_seed_counts() -> None:
+    from latentbench.report.claims import Measurement
+
+    # PS-VAE's seeds 0.90 / 0.55 against RAE's three 0.60: the means separate (0.725 vs 0.6),
+    # but PS-VAE's seed 1 is below every RAE seed
+    claim = Claim("C5", "PS-VAE > RAE", (Comparison("edit", "PS-VAE", "RAE"),))
+    psvae = Measurement(iv(0.725, 0.01), (0.90, 0.55))
+    for rae in (Measurement(iv(0.6, 0.01), (0.6, 0.6, 0.6)), Measurement(iv(0.6, 0.01))):
+        [result] = evaluate_claims({"PS-VAE": {"edit": psvae}, "RAE": {"edit": rae}}, [claim])
+        assert result.results[0].note == "seeds disagree"
+        assert result.verdict is ClaimVerdict.NOT_SEPARABLE
+
+
+def test_one_claim_metric_is_read_under_one_name_for_every_role(tmp_path: Path) -> None:
+    """P-VAE has no probe/top1 with an interval: PS-VAE's top1 must not meet P-VAE's
+    cross-validated probe. The name the most roles have is used for all of them (top1 first
+    when every role has it)."""
+    recon = RunDir.create(tmp_path / "recon", "recon", {}, seed=0)
+    metrics = {}
+    for space, top1, cv in (("psvae", 0.6, 0.95), ("pvae", None, 0.90), ("svae", 0.5, 0.7)):
+        metrics[space] = {
+            "latent/probe_accuracy": cv,
+            **iv(cv, 0.01).to_keys("latent/probe_accuracy"),
+        }
+        if top1 is not None:
+            metrics[space] |= iv(top1, 0.01).to_keys("probe/top1")
+    recon.write_metrics(metrics)
+    roles = {"PS-VAE": "psvae", "P-VAE": "pvae", "S-VAE": "svae"}
+    table = claims_table(load_runs([tmp_path / "recon"]), roles)
+    probes = {role: table[role]["probe"].interval.value for role in roles}
+    assert probes == pytest.approx({"PS-VAE": 0.95, "P-VAE": 0.90, "S-VAE": 0.7})  # all CV
+    del roles["P-VAE"]
+    table = claims_table(load_runs([tmp_path / "recon"]), roles)
+    probes = {role: table[role]["probe"].interval.value for role in roles}
+    assert probes == pytest.approx({"PS-VAE": 0.6, "S-VAE": 0.5})  # all top1

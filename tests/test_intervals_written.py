@@ -167,6 +167,11 @@ def test_seed_aggregate_of_flat_and_nested_metrics(tmp_path):
     assert all((tmp_path / "out" / f"seed_{s}").is_dir() for s in (0, 1, 2))
     warned = aggregate_seeds([{"m": 1.0, "warnings": ["w"]}, {"m": 2.0, "warnings": ["w", "v"]}])
     assert warned["warnings"] == ["w", "v"]
+    # seeds that score alike: the interval over seeds alone is zero-wide; the seeds' own
+    # evaluation intervals (+-0.2 each) combined keep it 0.2 * sqrt(2) / 2 wide at least
+    alike = aggregate_seeds([{"g": 0.5, "g/ci95_low": 0.3, "g/ci95_high": 0.7}] * 2)
+    assert alike["g/ci95_low"] == pytest.approx(0.5 - 0.2 / math.sqrt(2))
+    assert alike["g/ci95_high"] == pytest.approx(0.5 + 0.2 / math.sqrt(2))
     one_seed = aggregate_seeds([{"m": 1.0}])
     assert one_seed["m"] == 1.0 and math.isnan(one_seed["m/std"])
     assert seed_input(str(tmp_path / "out"), 1) == str(tmp_path / "out" / "seed_1")

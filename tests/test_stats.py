@@ -344,6 +344,8 @@ def test_keys_round_trip_through_metrics_json() -> None:
     back = S.Interval.from_keys(unbounded, "lpips")
     assert back is not None and (back.low, back.high) == (-math.inf, math.inf)
     assert S.Interval.from_keys({"psnr": 31.2}, "psnr") is None  # no interval recorded
+    inverted = {"psnr": 30.0, "psnr/ci95_low": 31.0, "psnr/ci95_high": 29.0}
+    assert S.Interval.from_keys(inverted, "psnr") is None  # not an interval: never marked best
     assert S.interval_keys("fid", level=0.9) == ("fid/ci90_low", "fid/ci90_high")
 
 

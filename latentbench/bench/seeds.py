@@ -22,7 +22,7 @@ from typing import Any
 
 from latentbench.errors import UserError
 from latentbench.runs import OutputKind, atomic_write_json, claim_output, mark_output
-from latentbench.stats import seed_aggregate
+from latentbench.stats import interval_keys, seed_aggregate
 
 _PER_RUN_SUFFIXES = ("/ci95_low", "/ci95_high", "/n", "/std", "/values")
 
@@ -91,10 +91,25 @@ def aggregate_seeds(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             agg = seed_aggregate([float(v) for v in values])  # type: ignore[arg-type]
             out[key] = agg.pop("mean")
             out.update({f"{key}/{k}": v for k, v in agg.items()})
+            _cover_evaluation_error(out, runs, key)
     warnings = [w for r in runs for w in r.get("warnings", []) if isinstance(w, str)]
     if warnings:  # every distinct line of any seed, in first-seen order
         out["warnings"] = list(dict.fromkeys(warnings))
     return out
+
+
+def _cover_evaluation_error(out: dict[str, Any], runs: Sequence[dict[str, Any]], key: str) -> None:
+    """Widen the interval over seeds in ``out`` to cover the seeds' own evaluation intervals,
+    combined as independent errors of their mean (where every seed has both bounds): seeds that
+    happen to score alike (a coarse GenEval score) must not make a zero-width interval."""
+    low, high = interval_keys(key)
+    lows, highs = [r.get(low) for r in runs], [r.get(high) for r in runs]
+    if not all(_is_number(v) for v in (*lows, *highs)) or not _is_number(out.get(low)):
+        return
+    values, k = [float(r[key]) for r in runs], len(runs)
+    down = math.sqrt(sum((v - lo) ** 2 for v, lo in zip(values, lows))) / k
+    up = math.sqrt(sum((hi - v) ** 2 for v, hi in zip(values, highs))) / k
+    out[low], out[high] = min(out[low], out[key] - down), max(out[high], out[key] + up)
 
 
 def _is_number(value: Any) -> bool:

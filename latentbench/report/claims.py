@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -191,9 +192,13 @@ def _judge(c: Comparison, table: Table) -> ComparisonResult:
         return ComparisonResult(c, a and a.interval, b and b.interval, None)
     verdict = compare(a.interval, b.interval, c.higher_is_better)
     note = ""
-    if verdict is not Verdict.TIE and a.seeds and len(a.seeds) == len(b.seeds):
+    if verdict is not Verdict.TIE and (a.seeds or b.seeds):
+        # every seed orders the pair the same way: seed k against seed k, or (different seed
+        # counts, or one side a single run) every seed of one against every seed of the other
+        xs, ys = a.seeds or (a.interval.value,), b.seeds or (b.interval.value,)
+        pairs = zip(xs, ys) if len(xs) == len(ys) else itertools.product(xs, ys)
         sign = 1.0 if (verdict is Verdict.BETTER) == c.higher_is_better else -1.0
-        if not all(sign * (x - y) > 0 for x, y in zip(a.seeds, b.seeds, strict=True)):
+        if not all(sign * (x - y) > 0 for x, y in pairs):
             verdict, note = Verdict.TIE, "seeds disagree"
     return ComparisonResult(c, a.interval, b.interval, verdict, note)
 
@@ -303,13 +308,31 @@ def claims_table(
         roles.setdefault("8-D", next((s for s in toy_spaces if s != "2d"), "8d"))
     load = functools.cache(load_run)  # each seed folder read once, whatever role asks
     table: dict[str, dict[str, Measurement]] = {}
-    for role, space in roles.items():
-        for metric, (kind, names) in CLAIM_METRICS.items():
-            for run in runs:
-                if run.kind is kind and (found := _measure(run, space, names, load)) is not None:
-                    table.setdefault(role, {})[metric] = found
-                    break
+    for metric, (kind, names) in CLAIM_METRICS.items():
+        # one metric name for every role (never one role's top1 against another's CV probe):
+        # the name the most roles have, the first listed on a tie
+        found = {name: _measure_roles(runs, roles, kind, name, load) for name in names}
+        chosen = max(names, key=lambda name: len(found[name]))
+        for role, measured in found[chosen].items():
+            table.setdefault(role, {})[metric] = measured
     return table
+
+
+def _measure_roles(
+    runs: Sequence[Run],
+    roles: Mapping[str, str],
+    kind: RunKind,
+    name: str,
+    load: Callable[[Path], Run],
+) -> dict[str, Measurement]:
+    """role -> the first ``kind`` run's measurement of metric ``name`` for the role's space."""
+    out: dict[str, Measurement] = {}
+    for role, space in roles.items():
+        for run in runs:
+            if run.kind is kind and (found := _measure(run, space, (name,), load)) is not None:
+                out[role] = found
+                break
+    return out
 
 
 def _cell(iv: Interval | None) -> str:
