@@ -189,6 +189,9 @@ def test_value_plus_minus_half_interval() -> None:
     assert fmt_interval(251.2, Interval(251.2, 231.0, 271.4, 36, "t")) == "251 \u00b1 20"
     assert fmt_interval(0.5, None) == "0.5"
     assert fmt_interval(0.5, Interval(0.5, float("-inf"), float("inf"), 1, "t")) == "0.5"
+    # one side unbounded: the bound that exists is shown (a best mark must show why)
+    assert fmt_interval(30.0, Interval(30.0, 29.5, float("inf"), 3, "t")) == "30 (\u2265 29.5)"
+    assert fmt_interval(30.0, Interval(30.0, float("-inf"), 31.0, 3, "t")) == "30 (\u2264 31)"
 
 
 def test_measured_reads_both_seed_aggregate_layouts() -> None:

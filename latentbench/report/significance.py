@@ -73,8 +73,18 @@ def fmt(value: float) -> str:
 
 def fmt_interval(value: float, interval: Interval | None) -> str:
     """'value ± half-interval' with the half-width to 2 significant digits and the value to
-    the same decimals; the value alone when there is no (bounded) interval."""
-    if interval is None or not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+    the same decimals; 'value (≥ low)' / 'value (≤ high)' when one side is unbounded; the value
+    alone when there is no interval."""
+    if interval is None:
+        return fmt(value)
+    low, high = math.isfinite(interval.low), math.isfinite(interval.high)
+    if low != high:
+        return (
+            f"{fmt(value)} (≥ {fmt(interval.low)})"
+            if low
+            else f"{fmt(value)} (≤ {fmt(interval.high)})"
+        )
+    if not low:
         return fmt(value)
     half = interval.half_width
     if half <= 0:
@@ -89,6 +99,8 @@ def interval_text(interval: Interval | None) -> str:
     """The bounds for a tooltip: '95% interval [low, high]', or why there is none."""
     if interval is None:
         return "no interval recorded"
-    if not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+    if not (math.isfinite(interval.low) or math.isfinite(interval.high)):
         return "unbounded interval (too few units)"
-    return f"{interval.level:.0%} interval [{fmt(interval.low)}, {fmt(interval.high)}]"
+    low = fmt(interval.low) if math.isfinite(interval.low) else "-inf"
+    high = fmt(interval.high) if math.isfinite(interval.high) else "inf"
+    return f"{interval.level:.0%} interval [{low}, {high}]"
