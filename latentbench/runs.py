@@ -175,17 +175,19 @@ def device_info() -> dict[str, Any]:
     return info
 
 
-def manifest(command: str, config: dict[str, Any], seed: int | None) -> dict[str, Any]:
+def provenance() -> dict[str, Any]:
+    """Where and how a result was made: command line, commit, package versions, device, time."""
     return {
-        "command": command,
         "argv": sys.argv,
-        "config": config,
-        "seed": seed,
         "git": git_hash(),
         "versions": package_versions(),
         "device": device_info(),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def manifest(command: str, config: dict[str, Any], seed: int | None) -> dict[str, Any]:
+    return {"command": command, "config": config, "seed": seed, **provenance()}
 
 
 # Settings a resume may change: how long the run goes and how often it evaluates, logs and
@@ -406,9 +408,7 @@ def write_eval_results(
     commit, package versions, device, time), its per-row file ``rows`` (name, text) beside it,
     and, when it evaluated the run folder ``run_dir`` (None: with --out, or images made
     elsewhere), its ``headline`` metrics merged into that run's metrics.json."""
-    recorded = manifest("", {}, None)
-    provenance = {k: recorded[k] for k in ("argv", "git", "versions", "device", "time")}
-    atomic_write_json(path, {**results, "provenance": provenance})
+    atomic_write_json(path, {**results, "provenance": provenance()})
     atomic_write_text(path.parent / rows[0], rows[1])
     if run_dir is not None:
         RunDir(run_dir).merge_metrics(headline)
