@@ -226,7 +226,12 @@ def checkpoint_step(run_path: str | Path) -> int | None:
     path, damaged = resumable_checkpoint(folder)
     if path is None and damaged:
         raise _none_intact(folder, damaged)
-    return int(read_json_object(path / "state.json")["step"]) if path else None
+    return _saved_step(path) if path else None
+
+
+def _saved_step(checkpoint: Path) -> int:
+    """The step a checkpoint folder was written at (its state.json)."""
+    return int(read_json_object(checkpoint / "state.json", {"step": int})["step"])
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -523,8 +528,7 @@ def _tracker_kwargs(tracker: Tracker, checkpoints: Path) -> dict[str, Any]:
     if tracker is not Tracker.TENSORBOARD:
         return {}
     newest, _ = resumable_checkpoint(checkpoints)
-    step = read_json_object(newest / "state.json", {"step": int})["step"] if newest else -1
-    return {"tensorboard": {"purge_step": step + 1}}
+    return {"tensorboard": {"purge_step": _saved_step(newest) + 1 if newest else 0}}
 
 
 def available_tracker(tracker: Tracker | None) -> Tracker | None:
