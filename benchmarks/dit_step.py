@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from latentbench.atomic import atomic_write_json
 from latentbench.gen.dit import Condition, CondKind, CondSpec, DiT, DiTConfig
-from latentbench.runs import atomic_write_json, device_info, git_hash, package_versions
+from latentbench.runs import device_info, git_hash, package_versions
 
 WIDTH, DEPTH, HEADS, CHANNELS, LATENT, PATCH, BATCH, CLASSES = 256, 6, 4, 4, 16, 2, 32, 1000
 

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import torch
 
+from latentbench.atomic import atomic_write_json
 from latentbench.data.cache import CachedLatents, build_cache
 from latentbench.data.shapes import ShapesDataset
 from latentbench.errors import UserError
 from latentbench.gen.dit import CondKind, CondSpec, preset
 from latentbench.gen.flow import dimension_shift
 from latentbench.gen.generator import Generator
-from latentbench.runs import atomic_write_json, device_info, git_hash, package_versions
+from latentbench.runs import device_info, git_hash, package_versions
 from latentbench.spaces import build_space
 from latentbench.train.generator import GeneratorTask, LatentBatch, collate_latents
 from latentbench.train.loop import StepContext

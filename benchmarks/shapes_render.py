@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
+from latentbench.atomic import atomic_write_json
 from latentbench.data.shapes import ShapesDataset, ShapesRenderer, item_rng, sample_scene
 from latentbench.metrics.shapes_detector import ShapesDetector
-from latentbench.runs import atomic_write_json, device_info, git_hash, package_versions
+from latentbench.runs import device_info, git_hash, package_versions
 
 SIZES = (64, 128, 256)
 

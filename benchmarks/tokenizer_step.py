@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from latentbench.atomic import atomic_write_json
 from latentbench.bench.tokenizer import load_preset
 from latentbench.data import collate_images, open_images
-from latentbench.runs import atomic_write_json, device_info, git_hash, package_versions
+from latentbench.runs import device_info, git_hash, package_versions
 from latentbench.spaces import build_space
 from latentbench.train.loop import StepBatchSampler, StepContext
 from latentbench.train.tokenizer import (

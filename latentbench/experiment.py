@@ -28,6 +28,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from latentbench.atomic import atomic_write_json
 from latentbench.bench.generation import TrainGenConfig
 from latentbench.bench.recon import ReconConfig
 from latentbench.bench.tokenizer import TrainTokenizerConfig
@@ -43,14 +44,7 @@ from latentbench.config import (
 from latentbench.configs import ConfigKind, config_path, is_yaml_path
 from latentbench.data import DataKind, data_paths
 from latentbench.errors import UserError
-from latentbench.runs import (
-    OutputKind,
-    atomic_write_json,
-    claim_output,
-    existing_paths,
-    mark_output,
-    space_label,
-)
+from latentbench.runs import OutputKind, claim_output, existing_paths, mark_output, space_label
 from latentbench.spaces import (
     LatentSpace,
     build_space,

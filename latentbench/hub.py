@@ -37,9 +37,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
+from latentbench.atomic import atomic_path
 from latentbench.errors import UserError
 from latentbench.files import first_line
-from latentbench.runs import WEIGHTS_ENV, atomic_path
+from latentbench.runs import WEIGHTS_ENV
 
 
 def hub_offline() -> bool:

@@ -1,9 +1,10 @@
-"""Run folders: manifest (command, config, seed, git, versions, device), metrics, atomic writes;
+"""Run folders: manifest (command, config, seed, git, versions, device), metrics, staged folders;
 claiming an output folder before any work.
 
 A run folder holds ``manifest.json``, ``metrics.json`` (final scalars), ``metrics.jsonl`` (time
 series: step, name, value), ``per_image.csv``, ``images/`` and ``checkpoints/``. Every file is
-written to a temporary name and renamed, so a killed process never leaves a half-written file.
+written by :mod:`latentbench.atomic` (a temporary name, flushed to the disk, renamed), so neither
+a kill nor a power loss leaves a half-written file.
 
 Output folders: every command that writes a folder first calls :func:`claim_output`, before any
 work. It refuses (one line, :class:`~latentbench.errors.UserError`) a folder that holds anything
@@ -22,7 +23,6 @@ import datetime as _dt
 import enum
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -36,6 +36,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from latentbench.atomic import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    dumps,
+    share,
+    sync,
+    sync_name,
+)
 from latentbench.errors import UserError
 
 TRACKED_PACKAGES = (
@@ -52,78 +61,6 @@ TRACKED_PACKAGES = (
     "lpips",
     "scikit-image",
 )
-
-
-# -- modes --------------------------------------------------------------------------------------
-def umask() -> int:
-    """The process umask (read without changing it where /proc tells it)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def share(path: Path) -> Path:
-    """Give ``path`` (a folder: and everything in it) the mode a plain ``open`` / ``mkdir``
-    would: 0o666 (file) or 0o777 (folder) less the umask. Temporary files and folders are
-    private (0o600 / 0o700), and so are some libraries' files (safetensors); every atomic write
-    and staged folder passes through here before it takes its final name. Links are left as
-    they are."""
-    mask = umask()
-    for p in [path, *(path.rglob("*") if path.is_dir() else ())]:
-        if not p.is_symlink():
-            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
-    return path
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(share(tmp_path), path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN/Inf: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default) + "\n"
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, dumps(obj))
 
 
 def package_versions() -> dict[str, str]:
@@ -201,7 +138,7 @@ RESUMABLE = frozenset((*_CADENCE, "warmup_steps", "num_workers", "log_with", "ca
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for every setting (a dotted path into nested dicts) that differs
     between a recorded config ``old`` and ``new``, except those :data:`RESUMABLE` names."""
-    new = json.loads(json.dumps(_finite(new), default=_json_default))
+    new = json.loads(dumps(new))
     changes = _differences(old, new, "")
     return sorted(changes, key=lambda change: change.split(":")[0].count("."))  # outer first
 
@@ -294,7 +231,7 @@ class RunDir:
             row["seconds"] = round(self.clock(), 3)
         row.update(name=name, value=float(value), **extra)
         with open(self.path / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(_finite(row), default=_json_default) + "\n")
+            f.write(dumps(row, indent=None))
             f.flush()
         for listener in self.listeners:
             listener(row)
@@ -564,7 +501,8 @@ def staged_dir(path: str | Path, kind: OutputKind | None = None) -> Iterator[Pat
     """Build a folder under a temporary name and move it into place only on success.
 
     A failed or interrupted command leaves nothing at ``path``; an existing folder at
-    ``path`` is replaced only once the new one is complete. Call :func:`claim_output` first
+    ``path`` is replaced only once the new one is complete, and flushed to the disk (a power
+    loss leaves the old folder or the new one). Call :func:`claim_output` first
     for a command's output. ``kind`` writes the output's marker.
     """
     path = Path(path)
@@ -577,7 +515,7 @@ def staged_dir(path: str | Path, kind: OutputKind | None = None) -> Iterator[Pat
         if kind is not None:
             atomic_write_json(tmp / MARKER, {"kind": kind.value})
         yield tmp
-        share(tmp)
+        share(sync(tmp))
         now = _identity(path)
         if now is not None and now != claimed:
             kept = path.with_name(f"{path.name}.{os.getpid()}.new")
@@ -591,8 +529,10 @@ def staged_dir(path: str | Path, kind: OutputKind | None = None) -> Iterator[Pat
             old.rmdir()  # a unique free name
             os.replace(path, old)
             os.replace(tmp, path)
+            sync_name(path)
             _remove(old)
         else:
             os.replace(tmp, path)
+            sync_name(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -70,7 +70,7 @@ class Interval:
     def to_keys(self, name: str) -> dict[str, float | int]:
         """``{name: value, name/ci95_low: low, name/ci95_high: high, name/n: n}``.
 
-        Non-finite numbers become null when ``runs.atomic_write_json`` writes them."""
+        Non-finite numbers become null when ``atomic.atomic_write_json`` writes them."""
         low, high = interval_keys(name, self.level)
         return {name: self.value, low: self.low, high: self.high, f"{name}/n": self.n}
 

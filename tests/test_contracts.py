@@ -39,7 +39,7 @@ LAYERS: list[set[str]] = [
     {"registry", "config", "configs"},  # name -> factory tables; typed configs; shipped presets
     {"hub", "nn"},  # weights lookup (explicit path, $LATENTBENCH_WEIGHTS, caches); network blocks
     {"runs", "terminal"},  # run folders, manifests, atomic writes; what the commands print
-    {"files", "stats"},  # safe file reading; statistics (intervals, tests)
+    {"atomic", "files", "stats"},  # durable writes; safe file reading; statistics
     {"errors"},  # UserError
 ]
 LAYER_OF = {name: len(LAYERS) - i for i, layer in enumerate(LAYERS) for name in layer}

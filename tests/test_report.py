@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from latentbench.atomic import atomic_write_json
 from latentbench.errors import UserError
 from latentbench.report import write_report
 from latentbench.report.catalog import Direction, direction
 from latentbench.report.load import ImageRole, RunKind, load_runs
-from latentbench.runs import RunDir, atomic_write_json
+from latentbench.runs import RunDir
 
 EVIL_PROMPT = "a red circle <script>document.title='PWNED';window.__pwned=1;</script>"
 EVIL_SPACE = "semrec<img src=x onerror=\"document.title='PWNED'\">"

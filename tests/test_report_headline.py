@@ -17,6 +17,7 @@ from PIL import Image
 from scipy import stats
 from test_report import _png
 
+from latentbench.atomic import atomic_write_json
 from latentbench.errors import UserError
 from latentbench.report import write_report
 from latentbench.report.catalog import Direction
@@ -25,7 +26,7 @@ from latentbench.report.jsonfields import measured
 from latentbench.report.load import load_runs
 from latentbench.report.provenance import commit_line
 from latentbench.report.significance import Mark, column_verdict, fmt_interval
-from latentbench.runs import RunDir, atomic_write_json
+from latentbench.runs import RunDir
 from latentbench.stats import Interval, seed_aggregate, spearman_interval
 
 SPACES = ("pixel", "semrec", "rae", "taef2")

@@ -18,9 +18,9 @@ import torch
 from scipy import stats as st
 
 from latentbench import stats as S
+from latentbench.atomic import dumps
 from latentbench.errors import UserError
 from latentbench.metrics.fid import FeatureStats, GroupedFeatureStats, frechet_interval
-from latentbench.runs import dumps
 
 
 def assert_coverage(

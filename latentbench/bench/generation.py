@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from latentbench.atomic import atomic_write_json
 from latentbench.bench.generation_config import (
     AUTO,
     TRAIN_PRESETS,
@@ -52,7 +53,6 @@ from latentbench.gen.text import FrozenTextEncoder, WordTokenizer
 from latentbench.runs import (
     OutputKind,
     RunDir,
-    atomic_write_json,
     claim_output,
     existing_paths,
     mark_output,

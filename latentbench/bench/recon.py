@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pydantic import AfterValidator
 from torch import Tensor
 
+from latentbench.atomic import atomic_path, atomic_write_json
 from latentbench.config import Device, NonNegativeInt, PositiveInt, config, to_dict
 from latentbench.data import (
     DEFAULT_MAX_PIXELS,
@@ -56,16 +57,7 @@ from latentbench.metrics.pixel import (
     ssim,
     to_uint8,
 )
-from latentbench.runs import (
-    OutputKind,
-    RunDir,
-    atomic_path,
-    atomic_write_json,
-    claim_output,
-    existing_paths,
-    manifest,
-    staged_dir,
-)
+from latentbench.runs import OutputKind, RunDir, claim_output, existing_paths, manifest, staged_dir
 from latentbench.spaces import LatentSpace, build_spaces
 from latentbench.stats import mean_interval, proportion_interval
 from latentbench.terminal import Progress, track

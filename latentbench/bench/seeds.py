@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from latentbench.atomic import atomic_write_json
 from latentbench.errors import UserError
-from latentbench.runs import OutputKind, atomic_write_json, claim_output, mark_output
+from latentbench.runs import OutputKind, claim_output, mark_output
 from latentbench.stats import interval_keys, seed_aggregate
 
 _PER_RUN_SUFFIXES = ("/ci95_low", "/ci95_high", "/n", "/std", "/values")

@@ -25,6 +25,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from latentbench.atomic import atomic_path
 from latentbench.config import (
     NonNegativeFloat,
     NonNegativeInt,
@@ -34,7 +35,7 @@ from latentbench.config import (
     config,
 )
 from latentbench.gen.flow import Sampler, interpolate, sample, velocity_target
-from latentbench.runs import OutputKind, RunDir, atomic_path, claim_output, staged_dir
+from latentbench.runs import OutputKind, RunDir, claim_output, staged_dir
 from latentbench.stats import Interval
 from latentbench.train.loop import Callback, LoopConfig, StepContext, TrainLoop, eval_mode
 

@@ -39,9 +39,10 @@ from filelock import FileLock
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from latentbench.atomic import atomic_write_json
 from latentbench.errors import UserError
 from latentbench.files import first_line, note, read_json_object
-from latentbench.runs import atomic_write_json, cache_root, staged_dir
+from latentbench.runs import cache_root, staged_dir
 from latentbench.spaces.base import LatentSpace, LatentStats
 from latentbench.terminal import track
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from latentbench.atomic import atomic_write_text
 from latentbench.errors import UserError
 from latentbench.files import read_nonempty_lines
 from latentbench.geneval.vocabulary import GenevalTask, Relation
-from latentbench.runs import atomic_write_text
 
 MAX_REASONS = 50  # a Skipped keeps this many reasons (the counts go on)
 

@@ -27,9 +27,10 @@ import torch
 from filelock import FileLock
 from torch import Tensor
 
+from latentbench.atomic import atomic_path
 from latentbench.errors import UserError
 from latentbench.files import first_line, note
-from latentbench.runs import atomic_path, cache_digest, cache_root
+from latentbench.runs import cache_digest, cache_root
 from latentbench.stats import (
     FD_GROUPS,
     Interval,

@@ -337,14 +337,9 @@ def plan_experiment(
     """The dry run of experiment file ``path``; writes ``plan.json`` and ``plan.md`` into ``out``
     (default ``runs/<name>-plan``), which must be new, empty or an earlier plan, unless
     ``overwrite``."""
+    from latentbench.atomic import atomic_write_json, atomic_write_text
     from latentbench.experiment import load_experiment
-    from latentbench.runs import (
-        OutputKind,
-        atomic_write_json,
-        atomic_write_text,
-        claim_output,
-        mark_output,
-    )
+    from latentbench.runs import OutputKind, claim_output, mark_output
 
     exp = load_experiment(path)
     out = claim_output(out or f"runs/{exp.name}-plan", OutputKind.PLAN, overwrite=overwrite)

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from latentbench.atomic import atomic_write_text
 from latentbench.report import plots
 from latentbench.report.catalog import Direction, direction
 from latentbench.report.compare_plots import (
@@ -56,14 +57,7 @@ from latentbench.report.tables import (
     write_curves_csv,
     write_metrics_csv,
 )
-from latentbench.runs import (
-    OutputKind,
-    atomic_write_text,
-    claim_output,
-    git_hash,
-    latentbench_version,
-    staged_dir,
-)
+from latentbench.runs import OutputKind, claim_output, git_hash, latentbench_version, staged_dir
 
 __all__ = ["Report", "ReportSummary", "write_report"]
 

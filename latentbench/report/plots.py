@@ -26,11 +26,11 @@ from pathlib import Path
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from latentbench.atomic import atomic_path
 from latentbench.report.catalog import direction
 from latentbench.report.load import Point, Scalar
 from latentbench.report.significance import BEST_MARK, Mark
 from latentbench.report.tables import Table, points_by_line
-from latentbench.runs import atomic_path
 
 DPI = 100
 MAX_PANELS = 8

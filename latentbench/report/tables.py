@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from latentbench.atomic import atomic_path
 from latentbench.report.catalog import (
     HEADLINE,
     TITLES,
@@ -30,7 +31,6 @@ from latentbench.report.catalog import (
 )
 from latentbench.report.load import Point, Run, Scalar
 from latentbench.report.significance import Mark, column_verdict, fmt_interval
-from latentbench.runs import atomic_path
 
 
 @dataclass(frozen=True)

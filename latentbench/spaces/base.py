@@ -40,9 +40,9 @@ from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from latentbench.atomic import atomic_path, atomic_write_json
 from latentbench.errors import UserError
 from latentbench.hub import hub_snapshot
-from latentbench.runs import atomic_path, atomic_write_json
 from latentbench.spaces.catalog import call_factory
 from latentbench.spaces.saved import CONFIG_JSON, WEIGHTS_FILE, find_saved, load_weights, read_meta
 

@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from latentbench.atomic import atomic_write_json
 from latentbench.config import (
     NonNegativeFloat,
     NonNegativeInt,
@@ -51,7 +52,7 @@ from latentbench.files import (
     safetensors_problem,
     torch_load,
 )
-from latentbench.runs import RunDir, atomic_write_json, staged_dir
+from latentbench.runs import RunDir, staged_dir
 from latentbench.terminal import Progress
 
 
