@@ -135,6 +135,7 @@ def test_make_demo_runs_the_quickstart_and_ci_runs_make_demo():
     ci = [line.split() for line in (REPO / ".ci" / "run").read_text().splitlines()]
     assert ["make", "test"] in ci
     assert any(cmd[-3:] == ["make", "demo", "EXPERIMENT=smoke"] for cmd in ci)
+    assert any(cmd[-2:] == ["make", "demo"] for cmd in ci)  # the README's command as written
 
 
 def test_smoke_experiment_has_every_step_kind():

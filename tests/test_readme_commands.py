@@ -5,7 +5,7 @@
   renamed or dropped flag fails here, in every section, the slow commands included.
 - The commands of the report and evaluation sections, which run in seconds, run exactly as
   written, in README order, in an empty folder; only ``.venv/bin/latentbench`` is replaced by
-  this interpreter's ``latentbench``. ``make demo EXPERIMENT=smoke`` runs in CI
+  this interpreter's ``latentbench``. ``make demo EXPERIMENT=smoke`` and ``make demo`` run in CI
   (tests/test_packaging.py checks that it does).
 """
 
