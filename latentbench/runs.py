@@ -236,6 +236,12 @@ class RunDir:
         for listener in self.listeners:
             listener(row)
 
+    def sync_log(self) -> None:
+        """Flush metrics.jsonl to the disk: a checkpoint written after it resumes, even after a
+        power loss, to a log that holds every row up to its step."""
+        if (self.path / "metrics.jsonl").is_file():
+            sync(self.path / "metrics.jsonl")
+
     def trim_log(self, max_step: int) -> None:
         """Drop metrics.jsonl rows after ``max_step``: a resumed run writes them again."""
         path = self.path / "metrics.jsonl"

@@ -330,6 +330,38 @@ def test_pruning_also_removes_a_checkpoint_a_kill_left_half_deleted(tmp_path):
     assert names == ["step_00000010", "step_00000015"]
 
 
+def test_a_checkpoint_is_on_the_disk_before_an_older_one_is_pruned(tmp_path, monkeypatch):
+    """After a power loss the newest checkpoint may be gone, never the only intact one: the
+    log rows up to a checkpoint, then the checkpoint with its name, are flushed to the disk
+    before pruning deletes the checkpoint it replaces."""
+    import os
+    import shutil
+
+    calls: list[tuple[str, str]] = []
+    fsync, rmtree = os.fsync, shutil.rmtree
+
+    def record_fsync(fd: int) -> None:
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def record_rmtree(path, *args, **kwargs) -> None:
+        calls.append(("rmtree", str(path)))
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(shutil, "rmtree", record_rmtree)
+    loop = _loop(tmp_path, steps=10, keep_checkpoints=1)
+    loop.fit()
+    pruned = calls.index(("rmtree", str(loop.checkpoint_dir / "step_00000005")))
+    new = str(loop.checkpoint_dir / "step_00000010")
+    synced = [i for i, c in enumerate(calls) if c == ("fsync", str(loop.checkpoint_dir))]
+    assert any(i < pruned for i in synced), "pruned before the new checkpoint's name was flushed"
+    files = [c[1] for c in calls[:pruned] if c[0] == "fsync"]
+    assert any(f.endswith("model.safetensors") and ".step_00000010." in f for f in files), new
+    log = str(tmp_path / "metrics.jsonl")
+    assert log in files, "the log rows up to the checkpoint were not flushed before it"
+
+
 def test_tensorboard_shows_a_resumed_run_once(tmp_path):
     """The events a killed start logged after its checkpoint are hidden from TensorBoard
     (purge_step), as metrics.jsonl drops those rows."""

@@ -445,6 +445,7 @@ class TrainLoop:
         if not self.is_main:
             return None
         final = self.checkpoint_dir / f"step_{self.step:08d}"
+        self.run.sync_log()  # the rows up to this step are on the disk before the checkpoint
         with staged_dir(final) as tmp:
             save_file(_cpu_state(self.unwrapped), str(tmp / "model.safetensors"))
             if self.ema is not None:
