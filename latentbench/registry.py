@@ -4,19 +4,27 @@ Entries are registered three ways:
 - eagerly, with the ``@REGISTRY.register("name")`` decorator;
 - lazily, as a ``"module:attr"`` string (built-ins: listing them imports nothing heavy);
 - by third-party packages, through an entry-point group (e.g. ``latentbench.spaces``).
+
+A plugin cannot take a built-in's name, nor a name a command line could not select (a comma, a
+slash, a name the registry's owner reserves such as ``all``): it is ignored with a note. A name
+two distributions register is refused when used, naming both. A plugin that fails to import
+is one UserError line naming its distribution, for that name only.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
 from latentbench.errors import UserError, unknown_choice
+from latentbench.files import note
 
 T = TypeVar("T")
+PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # what a --space value can name
 
 
 def import_object(target: str) -> object:
@@ -36,6 +44,14 @@ class Entry(Generic[T]):
     target: T | str  # the object, or a lazy "module:attr" reference to it
     source: str  # "builtin", "plugin:<distribution>" or "runtime"
     meta: Any = None  # what the registry's owner knows about the entry without loading it
+    version: str | None = None  # a plugin's distribution version
+    problem: str | None = None  # why the entry cannot be used (two plugins register its name)
+
+    @property
+    def origin(self) -> str:
+        """Where the entry's code comes from: ``builtin``, or ``plugin:<distribution> <version>``
+        (what a result records of a plugin space)."""
+        return f"{self.source} {self.version}" if self.version else self.source
 
     def load(self) -> T:
         if isinstance(self.target, str):
@@ -46,9 +62,15 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Name -> object, with lazy built-ins and entry-point plugins."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        entry_point_group: str | None = None,
+        reserved: frozenset[str] = frozenset(),
+    ) -> None:
         self.kind = kind
         self.group = entry_point_group
+        self.reserved = reserved  # names with a meaning of their own (``--space all``)
         self._entries: dict[str, Entry[T]] = {}
         self._plugins_loaded = entry_point_group is None
 
@@ -82,10 +104,21 @@ class Registry(Generic[T]):
             return
         self._plugins_loaded = True
         for ep in entry_points(group=self.group):
-            if ep.name in self._entries:
-                continue  # built-ins win; a plugin cannot shadow them
-            dist = ep.dist.name if ep.dist is not None else "?"
-            self._entries[ep.name] = Entry(ep.name, ep.value, f"plugin:{dist}")
+            source = f"plugin:{ep.dist.name if ep.dist is not None else '?'}"
+            found = self._entries.get(ep.name)
+            if found is not None and not found.source.startswith("plugin:"):
+                why = f"a {found.source} {self.kind} has that name"  # built-ins win
+            elif not PLUGIN_NAME.match(ep.name) or ep.name in self.reserved:
+                taken = "".join(f", not {n!r}" for n in sorted(self.reserved))
+                why = f"a command line cannot select it (letters, digits, '.', '_', '-'{taken})"
+            elif found is not None:
+                found.problem = f"registered by both {found.source} and {source}: uninstall one"
+                continue
+            else:
+                version = ep.dist.version if ep.dist is not None else None
+                self._entries[ep.name] = Entry(ep.name, ep.value, source, version=version)
+                continue
+            note(f"{source}'s {self.kind} {ep.name!r} is ignored: {why}")
 
     def entries(self) -> list[Entry[T]]:
         self._load_plugins()
@@ -102,10 +135,18 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         entry = self.entry(name)
+        if entry.problem:
+            raise UserError(f"{self.kind} {name!r} is {entry.problem}")
         try:
             return entry.load()
         except ImportError as e:
             raise UserError(f"{self.kind} {name!r} cannot be imported: {e}") from e
+        except Exception as e:  # a plugin's module or attribute: its fault, one line
+            if not entry.source.startswith("plugin:"):
+                raise
+            raise UserError(
+                f"{self.kind} {name!r} ({entry.source}) cannot be loaded: {type(e).__name__}: {e}"
+            ) from e
 
     def __contains__(self, name: str) -> bool:
         self._load_plugins()

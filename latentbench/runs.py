@@ -64,10 +64,15 @@ TRACKED_PACKAGES = (
 
 
 def package_versions() -> dict[str, str]:
+    """Python's version, the tracked packages' and every installed plugin's (a distribution that
+    registers a space)."""
     versions = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
+    for ep in metadata.entry_points(group="latentbench.spaces"):
+        if ep.dist is not None:
+            versions.setdefault(ep.dist.name, ep.dist.version)
     return versions
 
 

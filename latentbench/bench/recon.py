@@ -58,7 +58,7 @@ from latentbench.metrics.pixel import (
     to_uint8,
 )
 from latentbench.runs import OutputKind, RunDir, claim_output, existing_paths, manifest, staged_dir
-from latentbench.spaces import LatentSpace, build_spaces
+from latentbench.spaces import LatentSpace, build_spaces, space_origin
 from latentbench.stats import mean_interval, proportion_interval
 from latentbench.terminal import Progress, track
 
@@ -422,6 +422,7 @@ def run_recon(
 def _space_info(space: LatentSpace) -> dict[str, Any]:
     return {
         "registry_name": space.registry_name,
+        "source": space_origin(space.registry_name),  # builtin, or a plugin and its release
         "config": space.config(),
         "spec": space.spec.to_dict(),
         "fingerprint": space.fingerprint(),

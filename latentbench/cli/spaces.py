@@ -16,17 +16,21 @@ def spaces_cmd(
     as_json: AsJson = False,
 ) -> None:
     """List registered spaces (built-in and plugins)."""
+    from latentbench.errors import UserError
     from latentbench.spaces import SPACES, build_space, space_info
 
     rows = []
     for entry in SPACES.entries():
         row: dict[str, object] = {"name": entry.name, "source": entry.source}
-        row.update(space_info(entry.name).describe())  # family, needs_training, recipes
-        if spec:
-            try:
-                row.update(build_space(entry.name, pretrained=False).spec.to_dict())
-            except Exception as e:  # a broken plugin must not hide the others
-                row["error"] = f"{type(e).__name__}: {e}"
+        if entry.version:
+            row["version"] = entry.version  # a plugin's release
+        try:  # a broken plugin must not hide the others
+            row.update(space_info(entry.name).describe())  # family, needs_training, recipes
+            if spec:
+                built = build_space(entry.name, pretrained=False).spec.to_dict()
+                row.update({k: v for k, v in built.items() if k != "name"})  # the spec's own
+        except Exception as e:
+            row["error"] = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
         rows.append(row)
     if as_json:
         print_json(rows)
@@ -44,6 +48,9 @@ def spaces_cmd(
 def _cells(row: dict[str, object], spec: bool) -> list[str]:
     """A row of the table: name, source, family, what it needs first and, with --spec,
     channels, latent shape, stride."""
+    source = " ".join(str(row[k]) for k in ("source", "version") if k in row)
+    if "family" not in row:  # the plugin cannot be loaded
+        return [str(row["name"]), source, str(row["error"]), "", *[""] * 3 * spec]
     extra: list[str] = []
     if spec:
         extra = (
@@ -52,4 +59,4 @@ def _cells(row: dict[str, object], spec: bool) -> list[str]:
             else [str(row["error"]), "", ""]
         )
     needs = "train-tokenizer" if row["needs_training"] else ""
-    return [str(row["name"]), str(row["source"]), str(row["family"]), needs, *extra]
+    return [str(row["name"]), source, str(row["family"]), needs, *extra]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from latentbench.spaces.base import LatentSpace, LatentSpec, LatentStats
-from latentbench.spaces.catalog import SPACES, Family, SpaceInfo, space_factory
+from latentbench.spaces.catalog import SPACES, Family, SpaceInfo, space_factory, space_origin
 from latentbench.spaces.resolve import (
     ALL,
     build_space,
@@ -38,6 +38,7 @@ __all__ = [
     "space_factory",
     "space_info",
     "space_names",
+    "space_origin",
     "takes_option",
     "trainable_space_names",
     "try_space",

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from latentbench.atomic import atomic_path, atomic_write_json
 from latentbench.errors import UserError
 from latentbench.hub import hub_snapshot
-from latentbench.spaces.catalog import call_factory
+from latentbench.spaces.catalog import call_factory, code_identity
 from latentbench.spaces.saved import CONFIG_JSON, WEIGHTS_FILE, find_saved, load_weights, read_meta
 
 
@@ -179,7 +179,19 @@ class LatentSpace(
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"{self.spec.name}: expected (B, 3, H, W) images, got {images.shape}")
         x = images.to(self.device, self.dtype, memory_format=torch.channels_last)
-        return self._encode(x, sample, generator).contiguous()
+        z = self._encode(x, sample, generator)
+        spec, (b, _, h, w) = self.spec, images.shape
+        # At the spec's image size the latent shape is known; at another, the channels only.
+        known = spec.latent_shape if h == w == spec.image_size else (spec.channels,)
+        if z.ndim != 4 or tuple(z.shape[: 1 + len(known)]) != (b, *known):
+            says = ", ".join(map(str, known)) + ("" if len(known) == 3 else ", h, w")
+            raise UserError(
+                f"space {self._label}: encode gave latents {tuple(z.shape)} for {h}x{w} "
+                f"images, where its spec says (B, {says})"
+            )
+        if not torch.isfinite(z).all():
+            raise UserError(f"space {self._label}: encode gave non-finite latents")
+        return z.contiguous()
 
     def decode(self, latents: Tensor) -> Tensor:
         spec = self.spec
@@ -188,7 +200,22 @@ class LatentSpace(
                 f"{spec.name}: expected (B, {spec.channels}, h, w) latents, got {latents.shape}"
             )
         z = latents.to(self.device, self.dtype, memory_format=torch.channels_last)
-        return self._decode(z).clamp(-1, 1).contiguous()
+        x = self._decode(z)
+        b, _, h, w = latents.shape
+        size = spec.image_size if h == w == spec.latent_size else None
+        wrong = x.ndim != 4 or x.shape[:2] != (b, 3)
+        if wrong or (size is not None and tuple(x.shape[2:]) != (size, size)):
+            says = f"(B, 3, {size}, {size})" if size is not None else "(B, 3, H, W)"
+            raise UserError(
+                f"space {self._label}: decode gave images {tuple(x.shape)} for latents "
+                f"{tuple(latents.shape)}, where its spec says {says}"
+            )
+        return x.clamp(-1, 1).contiguous()
+
+    @property
+    def _label(self) -> str:
+        """How errors name the space: its registered name (a plugin's spec may name another)."""
+        return repr(self.registry_name or self.spec.name)
 
     def reconstruct(self, images: Tensor) -> Tensor:
         return self.decode(self.encode(images))
@@ -217,8 +244,10 @@ class LatentSpace(
 
     # -- identity, save, load --------------------------------------------------------------------
     def fingerprint(self) -> str:
-        """sha256 over name, config and every weight; stats are not part of it."""
-        return module_fingerprint([self.registry_name, self.config()], self)
+        """sha256 over name, config, code (a plugin's release, the spec's version: see
+        :func:`~latentbench.spaces.catalog.code_identity`) and every weight; not the stats."""
+        code = code_identity(self.registry_name, self.spec.version)
+        return module_fingerprint([self.registry_name, self.config(), *code], self)
 
     def saved_meta(self) -> dict[str, Any]:
         """What ``config.json`` holds: the factory's name and options, spec, stats, fingerprint."""

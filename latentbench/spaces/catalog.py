@@ -110,7 +110,11 @@ BUILTIN_SPACES: tuple[SpaceInfo, ...] = (
 
 # Built-ins (lazy: listing them imports nothing heavy) and plugins; each entry's ``meta`` is its
 # SpaceInfo (a plugin's is derived on first use, see resolve.space_info).
-SPACES: Registry = Registry("space", entry_point_group="latentbench.spaces")
+SPACES: Registry = Registry(
+    "space",
+    entry_point_group="latentbench.spaces",
+    reserved=frozenset({"all"}),  # --space all
+)
 for _info in BUILTIN_SPACES:
     SPACES.register(_info.name, _info.target, source="builtin", meta=_info)
 
@@ -179,10 +183,34 @@ def call_factory(name: str, options: dict[str, Any]) -> Any:
     name and options (a factory without :func:`space_factory` too)."""
     factory = SPACES.get(name)
     _check_options(name, factory, options)
-    space = _call_validated(name, factory, options)
+    try:
+        space = _call_validated(name, factory, options)
+    except Exception as e:  # a plugin's failure is one line naming it
+        source = SPACES.entry(name).source
+        if isinstance(e, UserError) or not source.startswith("plugin:"):
+            raise
+        why = f"{type(e).__name__}: {e}"
+        raise UserError(f"space {name!r} ({source}) failed to build: {why}") from e
     if getattr(factory, "registry_name", None) != name:  # a plugin's plain factory
         name_space(space, name, factory_options(factory, (), options))
     return space
+
+
+def space_origin(name: str) -> str:
+    """Where registered space ``name``'s code comes from: ``builtin``, or ``plugin:<distribution>
+    <version>`` (``unregistered`` for a space built outside the registry)."""
+    return SPACES.entry(name).origin if name in SPACES else "unregistered"
+
+
+def code_identity(name: str, version: str) -> list[str]:
+    """What decides a space's computation beside its name, options and weights: a plugin's
+    distribution and version, and a spec ``version`` other than "1" (a space's own statement that
+    its encoding changed). Part of its fingerprint, so a new release never reuses the latents
+    cached by the old one; built-in spaces at version 1 add nothing (their fingerprints are as
+    they were)."""
+    origin = space_origin(name)
+    plugin = [origin] if origin.startswith("plugin:") else []
+    return plugin + ([f"spec version {version}"] if version != "1" else [])
 
 
 def _check_options(name: str, factory: Any, options: dict[str, Any]) -> None:

@@ -38,14 +38,23 @@ def space_info(name: str) -> SpaceInfo:
     return entry.meta
 
 
+def _needs_training(name: str) -> bool | None:
+    """Whether ``name`` needs train-tokenizer first; None for a plugin that cannot be loaded."""
+    try:
+        return space_info(name).needs_training
+    except UserError:
+        return None
+
+
 def ready_space_names() -> list[str]:
-    """What ``--space all`` means: every registered space usable without training."""
-    return [n for n in SPACES.names() if not space_info(n).needs_training]
+    """What ``--space all`` means: every registered space usable without training (a plugin
+    that cannot be loaded too: building it gives the note that it is skipped)."""
+    return [n for n in SPACES.names() if not _needs_training(n)]
 
 
 def trainable_space_names() -> list[str]:
     """The spaces ``latentbench train-tokenizer`` trains."""
-    return [n for n in SPACES.names() if space_info(n).needs_training]
+    return [n for n in SPACES.names() if _needs_training(n)]
 
 
 def space_names(spaces: Sequence[str]) -> list[str]:
