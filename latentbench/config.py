@@ -29,8 +29,16 @@ from latentbench.errors import UserError, did_you_mean
 C = TypeVar("C")
 
 # -- value types with their bounds ---------------------------------------------------------------
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+# Every integer setting fits in an int64 (what torch and numpy hold; a seed up to this plus a
+# small offset is still one torch.manual_seed takes): a larger one is an error at the edge, not an
+# overflow deep in a run.
+MAX_INT = 2**63 - 1
+MAX_IMAGE_SIZE = 16_384  # pixels per side; 16384^2 RGB float32 is 3 GiB per image
+MAX_SAMPLE_STEPS = 10_000  # sampler steps; the paper's recipe takes 50
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_INT)]
+NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_INT)]
+ImageSize = Annotated[int, Field(gt=0, le=MAX_IMAGE_SIZE)]
+SampleSteps = Annotated[int, Field(gt=0, le=MAX_SAMPLE_STEPS)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]

@@ -52,6 +52,7 @@ from latentbench.spaces import (
     saved_fingerprint,
     try_space,
 )
+from latentbench.spaces.resolve import space_names, unused_options
 
 DONE = ".done.json"
 
@@ -136,7 +137,23 @@ def load_experiment(path: str | Path) -> Experiment:
     for role, name in exp.claims.items():
         if name not in known:
             raise UserError(f"{path}: claims: {role} -> {name!r} is no space of this experiment")
+    _check_space_options(exp, path)
     return exp
+
+
+def _check_space_options(exp: Experiment, path: Path) -> None:
+    """A ``space_options`` key that none of a step's spaces takes is an error (as ``recon -o``),
+    before any folder is made. A tokenizer step's output is a saved space: it takes none."""
+    tokenizers = {t.name for t in exp.tokenizers}
+    steps = [("recon", exp.recon)] if exp.recon else []
+    steps += [(f"generation[{i}]", g) for i, g in enumerate(exp.generation)]
+    for where, step in steps:
+        names = [n for n in space_names(step.spaces) if n not in tokenizers]  # all: expanded
+        if unused := unused_options(names, step.space_options):
+            raise UserError(
+                f"{path}: {where}.space_options: no space of this step takes the option(s) "
+                f"{', '.join(unused)}"
+            )
 
 
 def _settings(step: Any, cls: type) -> dict[str, Any]:
@@ -158,7 +175,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         return [item for item in items if isinstance(item, dict)]
 
     tokenizers = sections("tokenizers")
-    tokenizer_names = {step.get("name") for step in tokenizers}
+    tokenizer_names = {n for step in tokenizers if isinstance(n := step.get("name"), str)}
 
     def path(value: str) -> str:
         return str(base / Path(value).expanduser())

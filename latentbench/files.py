@@ -104,10 +104,10 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = json.loads(line.decode("utf-8"))
+        except ValueError:  # JSONDecodeError, or UnicodeDecodeError: a damaged (binary) line
             continue
         if isinstance(row, dict):
             rows.append(row)

@@ -46,6 +46,7 @@ from latentbench.atomic import (
     sync_name,
 )
 from latentbench.errors import UserError
+from latentbench.files import read_json_object
 
 TRACKED_PACKAGES = (
     "latentbench",
@@ -186,10 +187,11 @@ class RunDir:
 
         A UserError, before anything is written, when the config differs from the run's in a
         setting a resume may not change (:data:`RESUMABLE`) or in the seed."""
-        old = self.manifest
+        path = self.path / "manifest.json"
+        old = read_json_object(path, {"config": dict})
         if from_step is not None:
             changed = config_changes(
-                {"seed": old.get("seed"), **old.get("config", {})}, {"seed": seed, **config}
+                {"seed": old.get("seed"), **old["config"]}, {"seed": seed, **config}
             )
             if changed:
                 more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
@@ -200,6 +202,8 @@ class RunDir:
                     "new run in another --out"
                 )
         history = old.pop("history", [])
+        if not isinstance(history, list):
+            raise UserError(f"{path}: 'history' is not a list; the file is damaged")
         history.append({**old, "resumed_from_step": from_step})
         atomic_write_json(
             self.path / "manifest.json", {**manifest(command, config, seed), "history": history}
@@ -214,7 +218,7 @@ class RunDir:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / "manifest.json").read_text())
+        return read_json_object(self.path / "manifest.json")
 
     def read_metrics(self) -> dict[str, Any]:
         p = self.path / "metrics.json"

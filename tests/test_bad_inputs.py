@@ -8,6 +8,8 @@ installed command.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -291,6 +293,120 @@ CASES.update(
 )
 
 
+TRAIN_GEN = [
+    *("train-gen", "--space", "pixel", "--data", "shapes:8", "--steps", "2", "--batch-size", "4"),
+    *("--eval-every", "2", "--eval-samples", "6", "--sample-steps", "2", "-q"),
+]
+TINY_GEN = {"data": "shapes:8", "image_size": 16, "eval_samples": 6, "sample_steps": 2}
+HUGE = str(10**30)
+
+
+def saved_space_with(tmp: Path, **config: object) -> str:
+    """A saved pixel space whose config.json records ``config`` (e.g. a bad image_size)."""
+    from latentbench.spaces import build_space
+
+    folder = build_space("pixel", image_size=16, patch=2).save(tmp / "space")
+    data = json.loads((folder / "config.json").read_text())
+    data["config"].update(config)
+    (folder / "config.json").write_text(json.dumps(data))
+    return str(folder)
+
+
+def binary_run_file(tmp: Path, name: str, command: str = "recon") -> str:
+    """A run folder of ``command`` with a valid manifest and ``name`` (manifest.json too)
+    binary."""
+    manifest = {"command": command, "config": {}, "spaces": ["pixel"]}
+    folder = Path(run_folder_with(tmp, json.dumps(manifest)))
+    binary_file(folder / name)
+    return str(folder)
+
+
+CASES.update(
+    {
+        "train-gen fd-extractor abc": (
+            lambda t: [*TRAIN_GEN, "--fd-extractor", "abc", "--out", str(t / "g")],
+            "--fd-extractor: not a feature extractor",
+        ),
+        "experiment fd_extractor abc": (
+            lambda t: ["run", experiment(t, generation=[gen_step(**TINY_GEN, fd_extractor="abc")])],
+            "generation[0].fd_extractor: not a feature extractor",
+        ),
+        "train-gen fd-extractor an unknown timm model": (  # fails building it, after the cache
+            lambda t: [*TRAIN_GEN, "--fd-extractor", "timm:no-such-model", "--out", str(t / "g")],
+            "no-such-model",
+        ),
+        "experiment recon space_options no space takes": (
+            lambda t: ["run", experiment(t, recon={**RECON_STEP, "space_options": {"pach": 4}})],
+            "recon.space_options: no space of this step takes the option(s) pach",
+        ),
+        "experiment generation space_options no space takes": (
+            lambda t: [
+                "run",
+                experiment(
+                    t,
+                    generation=[gen_step(**TINY_GEN, fd_extractor="none", space_options={"x": 1})],
+                ),
+            ],
+            "generation[0].space_options: no space of this step takes the option(s) x",
+        ),
+        **{
+            f"experiment tokenizer name {kind}": (
+                lambda t, v=value: [
+                    "run",
+                    experiment(t, tokenizers=[{"name": v, "space": "rae", "steps": 2}]),
+                ],
+                "tokenizers[0].name: input should be a valid string",
+            )
+            for kind, value in (("a list", ["a"]), ("a mapping", {}))
+        },
+        "recon seed beyond int64": (
+            lambda t: [*RECON, "--seed", str(10**20)],
+            "--seed: input should be less than or equal to 9223372036854775807",
+        ),
+        "recon image-size beyond int64": (
+            lambda t: [*RECON[:-4], "--image-size", HUGE],
+            "--image-size: input should be less than or equal to",
+        ),
+        "train-gen sample-steps 1e30": (
+            lambda t: [*TRAIN_GEN, "--fd-extractor", "none", "--sample-steps", HUGE],
+            "--sample-steps: input should be less than or equal to 10000",
+        ),
+        "experiment generation image_size 1e30": (
+            lambda t: ["run", experiment(t, generation=[gen_step(image_size=10**30)])],
+            "generation[0].image_size: input should be less than or equal to 16384",
+        ),
+        "experiment eval_samples 1e30": (
+            lambda t: ["run", experiment(t, generation=[gen_step(eval_samples=10**30)])],
+            "generation[0].eval_samples: input should be less than or equal to",
+        ),
+        "o image_size=0": (
+            lambda t: [*RECON, "-o", "image_size=0"],
+            "space 'pixel': image_size: input should be greater than 0",
+        ),
+        **{
+            f"saved space image_size {value!r}": (
+                lambda t, v=value: [
+                    "recon",
+                    *RECON[1:],
+                    "--space",
+                    saved_space_with(t, image_size=v),
+                ],
+                "image_size",
+            )
+            for value in (0, False, 10**30)
+        },
+        "report of a binary manifest": (
+            lambda t: ["report", binary_run_file(t, "manifest.json"), "--out", str(t / "rep")],
+            "manifest.json: not a JSON file (binary content)",
+        ),
+        "report of a binary metrics.json": (
+            lambda t: ["report", binary_run_file(t, "metrics.json"), "--out", str(t / "rep")],
+            "metrics.json: not a JSON file (binary content)",
+        ),
+    }
+)
+
+
 def binary_file(path: Path) -> str:
     path.write_bytes(bytes(range(256)) * 4)
     return str(path)
@@ -348,3 +464,58 @@ def test_installed_command_prints_one_line(tmp_path):
     assert out.stderr.strip().splitlines() == [
         "error: recon: --batch-size: input should be greater than 0 (got 0)"
     ]
+
+
+@pytest.mark.parametrize("damage", [{"config": 5}, {"history": 5}])
+def test_resume_of_a_manifest_with_mistyped_fields_is_one_line(tmp_path, damage):
+    """``--resume`` reads the run's manifest.json by type (it was a TypeError traceback)."""
+    from latentbench.errors import UserError
+    from latentbench.runs import RunDir
+
+    run = RunDir.create(tmp_path / "run", "train-gen", {"lr": 1.0}, seed=0)
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    (run.path / "manifest.json").write_text(json.dumps({**manifest, **damage}))
+    for from_step in (None, 2):
+        with pytest.raises(UserError, match="manifest.json: '(config|history)' is"):
+            run.resume("train-gen", {"lr": 1.0}, 0, from_step)
+
+
+def test_lpips_perceptual_loss_offline_is_one_line_without_warnings(tmp_path):
+    """A tokenizer preset with ``loss.perceptual: lpips-vgg`` and no VGG weights (no file, no
+    network): one line, not torchvision's warnings before it."""
+    preset = tmp_path / "preset.yaml"
+    section = {
+        "space": {"encoder": "tiny-vit", "image_size": 32},
+        "loss": {"perceptual": "lpips-vgg"},
+    }
+    preset.write_text(yaml.safe_dump({"rae": {**section, "loop": {"steps": 2, "batch_size": 4}}}))
+    (tmp_path / "weights").mkdir()
+    offline = "http://127.0.0.1:9"  # nothing listens: every download fails at once
+    env = {
+        **os.environ,
+        **dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), offline),
+        "NO_PROXY": "",
+        "no_proxy": "",
+        "LATENTBENCH_WEIGHTS": str(tmp_path / "weights"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+    }
+    cmd = [sys.executable, "-m", "latentbench", "train-tokenizer", "--space", "rae"]
+    cmd += ["--data", "shapes:4", "--preset", str(preset), "--out", str(tmp_path / "tok")]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2, out.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: perceptual loss lpips-vgg"), out.stderr
+
+
+def test_report_skips_binary_rows_of_metrics_jsonl(tmp_path, monkeypatch, capsys):
+    """A binary metrics.jsonl (or a binary line in it) is read as damaged rows, skipped: the
+    report is written (it was a UnicodeDecodeError traceback)."""
+    folder = Path(binary_run_file(tmp_path, "metrics.jsonl", command="train-gen"))
+    with open(folder / "metrics.jsonl", "ab") as f:
+        f.write(b'\n{"step": 1, "name": "loss", "value": 0.5}\n')
+    code, _, err = run_cli(
+        ["report", str(folder), "--out", str(tmp_path / "rep")], monkeypatch, capsys
+    )
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert (tmp_path / "rep" / "index.html").is_file()

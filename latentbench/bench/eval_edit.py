@@ -41,6 +41,7 @@ from latentbench.config import (
     NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
+    SampleSteps,
     config,
     to_dict,
 )
@@ -82,7 +83,7 @@ class EvalEditConfig:
     lpips_random_backbone: bool = False  # offline demos and tests only (named in the variant)
     judge: str | None = None  # optional reward model (EDIT_JUDGES name); off by default
     checkpoint: str | None = None
-    sample_steps: PositiveInt | None = None
+    sample_steps: SampleSteps | None = None
     guidance: NonNegativeFloat | None = None
     batch_size: PositiveInt = 16
     device: Device = None

@@ -38,6 +38,7 @@ from latentbench.config import (
     PositiveFloat,
     PositiveInt,
     Probability,
+    SampleSteps,
     config,
     to_dict,
 )
@@ -91,7 +92,7 @@ class EvalGenConfig:
     counting_threshold: Probability | None = None
     clipscore: bool = True  # geneval: CLIPScore of each image with its prompt
     checkpoint: str | None = None  # RUN_DIR: step, folder, "init" (untrained); default last
-    sample_steps: PositiveInt | None = None  # RUN_DIR: overrides of the run's sampling settings
+    sample_steps: SampleSteps | None = None  # RUN_DIR: overrides of the run's sampling settings
     guidance: NonNegativeFloat | None = None
     sample_shift: PositiveFloat | None = None
     sampler: Sampler | None = None

@@ -249,9 +249,10 @@ def train_generator(
     )
     generator = build_generator(cfg, r, space, cache, make_text_encoder(cfg, cache))
     config = run_config(r, space, cache, generator, state.num_processes)
-    run = open_run(run_path, config, cfg.seed, resume, ckpt_step)
     note = echo if state.is_main_process else lambda m: None
+    # before open_run: an extractor that cannot be built leaves no manifest behind
     evaluator = make_evaluator(r, space, cache, dataset, generator, extractor, note)
+    run = open_run(run_path, config, cfg.seed, resume, ckpt_step)
     timer = _EvalTimer(evaluator)
     loop = TrainLoop(
         GeneratorTask(generator),

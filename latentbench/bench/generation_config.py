@@ -11,18 +11,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from latentbench.config import (
+    ImageSize,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     Probability,
+    SampleSteps,
     config,
 )
 from latentbench.data import DEFAULT_MAX_PIXELS, MaxPixels
-from latentbench.errors import UserError, unknown_choice
+from latentbench.errors import UserError, did_you_mean, unknown_choice
 from latentbench.gen.dit import DiTConfig, preset
 from latentbench.gen.flow import FlowConfig, Sampler
 from latentbench.gen.generator import TaskKind
@@ -31,6 +35,21 @@ from latentbench.gen.text import TextEncoderKind
 from latentbench.train.loop import LoopConfig, MixedPrecision, Tracker
 
 AUTO = "auto"
+
+
+def check_fd_extractor(name: str) -> str:
+    """``auto``, ``none``, ``timm:<model>`` or a registered feature extractor (plugins too)."""
+    from latentbench.metrics.features import FEATURE_EXTRACTORS
+
+    if name in (AUTO, "none") or name.startswith("timm:") or name in FEATURE_EXTRACTORS:
+        return name
+    valid = [AUTO, "none", *FEATURE_EXTRACTORS.names()]
+    raise ValueError(
+        f"not a feature extractor{did_you_mean(name, valid)}; valid: {', '.join(valid)}"
+    )
+
+
+FdExtractorName = Annotated[str, AfterValidator(check_fd_extractor)]
 
 
 @dataclass(frozen=True)
@@ -77,7 +96,7 @@ class TrainGenConfig:
     data: str = "shapes:2000"
     preset: str = "tiny"  # training preset (TRAIN_PRESETS)
     arch: str | None = None  # architecture preset (gen.dit.PRESETS); None: the same as preset
-    image_size: PositiveInt | None = None
+    image_size: ImageSize | None = None
     steps: PositiveInt | None = None
     batch_size: PositiveInt | None = None
     lr: PositiveFloat | None = None
@@ -86,7 +105,9 @@ class TrainGenConfig:
     checkpoint_every: PositiveInt | None = None
     seed: NonNegativeInt = 0
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS  # image files larger than this are skipped
-    fd_extractor: str = AUTO  # "auto": inception when it loads, else efficientnet-lite0; "none"
+    fd_extractor: FdExtractorName = (
+        AUTO  # "auto": inception when it loads, else efficientnet-lite0; "none"
+    )
     reference_images: PositiveInt | None = None
     text_encoder: TextEncoderKind = TextEncoderKind.LEARNED
     text_encoder_path: str | None = None
@@ -96,7 +117,7 @@ class TrainGenConfig:
         None  # None: sqrt(N C p^2 / 4096), N tokens (flow.dimension_shift)
     )
     guidance: NonNegativeFloat | None = None  # None: the preset's (xl: 6.5, the paper's)
-    sample_steps: PositiveInt | None = None  # None: the preset's (tiny: 25, else 50)
+    sample_steps: SampleSteps | None = None  # None: the preset's (tiny: 25, else 50)
     sampler: Sampler = Sampler.EULER
     sample_shift: PositiveFloat | None = None  # None: the preset's (xl: 3, the paper's), else shift
     cond_dropout: Probability = 0.1

@@ -28,7 +28,7 @@ from pydantic import AfterValidator
 from torch import Tensor
 
 from latentbench.atomic import atomic_path, atomic_write_json
-from latentbench.config import Device, NonNegativeInt, PositiveInt, config, to_dict
+from latentbench.config import Device, ImageSize, NonNegativeInt, PositiveInt, config, to_dict
 from latentbench.data import (
     DEFAULT_MAX_PIXELS,
     MaxPixels,
@@ -78,7 +78,7 @@ class ReconConfig:
 
     spaces: list[str]
     data: str
-    image_size: Annotated[PositiveInt, AfterValidator(_at_least_ssim_window)] = 256
+    image_size: Annotated[ImageSize, AfterValidator(_at_least_ssim_window)] = 256
     num_images: PositiveInt | None = None
     batch_size: PositiveInt = 8
     fd: list[str] = field(default_factory=lambda: [AUTO])  # feature extractors for FD; auto

@@ -32,6 +32,7 @@ from latentbench.config import (
     PositiveFloat,
     PositiveInt,
     Probability,
+    SampleSteps,
     config,
 )
 from latentbench.gen.flow import Sampler, interpolate, sample, velocity_target
@@ -52,7 +53,7 @@ class ToyConfig:
     noise: NonNegativeFloat = 0.01  # data jitter around the strokes
     num_samples: PositiveInt = 2000
     num_reference: PositiveInt = 20_000  # dense noiseless points standing in for the manifold
-    sample_steps: PositiveInt = 50
+    sample_steps: SampleSteps = 50
     tail_fraction: Probability = 0.05
     seed: NonNegativeInt = 0
 

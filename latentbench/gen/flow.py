@@ -29,8 +29,8 @@ from latentbench.config import (
     FiniteFloat,
     NonNegativeFloat,
     PositiveFloat,
-    PositiveInt,
     Probability,
+    SampleSteps,
     config,
 )
 
@@ -49,7 +49,7 @@ class FlowConfig:
     shift: PositiveFloat | None = None
     logit_mean: FiniteFloat = 0.0
     logit_std: PositiveFloat = 1.0
-    sample_steps: PositiveInt = 50
+    sample_steps: SampleSteps = 50
     sampler: Sampler = Sampler.EULER
     sample_shift: PositiveFloat | None = None  # None: same as the training shift (the paper: 3)
     guidance: NonNegativeFloat = 1.0  # 1.0: no guidance (the paper uses 6.5 at its scale)

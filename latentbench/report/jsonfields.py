@@ -56,7 +56,9 @@ def format_variant(variant: object) -> str:
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a JSON file (binary content)") from None
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{path}: unreadable JSON ({e})") from None
 

@@ -220,8 +220,8 @@ def _is_geneval_results(path: Path) -> bool:
     if not path.is_file() or outside(path, path.parent):
         return False
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # JSONDecodeError, UnicodeDecodeError (binary content)
         return False
     return isinstance(data, dict) and "tasks" in data and "overall" in data
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from latentbench.config import ImageSize
 from latentbench.errors import UserError
 from latentbench.spaces.base import LatentSpace, LatentSpec
 from latentbench.spaces.catalog import space_factory
@@ -39,6 +40,6 @@ class PixelSpace(LatentSpace):
 
 
 @space_factory("pixel")
-def pixel_space(image_size: int = 64, patch: int = 1, pretrained: bool = True) -> PixelSpace:
+def pixel_space(image_size: ImageSize = 64, patch: int = 1, pretrained: bool = True) -> PixelSpace:
     """Identity (patch=1) or patchify (patch>1) space at ``image_size``."""
     return PixelSpace(image_size=image_size, patch=patch)

@@ -49,6 +49,7 @@ import torch
 from diffusers import AutoencoderTiny
 from torch import Tensor, nn
 
+from latentbench.config import ImageSize
 from latentbench.errors import UserError
 from latentbench.files import torch_load
 from latentbench.hub import (
@@ -427,7 +428,7 @@ def _tiny_factory(name: str, doc: str) -> Callable[..., TinyAutoencoderSpace]:
     def factory(
         weights: str | None = None,
         arch: dict[str, Any] | None = None,
-        image_size: int = DEFAULT_IMAGE_SIZE,
+        image_size: ImageSize = DEFAULT_IMAGE_SIZE,
         pretrained: bool = True,
     ) -> TinyAutoencoderSpace:
         return build_tiny_space(name, image_size, weights, arch, pretrained)
@@ -455,7 +456,7 @@ taef1 = _tiny_factory(
 @space_factory("taef2")
 def taef2(
     weights: str | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
+    image_size: ImageSize = DEFAULT_IMAGE_SIZE,
     pretrained: bool = True,
 ) -> TinyAutoencoderSpace:
     """TAESD for FLUX.2: 32 channels, stride 8, latents ~ the FLUX.2 VAE's batch-normalised

@@ -38,6 +38,7 @@ from diffusers import AutoencoderKL
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor
 
+from latentbench.config import ImageSize
 from latentbench.errors import UserError
 from latentbench.hub import load_pretrained
 from latentbench.spaces.base import LatentSpace, LatentSpec
@@ -250,7 +251,7 @@ def _vae_factory(name: str, doc: str) -> Callable[..., DiffusersVAESpace]:
         scale: float | None = None,
         shift: float | None = None,
         arch: dict[str, Any] | None = None,
-        image_size: int = DEFAULT_IMAGE_SIZE,
+        image_size: ImageSize = DEFAULT_IMAGE_SIZE,
         pretrained: bool = True,
     ) -> DiffusersVAESpace:
         return build_vae_space(

@@ -180,18 +180,21 @@ class Lite0Perceptual(nn.Module):
 
 
 class LPIPSPerceptual(nn.Module):
-    """``lpips.LPIPS`` with its pretrained backbone (downloads the VGG/AlexNet weights)."""
+    """``lpips.LPIPS`` with its pretrained backbone, found as ``recon --lpips`` finds it
+    (:class:`~latentbench.metrics.pixel.LPIPSMetric`: ``$LATENTBENCH_WEIGHTS``, torch's cache,
+    else a download), without torchvision's warnings."""
 
     def __init__(self, net: str) -> None:
         super().__init__()
-        import lpips
+        from latentbench.metrics.pixel import LPIPSMetric
 
         try:
-            self.lpips = lpips.LPIPS(net=net, verbose=False)
-        except Exception as e:  # urllib / OSError / RuntimeError when offline
+            self.lpips = LPIPSMetric(net, quantize=False).model
+        except (UserError, OSError, RuntimeError) as e:  # offline: no file, no download
+            why = str(e) if isinstance(e, UserError) else type(e).__name__
             raise UserError(
-                f"perceptual loss lpips-{net}: its backbone weights cannot be loaded "
-                f"({type(e).__name__}); offline, set loss.perceptual to effnet-lite0 or none"
+                f"perceptual loss lpips-{net}: {why}; offline, set loss.perceptual to "
+                "effnet-lite0 or none"
             ) from None
         self.eval().requires_grad_(False)
 
