@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers.utils.logging as transformers_logging
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# transformers binds its log handler to the sys.stderr of the moment it first logs. Bind it now,
+# to the session's stream: bound inside a test, it holds that test's captured stream, closed when
+# the test ends, and a later test's warning prints "--- Logging error ---" with a traceback.
+transformers_logging.get_logger()
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_WEIGHTS = REPO.parent / "shared" / "weights"
