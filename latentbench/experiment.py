@@ -50,6 +50,7 @@ from latentbench.spaces import (
     build_space,
     options_for,
     saved_fingerprint,
+    space_origin,
     try_space,
 )
 from latentbench.spaces.resolve import space_names, unused_options
@@ -290,8 +291,11 @@ class ExperimentRunner:
         self.echo(f"note: {message}")
 
     def space_identity(self, name: str) -> str:
-        """What a step's key depends on for this space: a trained folder's fingerprint."""
-        return saved_fingerprint(self.resolve_space(name)) or name
+        """What a step's key depends on for this space: a trained folder's fingerprint; a
+        plugin's release (upgrading the plugin runs the steps that use it again)."""
+        origin = space_origin(name)
+        plugin = f"{name} {origin}" if origin.startswith("plugin:") else name
+        return saved_fingerprint(self.resolve_space(name)) or plugin
 
     def claim(self) -> None:
         """Check ``out`` and ``report`` before any step (the report must not hold the runs)."""

@@ -253,3 +253,21 @@ def test_plugin_names_that_cannot_be_used_say_so(tmp_path):
     )
     out = _cli(sites, "recon", "--space", "dup", *RECON_CHEAP, cwd=tmp_path)
     assert out.returncode == 2 and "uninstall one" in out.stderr.splitlines()[-1]
+
+
+def test_upgrading_a_plugin_runs_the_experiment_steps_that_use_it_again(tmp_path):
+    (tmp_path / "e.yaml").write_text(
+        "name: e\nout: runs\nreport: rep\n"
+        "recon: {spaces: [pool], data: 'shapes:4', image_size: 32, fd: [], lpips: [],"
+        " diagnostics: 0}\n"
+    )
+    said = []
+    for version in ("0.1.0", "0.1.0", "0.2.0"):
+        site = tmp_path / f"site-{version}"
+        if not site.exists():
+            code = POOL.format(scale=1.0)
+            _distribution(site, "latentbench-pool", version, code, {"pool": "pool"})
+        out = _cli([str(site)], "run", "e.yaml", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        said.append("[recon] done already" in out.stdout + out.stderr)
+    assert said == [False, True, False]  # the same release is done; a new one runs again
