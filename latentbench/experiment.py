@@ -61,7 +61,7 @@ DONE = ".done.json"
 @config
 class TokenizerStep(TrainTokenizerConfig):
     """A ``train-tokenizer`` run: its settings, plus a ``name`` that later steps use as a space.
-    ``init`` may name an earlier step; ``data`` defaults to the experiment's."""
+    ``init`` may name an earlier step; ``data`` and ``seed`` default to the experiment's."""
 
     data: str | None = None
     name: FolderName = ""  # default: the space's name
@@ -98,6 +98,13 @@ class GenerationStep(TrainGenConfig):
 
 
 @config
+class ToyStep(ToyConfig):
+    """The toy C0 (``toy-manifold``): its settings."""
+
+    seed: NonNegativeInt | None = None  # default: the experiment's seed
+
+
+@config
 class Experiment:
     name: FolderName
     data: str = "shapes:2000"
@@ -108,7 +115,7 @@ class Experiment:
     tokenizers: list[TokenizerStep] = field(default_factory=list)
     recon: ReconStep | None = None
     generation: list[GenerationStep] = field(default_factory=list)
-    toy: ToyConfig | None = None  # the toy C0 (toy-manifold) into out/toy
+    toy: ToyStep | None = None  # the toy C0 (toy-manifold) into out/toy
     # the claims table (docs/method.md C0-C5): role (S-VAE, PS-VAE, RAE, ...) -> step / space name
     claims: dict[str, str] = field(default_factory=dict)
 
@@ -365,7 +372,8 @@ class ExperimentRunner:
         folder = self.out / "tokenizers" / step.name
         init = str(self.tokenizer_dirs.get(step.init, step.init)) if step.init else None
         data = step.data or self.exp.data
-        key = _key(step, data, self.space_identity(step.init) if step.init else None)
+        seed = self.exp.seed if step.seed is None else step.seed
+        key = _key(step, data, seed, self.space_identity(step.init) if step.init else None)
         self.tokenizer_dirs[step.name] = folder
         if self.is_done(folder, key):
             self.echo(f"[tokenizer {step.name}] done already: {folder}")
@@ -373,7 +381,7 @@ class ExperimentRunner:
         self.echo(f"[tokenizer {step.name}] train-tokenizer --space {step.space} -> {folder}")
         t0 = time.perf_counter()
         job = TrainTokenizerConfig(
-            **{**_settings(step, TrainTokenizerConfig), "data": data, "init": init}
+            **{**_settings(step, TrainTokenizerConfig), "data": data, "init": init, "seed": seed}
         )
         if step.seeds:  # folder/seed_<k> each, the aggregate in folder; later steps: the first
             from latentbench.bench.seeds import seed_dir, train_tokenizer_seeds
@@ -385,10 +393,12 @@ class ExperimentRunner:
             train_tokenizer(job, folder, resume=resume, quiet=self.quiet)
         self.mark_done(folder, key, time.perf_counter() - t0)
 
-    def toy(self, cfg: ToyConfig) -> Path:
+    def toy(self, step: ToyStep) -> Path:
         from latentbench.bench.toy_manifold import run_toy_manifold
 
         folder = self.out / "toy"
+        seed = self.exp.seed if step.seed is None else step.seed
+        cfg = ToyConfig(**{**_settings(step, ToyConfig), "seed": seed})
         key = _key(cfg)
         if self.is_done(folder, key):
             self.echo(f"[toy] done already: {folder}")

@@ -136,9 +136,13 @@ def manifest(command: str, config: dict[str, Any], seed: int | None) -> dict[str
 # Settings a resume may change: how long the run goes and how often it evaluates, logs and
 # checkpoints (the warmup and log interval follow the steps); how data is loaded and logged, where
 # the latent cache lies and the statistics computed from it (a cache rebuilt on a GPU may differ in
-# the last bits). Any other change would continue the run as a different one.
+# the last bits); what a tokenizer is scored on once trained. Any other change would continue the
+# run as a different one.
 _CADENCE = ("steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints")
-RESUMABLE = frozenset((*_CADENCE, "warmup_steps", "num_workers", "log_with", "cache", "stats"))
+_AFTER = ("eval_data", "eval_images", "eval_seed")  # a tokenizer's held-out scoring, after training
+RESUMABLE = frozenset(
+    (*_CADENCE, *_AFTER, "warmup_steps", "num_workers", "log_with", "cache", "stats")
+)
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

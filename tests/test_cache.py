@@ -72,6 +72,14 @@ def test_build_reads_back_float16_shards_and_stats(tmp_path):
     assert cache.path.parent.parent == cache_root()
 
 
+def test_stats_record_the_seed_a_generated_set_was_drawn_at():
+    from latentbench.data import open_images
+
+    cache = build_cache(_pixel(16), open_images("shapes:4", 16, seed=3))  # it said 0
+    assert cache.stats.seed == 3 and cache.meta["stats"]["seed"] == 3
+    assert build_cache(_pixel(), Toy(4)).stats.seed == 0  # a set without a seed
+
+
 def test_progress_line_names_the_space_by_the_label_it_is_given(capsys):
     build_cache(_pixel(), Toy(6), quiet=False, label="pixel8")
     lines = capsys.readouterr().err.splitlines()

@@ -91,6 +91,25 @@ def test_run_skips_done_steps_and_unavailable_spaces(tmp_path, monkeypatch):
     assert not any("done already" in line for line in lines)
 
 
+def test_the_experiments_seed_reaches_every_step(tmp_path):
+    """`seed` defaults to the experiment's for tokenizers and the toy too (they ran at 0)."""
+    toy = {"steps": 2, "eval_every": 2, "num_data": 32, "num_samples": 32, "num_reference": 64}
+    toy |= {"batch_size": 16, "width": 8, "sample_steps": 2}
+    exp = {
+        "name": "seeded",
+        "data": "shapes:8",
+        "seed": 3,
+        "out": str(tmp_path / "runs"),
+        "report": str(tmp_path / "report"),
+        "tokenizers": [{"name": "tok", "space": "rae", "steps": 1}],
+        "toy": toy,
+    }
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(exp))
+    run_experiment(str(tmp_path / "e.yaml"), quiet=True, echo=lambda line: None)
+    for step in ("tokenizers/tok", "toy"):
+        assert json.loads((tmp_path / "runs" / step / "manifest.json").read_text())["seed"] == 3
+
+
 def test_bad_experiment_files_are_user_errors(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nrecon: {spacez: [pixel]}\n")

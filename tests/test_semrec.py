@@ -269,6 +269,32 @@ def test_train_tokenizer_stage1_then_stage2_saves_loadable_spaces(tmp_path):
         train_tokenizer(replace(job, space="svae", stage=2), tmp_path / "y")
 
 
+def test_a_tokenizers_held_out_images_are_not_its_training_images(tmp_path, monkeypatch):
+    """``--eval-data`` of the training data's kind is drawn at the training seed + 1 (it was drawn
+    at the same seed: the training images themselves), and the manifest records what it scored."""
+    import latentbench.data as data
+    from latentbench.bench.tokenizer import TrainTokenizerConfig, train_tokenizer
+
+    drawn = []
+    real = data.open_images
+    monkeypatch.setattr(
+        data, "open_images", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1]
+    )
+    preset = tmp_path / "p.yaml"
+    preset.write_text(PRESET.format(space=json.dumps(TINY)))
+    job = TrainTokenizerConfig(
+        space="semrec", data="shapes:8", preset=str(preset), eval_data="shapes:8", eval_images=8
+    )
+    train_tokenizer(job, tmp_path / "s1", quiet=True)
+    trained_on, scored_on = drawn[0], drawn[-1]
+    seen = [trained_on[i]["image"] for i in range(len(trained_on))]
+    assert len(scored_on) == 8
+    for i in range(len(scored_on)):
+        assert not any(torch.equal(scored_on[i]["image"], x) for x in seen), i
+    config = json.loads((tmp_path / "s1" / "manifest.json").read_text())["config"]
+    assert (config["eval_data"], config["eval_images"], config["eval_seed"]) == ("shapes:8", 8, 1)
+
+
 def test_stage2_refuses_an_init_that_is_not_stage1_of_the_same_encoder(
     tmp_path, monkeypatch, capsys
 ):

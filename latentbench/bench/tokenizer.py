@@ -197,6 +197,10 @@ def train_tokenizer(
         "preset": preset,
         "max_pixels": max_pixels,
         **to_dict(cfg),
+        # held out: scored after training, at the training seed + 1 (images not trained on)
+        "eval_data": eval_data,
+        "eval_images": eval_images if eval_data else None,
+        "eval_seed": cfg.loop.seed + 1 if eval_data else None,
     }
     _check_out(out, resume)
     torch.manual_seed(cfg.loop.seed)
@@ -229,7 +233,16 @@ def train_tokenizer(
         metrics.update({f"init_{k}": origin[k] for k in ("fingerprint", "recipe", "stage")})
     if eval_data:
         batch = cfg.loop.batch_size
-        metrics.update(evaluate(trained, eval_data, eval_images, batch, max_pixels=max_pixels))
+        metrics.update(
+            evaluate(
+                trained,
+                eval_data,
+                eval_images,
+                batch,
+                seed=record["eval_seed"],
+                max_pixels=max_pixels,
+            )
+        )
     trained.save(run.path)
     run.write_metrics(metrics)
     return metrics
@@ -277,10 +290,12 @@ def evaluate(
     limit: int,
     batch_size: int,
     *,
+    seed: int,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
-    """Held-out PSNR and linear probes on ``data`` (first ``limit`` images; larger than
-    ``max_pixels`` skipped).
+    """Held-out PSNR and linear probes on ``data`` drawn at ``seed`` (first ``limit`` images;
+    larger than ``max_pixels`` skipped). At the training seed, a generated set of the training
+    data's kind would be the training images themselves: callers pass another (seed + 1).
 
     Probes (top-1, ridge, 80/20 split) on the latent and on the space's encoder features, each
     mean-pooled over the grid (``..._mean``) and flattened (``..._flat``). Each value has its
@@ -292,7 +307,9 @@ def evaluate(
     from latentbench.metrics.pixel import psnr
     from latentbench.stats import mean_interval
 
-    dataset = open_images(data, space.spec.image_size, limit=limit, max_pixels=max_pixels)
+    dataset = open_images(
+        data, space.spec.image_size, limit=limit, seed=seed, max_pixels=max_pixels
+    )
     batches = [b for b in iter_batches(dataset, batch_size) if len(b)]
     images = torch.cat([b.images for b in batches])  # (N, 3, H, W)
     labels = torch.cat([b.labels for b in batches])  # (N,)

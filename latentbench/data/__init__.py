@@ -234,6 +234,7 @@ class First(Dataset):
         self.image_size = dataset.image_size
         self.label_names = getattr(dataset, "label_names", None)
         self.strict = getattr(dataset, "strict", False)
+        self.seed = getattr(dataset, "seed", 0)  # a generated set's draw
 
     def __len__(self) -> int:
         return self.n

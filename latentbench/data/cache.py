@@ -334,7 +334,8 @@ def _encode_into(
     sources.flush()
     if not keys:
         raise UserError(f"no readable image in {key.data}: nothing to cache")
-    stats = LatentStats.from_latents(stat_batches, seed=0)
+    # over every cached latent; the seed is the one a generated set was drawn at (a folder: 0)
+    stats = LatentStats.from_latents(stat_batches, seed=getattr(dataset, "seed", 0))
     atomic_write_json(
         folder / META,
         {
