@@ -188,20 +188,7 @@ def train_tokenizer(
         data=data_paths(data, eval_data),
         overwrite=overwrite,
     )
-    record = {
-        "space": space,
-        "recipe": recipe.value,
-        "stage": stage,
-        "data": data,
-        "init": str(init) if init else None,
-        "preset": preset,
-        "max_pixels": max_pixels,
-        **to_dict(cfg),
-        # held out: scored after training, at the training seed + 1 (images not trained on)
-        "eval_data": eval_data,
-        "eval_images": eval_images if eval_data else None,
-        "eval_seed": cfg.loop.seed + 1 if eval_data else None,
-    }
+    record = _record(job, recipe, cfg)
     _check_out(out, resume)
     torch.manual_seed(cfg.loop.seed)
     model_space = _initial_space(space, cfg, init)
@@ -246,6 +233,24 @@ def train_tokenizer(
     trained.save(run.path)
     run.write_metrics(metrics)
     return metrics
+
+
+def _record(job: TrainTokenizerConfig, recipe: Recipe, cfg: TokenizerConfig) -> dict[str, Any]:
+    """The run's config in its manifest: the job, the preset as resolved, the held-out scoring."""
+    return {
+        "space": job.space,
+        "recipe": recipe.value,
+        "stage": job.stage,
+        "data": job.data,
+        "init": str(job.init) if job.init else None,
+        "preset": job.preset,
+        "max_pixels": job.max_pixels,
+        **to_dict(cfg),
+        # held out: scored after training, at the training seed + 1 (images not trained on)
+        "eval_data": job.eval_data,
+        "eval_images": job.eval_images if job.eval_data else None,
+        "eval_seed": cfg.loop.seed + 1 if job.eval_data else None,
+    }
 
 
 def _fit_stats(
