@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latentbench.bench.eval_gen import EvalGenConfig, run_eval_gen, table_rows
+from latentbench.bench.eval_gen import EvalGenConfig, run_eval_gen, suite_config, table_rows
 from latentbench.data.shapes import (
     Color,
     Scene,
@@ -301,6 +301,27 @@ def test_oracle_layout_scores_one_and_writes_results(tmp_path: Path) -> None:
     }
     assert single["score/ci95_low"] < 1.0 == single["score/ci95_high"]  # Wilson, 5 of 5
     assert any("00000: unreadable image 0000.png" in s for s in r["skipped_reasons"])
+
+
+def test_shapes_suite_records_and_takes_no_detector_options(
+    tmp_path: Path, cli, capsys: pytest.CaptureFixture
+) -> None:
+    """geneval-shapes is judged analytically: the detector, its thresholds and CLIP are not
+    recorded as if they ran (null), and a given one is refused, not silently ignored."""
+    write_oracle_layout(tmp_path, prompts_per_task=1, samples_per_prompt=1, image_size=64, seed=5)
+    saved = run_eval_gen(SHAPES, images=tmp_path).results["config"]
+    unused = ("detector", "detector_model", "clip_model", "threshold", "counting_threshold")
+    assert {k: saved[k] for k in (*unused, "clipscore")} == dict.fromkeys((*unused, "clipscore"))
+    base = ("eval-gen", "--suite", "geneval-shapes", "--images", str(tmp_path), "-q")
+    for extra in (("--detector", "owlv2", "--threshold", "0.9"), ("--no-clipscore",)):
+        capsys.readouterr()
+        assert cli(*base, *extra, "--out", str(tmp_path / "x.json")) == 2
+        err = capsys.readouterr().err
+        assert f"{extra[0]}" in err and "only --suite geneval" in err
+        assert not (tmp_path / "x.json").exists()
+    # geneval records the judge it runs: its defaults filled in
+    natural = suite_config(EvalGenConfig(suite="geneval"))  # type: ignore[arg-type]
+    assert natural.detector == "mask2former" and natural.clipscore is True
 
 
 def test_layout_errors_are_user_errors(tmp_path: Path) -> None:

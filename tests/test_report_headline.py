@@ -5,6 +5,7 @@ groups, wall-clock, --commit. Synthetic run folders in the key layout of docs/st
 from __future__ import annotations
 
 import ast
+import csv
 import html
 import json
 import re
@@ -18,13 +19,15 @@ from scipy import stats
 from test_report import _png
 
 from latentbench.atomic import atomic_write_json
+from latentbench.bench.seeds import aggregate_seeds
 from latentbench.errors import UserError
 from latentbench.report import write_report
 from latentbench.report.catalog import Direction
 from latentbench.report.differences import versus_initialisation
 from latentbench.report.jsonfields import measured
 from latentbench.report.load import load_runs
-from latentbench.report.provenance import commit_line
+from latentbench.report.markdown import md_text
+from latentbench.report.provenance import commit_line, device_text
 from latentbench.report.significance import Mark, column_verdict, fmt_interval
 from latentbench.runs import RunDir
 from latentbench.stats import Interval, seed_aggregate, spearman_interval
@@ -354,6 +357,76 @@ def test_warning_when_settings_differ(compared, tmp_path: Path) -> None:
     assert "differ in image size" in (out / "README.md").read_text()
     _, same = compared  # the same settings everywhere: no warning
     assert 'class="warning"' not in (same / "index.html").read_text()
+
+
+def test_a_run_without_fd_names_no_reference_set(tmp_path: Path) -> None:
+    """A train-gen run with fd_extractor none computed no FD: the report does not warn that its
+    'reference set' differs from the FD runs' (it had none)."""
+    runs = make_comparison(tmp_path / "runs")
+    config = _gen_config("sd-vae")
+    config["train_gen"]["fd_extractor"] = "none"
+    config["train_preset"]["reference_images"] = None
+    plain = RunDir.create(tmp_path / "runs" / "nofd", "train-gen", config, seed=0)
+    plain.write_metrics({"steps": 200, "num_eval_samples": 60})
+    older = RunDir.create(tmp_path / "runs" / "nofd-old", "train-gen", _gen_config("sd-vae"))
+    older.write_metrics({"steps": 200, "num_eval_samples": 60})  # recorded 500, ran no FD
+    out = tmp_path / "report"
+    write_report([*runs.values(), plain.path, older.path], out)
+    assert "reference set" not in (out / "index.html").read_text()
+    assert "reference set" not in (out / "README.md").read_text()
+
+
+def _train_gen_seeds(out: Path, spaces: tuple[str, ...]) -> dict:
+    """``train-gen --space A,B --seeds 0,1 --out OUT``'s layout: OUT/seed_<k>/<space>/ run
+    folders, OUT/seed_<k>/metrics.json per seed and the aggregate OUT/metrics.json."""
+    per_seed = []
+    for seed in (0, 1):
+        summary = {}
+        for space in spaces:
+            run = RunDir.create(out / f"seed_{seed}" / space, "train-gen", _gen_config(space),
+                                seed=seed)  # fmt: skip
+            _log_curves(run, space, scale=1 + 0.1 * seed)
+            summary[space] = {**_gen_metrics(space), "fd_efficientnet-lite0": 100.0 + 10 * seed}
+            run.write_metrics(summary[space])
+        atomic_write_json(out / f"seed_{seed}" / "metrics.json", summary)
+        per_seed.append(summary)
+    aggregate = {**aggregate_seeds(per_seed), "seeds": [0, 1]}
+    atomic_write_json(out / "metrics.json", aggregate)
+    return aggregate
+
+
+def test_train_gen_seeds_output_is_one_seed_group_per_space(tmp_path: Path) -> None:
+    """`train-gen --space A,B --seeds` writes OUT/seed_<k>/<space>/: the report reads it as one
+    seed group per space, its numbers from the aggregate's entry of that space."""
+    aggregate = _train_gen_seeds(tmp_path / "gs", ("pixel", "rae"))
+    single = RunDir.create(tmp_path / "single", "train-gen", _gen_config("semrec"), seed=7)
+    _log_curves(single, "semrec")
+    single.write_metrics(_gen_metrics("semrec"))
+    runs = {r.name: r for r in load_runs([tmp_path / "gs", single.path])}
+    assert sorted(runs) == ["pixel", "rae", "single"]
+    pixel = runs["pixel"]
+    assert pixel.seed_dirs == {k: tmp_path / "gs" / f"seed_{k}" / "pixel" for k in (0, 1)}
+    fd = next(s for s in pixel.scalars if s.metric == "fd_efficientnet-lite0")
+    assert fd.value == aggregate["pixel"]["fd_efficientnet-lite0"] == 105.0
+    assert fd.seeds == (100.0, 110.0) and fd.std == aggregate["pixel"]["fd_efficientnet-lite0/std"]
+    assert {s.space for s in pixel.scalars} == {"pixel"} and {p.seed for p in pixel.curves} == {
+        0,
+        1,
+    }
+    assert {p.seed for p in runs["single"].curves} == {7}  # the seed its manifest records
+    out = tmp_path / "report"
+    write_report([tmp_path / "gs", single.path], out)
+    readme = (out / "README.md").read_text()
+    head = "| run | command | git commit | seed(s) | time | device | notes |"
+    assert head in readme  # the page's Runs columns
+    rows = {line.split(" | ")[0].split("]")[0].strip("|[ "): line for line in readme.splitlines()
+            if line.startswith("| [")}  # fmt: skip
+    assert " | 0, 1 | " in rows["pixel"] and " | 7 | " in rows["single"]
+    device = device_text(runs["single"].manifest)
+    assert device and f" | {md_text(device)} | " in rows["single"]
+    curves = list(csv.DictReader((out / "curves.csv").open()))
+    assert {r["seed"] for r in curves if r["run"] == "single"} == {"7"}
+    assert {r["seed"] for r in curves if r["run"] == "rae"} == {"0", "1"}
 
 
 def test_commit_label_is_checked(tmp_path: Path, monkeypatch) -> None:

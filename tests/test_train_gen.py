@@ -383,3 +383,10 @@ def resolve_train(cfg: TrainGenConfig):
     from latentbench.bench.generation_config import resolve
 
     return resolve(cfg).train
+
+
+def test_a_run_without_fd_records_no_reference_set():
+    """fd_extractor none: no FD, so the manifest's train_preset names no reference set."""
+    assert resolve_train(_cfg()).reference_images is None  # TOY: none, reference_images 16
+    assert resolve_train(_cfg(fd_extractor="auto")).reference_images == 16
+    assert resolve_train(load_config(None, space="pixel")).reference_images == 500

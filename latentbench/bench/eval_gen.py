@@ -27,7 +27,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +85,14 @@ class EvalGenConfig:
     prompts_per_task: PositiveInt = 100  # built-in Shapes suite only
     limit: PositiveInt | None = None  # score the first N prompts only
     seed: NonNegativeInt = 0
-    detector: str = "mask2former"  # geneval: mask2former | owlv2
+    # The judge's options below are for ``geneval`` only (None: its default); the
+    # ``geneval-shapes`` judge is analytic and takes none (see :func:`suite_config`).
+    detector: str | None = None  # geneval: mask2former (None) | owlv2
     detector_model: str | None = None  # hub id or local folder (default: the kind's model)
     clip_model: str | None = None  # hub id or local folder (default: GenEval's ViT-L/14)
     threshold: Probability | None = None  # None: the detector's default rules
     counting_threshold: Probability | None = None
-    clipscore: bool = True  # geneval: CLIPScore of each image with its prompt
+    clipscore: bool | None = None  # geneval: CLIPScore of each image with its prompt (None: yes)
     checkpoint: str | None = None  # RUN_DIR: step, folder, "init" (untrained); default last
     sample_steps: SampleSteps | None = None  # RUN_DIR: overrides of the run's sampling settings
     guidance: NonNegativeFloat | None = None
@@ -113,7 +115,37 @@ class EvalGenConfig:
         )
 
 
+DEFAULT_DETECTOR = "mask2former"
+# what the ``geneval`` judge takes and the analytic ``geneval-shapes`` judge does not: flag names
+NEURAL_OPTIONS = {
+    "detector": "--detector",
+    "detector_model": "--detector-model",
+    "clip_model": "--clip-model",
+    "threshold": "--threshold",
+    "counting_threshold": "--counting-threshold",
+    "clipscore": "--clipscore/--no-clipscore",
+}
+
+
 # -- judges -------------------------------------------------------------------------------------
+def suite_config(cfg: EvalGenConfig) -> EvalGenConfig:
+    """The config as it runs, which is what results.json records: ``geneval`` gets its judge's
+    defaults filled in (``detector`` mask2former, ``clipscore`` on); ``geneval-shapes`` uses none
+    of the judge's options, so they stay None, and one that is set is a UserError rather than a
+    setting recorded as if it ran."""
+    if cfg.suite is GenSuite.GENEVAL:
+        clipscore = True if cfg.clipscore is None else cfg.clipscore
+        return replace(cfg, detector=cfg.detector or DEFAULT_DETECTOR, clipscore=clipscore)
+    given = [flag for name, flag in NEURAL_OPTIONS.items() if getattr(cfg, name) is not None]
+    if given:
+        raise UserError(
+            f"{', '.join(given)}: only --suite geneval takes {'it' if len(given) == 1 else 'them'}"
+            f"; --suite {cfg.suite.value} is judged by the analytic Shapes detector (no detector, "
+            "thresholds 0, no CLIP)"
+        )
+    return cfg
+
+
 def build_judge(
     cfg: EvalGenConfig, entries: Sequence[dict[str, Any]], clip: Any | None = None
 ) -> Judge:
@@ -125,7 +157,9 @@ def build_judge(
         return ShapesJudge()
     from latentbench.metrics.detectors import build_detector
 
-    detector = build_detector(cfg.detector, cfg.detector_model, device=cfg.device)
+    detector = build_detector(
+        cfg.detector or DEFAULT_DETECTOR, cfg.detector_model, device=cfg.device
+    )
     rules = detector.default_rules
     overrides = {
         k: v
@@ -146,7 +180,9 @@ def needs_clip(cfg: EvalGenConfig, entries: Sequence[dict[str, Any]]) -> bool:
     """Whether ``geneval`` scoring needs CLIP (CLIPScore, or a prompt that names a colour)."""
     if cfg.suite is not GenSuite.GENEVAL:
         return False
-    return cfg.clipscore or any("color" in r for e in entries for r in e.get("include", []))
+    return cfg.clipscore is not False or any(
+        "color" in r for e in entries for r in e.get("include", [])
+    )
 
 
 def build_clip(cfg: EvalGenConfig) -> Any:
@@ -370,6 +406,7 @@ def run_eval_gen(
             "--metadata gives the prompts to sample RUN_DIR with; --images reads each prompt "
             "folder's own metadata.jsonl"
         )
+    cfg = suite_config(cfg)
     suite = cfg.suite
     out_path = Path(out) if out else None
     clip: Any = None

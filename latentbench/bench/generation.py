@@ -191,6 +191,8 @@ def make_evaluator(
 ) -> GenerationEval:
     """The evaluation callback: eval set, FD extractor (built unless given) and its reference."""
     cfg, device = r.cfg, space.device
+    if extractor is not None and cfg.fd_extractor == "none":
+        raise UserError("an FD extractor was given, but fd_extractor is 'none' (no FD)")
     if extractor is None and cfg.fd_extractor != "none":
         extractor, ex_name = make_extractor(cfg.fd_extractor, echo)
     else:

@@ -65,7 +65,7 @@ class TrainPreset:
     sample_steps: int
     guidance: float
     checkpoint_every: int
-    reference_images: int
+    reference_images: int | None  # None: no FD, so no reference set (fd_extractor "none")
     sample_shift: float | None = None  # None: the training shift
 
 
@@ -184,7 +184,10 @@ def resolve(cfg: TrainGenConfig) -> Resolved:
         guidance=pick(cfg.guidance, tp.guidance),
         sample_steps=pick(cfg.sample_steps, tp.sample_steps),
         sample_shift=pick(cfg.sample_shift, tp.sample_shift),
-        reference_images=pick(cfg.reference_images, tp.reference_images),
+        # a run without FD compares with no reference set: it records none
+        reference_images=None
+        if cfg.fd_extractor == "none"
+        else pick(cfg.reference_images, tp.reference_images),
     )
     for name in ("steps", "batch_size", "eval_every", "eval_samples", "checkpoint_every"):
         if getattr(tp, name) < 1:

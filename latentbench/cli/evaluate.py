@@ -63,7 +63,9 @@ def with_bars(runner, cfg, run_dir, images, out, *, quiet: bool, overwrite: bool
         )
 
 
-ClipScore = Annotated[bool, typer.Option(help="geneval: CLIPScore of each image.")]
+ClipScore = Annotated[
+    bool | None, typer.Option(help="geneval: CLIPScore of each image (default: on).")
+]
 
 # -- eval-gen --------------------------------------------------------------------------------
 Suite = Annotated[str, typer.Option(help="Prompt suite: geneval-shapes or geneval.")]
@@ -81,7 +83,7 @@ Metadata = Annotated[
         "geneval-shapes default: the built-in Shapes suite."
     ),
 ]
-Detector = Annotated[str, typer.Option(help="geneval: mask2former or owlv2.")]
+Detector = Annotated[str | None, typer.Option(help="geneval: mask2former (default) or owlv2.")]
 DetectorModel = Annotated[str | None, typer.Option(help="Detector hub id or local folder.")]
 GenClipModel = Annotated[
     str | None,
@@ -106,12 +108,12 @@ def eval_gen_cmd(
     samples: Annotated[int, typer.Option(help="Images per prompt (GenEval: 4).")] = 4,
     prompts_per_task: Annotated[int, typer.Option(help="Built-in Shapes suite size.")] = 100,
     limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
-    detector: Detector = "mask2former",
+    detector: Detector = None,
     detector_model: DetectorModel = None,
     clip_model: GenClipModel = None,
     threshold: Threshold = None,
     counting_threshold: CountingThreshold = None,
-    clipscore: ClipScore = True,
+    clipscore: ClipScore = None,
     checkpoint: Checkpoint = None,
     sample_steps: OverrideSteps = None,
     guidance: OverrideGuidance = None,

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from latentbench.report.jsonfields import items, obj
 from latentbench.report.load import PromptResult, Run
+from latentbench.report.provenance import device_text, seeds_text
 from latentbench.report.significance import BEST_MARK, Mark, interval_text
 from latentbench.report.sources import Sources
 from latentbench.report.tables import Cell, Column, Table
@@ -181,23 +181,17 @@ def prompts_html(prompts: Sequence[PromptResult]) -> str:
     )
 
 
-def _device(manifest: dict) -> str:
-    device = obj(manifest.get("device"))
-    gpus = ", ".join(map(str, items(device.get("gpus")))) or ("cpu" if device else None)
-    return ", ".join(str(x) for x in (device.get("platform"), gpus) if x)
-
-
 def runs_html(runs: Sequence[Run], sources: Sources) -> str:
     rows = []
     for r in runs:
         m = r.manifest
         link = sources.run_href(r)
         name = f'<a href="{e(link)}">{e(r.name)}</a>' if link else e(r.name)
-        seeds = ", ".join(map(str, r.seed_dirs)) or str(m.get("seed", ""))
+        seeds, device = seeds_text(r), device_text(m)
         rows.append(
             f'<tr><td class="text">{name}</td><td class="text">{e(r.command)}</td>'
             f'<td class="text">{e(r.git or "unknown")}</td><td>{e(seeds)}</td>'
-            f'<td class="text">{e(m.get("time") or "")}</td><td class="text">{e(_device(m))}</td>'
+            f'<td class="text">{e(m.get("time") or "")}</td><td class="text">{e(device)}</td>'
             f'<td class="text">{e("; ".join(r.notes))}</td></tr>'
         )
     return (

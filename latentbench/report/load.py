@@ -21,14 +21,16 @@ Uncertainty: a metric ``<m>`` carries the interval of ``<m>/ci95_low`` / ``<m>/c
 ``<m>/std``, ``<m>/values`` of a seed aggregate) when the file holds them; a curve row carries
 ``ci95_low`` / ``ci95_high`` as extra keys or as rows named ``<m>/ci95_low``, and ``seconds``
 (wall-clock since the start). A seed group is a folder ``<space>/`` with run folders
-``seed_<k>/`` and an aggregate ``metrics.json`` beside them: one run, whose numbers come from
-the aggregate and whose curves are the per-seed curves (``Point.seed``).
+``seed_<k>/`` and an aggregate ``metrics.json`` beside them, or one space of a
+``train-gen --space A,B --seeds`` output (``seed_<k>/<space>/``, the aggregate's entry of that
+space; :mod:`latentbench.report.folders`): one run, whose numbers come from the aggregate and
+whose curves are the per-seed curves (``Point.seed``). A curve of any other run carries the seed
+its manifest records.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,6 +39,16 @@ from typing import Any
 
 from latentbench.errors import UserError
 from latentbench.files import read_jsonl
+from latentbench.report.folders import (
+    GENEVAL_RESULTS,
+    MANIFEST,
+    expand,
+    is_geneval_results,
+    outside,
+    seed_dirs,
+    space_seed_groups,
+    unique_names,
+)
 from latentbench.report.jsonfields import (
     Measured,
     flatten,
@@ -51,13 +63,10 @@ from latentbench.report.jsonfields import (
 from latentbench.runs import OutputKind, space_label
 from latentbench.stats import Interval, proportion_interval, t_interval
 
-MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 CURVES = "metrics.jsonl"
-GENEVAL_RESULTS = "results.json"
 MAX_GENERIC_IMAGES = 24  # a run with --save-images holds thousands; the report shows a few
 BOOKKEEPING = ("train/lr", "train/grad_norm")  # curves that are not results
-SEED_DIR = re.compile(r"^seed_(\d+)$")
 # a run's training wall-clock in metrics.json, the first found
 WALL_CLOCK = ("train_seconds", "wall_seconds", "wall_clock_s", "seconds")
 CURVE_BOUNDS = ("ci95_low", "ci95_high")
@@ -116,7 +125,7 @@ class Point:
     low: float | None = None  # the interval recorded with the point, if any
     high: float | None = None
     seconds: float | None = None  # wall-clock since the start of the run
-    seed: int | None = None  # which seed of a seed group
+    seed: int | None = None  # the seed it was trained with (a seed group: which seed's curve)
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,8 @@ class Run:
     notes: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # files not read, with the reason
     seed_dirs: dict[int, Path] = field(default_factory=dict)  # seed -> run folder (seed group)
+    # a space's seed group of a `train-gen --space A,B --seeds` output: its key in the aggregate
+    group_key: str | None = None
 
     def readable(self, path: Path) -> bool:
         """Whether ``path`` is a regular file inside the run folder, links resolved. One that
@@ -186,96 +197,25 @@ class Run:
         return value if isinstance(value, str) else ""
 
 
-# -- small helpers ------------------------------------------------------------------------------
-def outside(path: Path, root: Path) -> str:
-    """'' when ``path`` is a regular file inside ``root`` once links are resolved, else why not."""
-    real = path.resolve()
-    if real != root.resolve() and root.resolve() not in real.parents:
-        return "a link out of the run folder"
-    return "" if real.is_file() else "not a regular file"
-
-
-# -- reading one run ----------------------------------------------------------------------------
-def is_run_dir(path: Path) -> bool:
-    return (
-        (path / MANIFEST).is_file()
-        or _is_geneval_results(path / GENEVAL_RESULTS)
-        or bool(seed_dirs(path))
-    )
-
-
-def seed_dirs(path: Path) -> dict[int, Path]:
-    """The ``seed_<k>/`` run folders of a seed group, by seed (empty for any other folder)."""
-    if not path.is_dir():
-        return {}
-    found = {}
-    for child in path.iterdir():
-        m = SEED_DIR.match(child.name)
-        if m and child.is_dir() and not outside(child / MANIFEST, path):
-            found[int(m.group(1))] = child
-    return dict(sorted(found.items()))
-
-
-def _is_geneval_results(path: Path) -> bool:
-    if not path.is_file() or outside(path, path.parent):
-        return False
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # JSONDecodeError, UnicodeDecodeError (binary content)
-        return False
-    return isinstance(data, dict) and "tasks" in data and "overall" in data
-
-
-def expand(paths: Iterable[str | Path]) -> list[Path]:
-    """Run folders from the command line: a run folder, or a folder of run folders (e.g. the
-    ``--out`` of ``train-gen``, one run per space). Anything else is a UserError."""
-    out: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.is_dir():
-            raise UserError(f"run folder not found: {path}")
-        if is_run_dir(path):
-            out.append(path)
-            continue
-        children = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
-        if not children:
-            raise UserError(
-                f"{path} is not a run folder (no {MANIFEST} or GenEval {GENEVAL_RESULTS}, "
-                "and no run folders inside)"
-            )
-        out.extend(children)
-    if not out:
-        raise UserError("no run folder given")
-    return out
-
-
-def unique_names(paths: Sequence[Path]) -> list[str]:
-    """Folder names; where two collide, parent/name; then a #n suffix."""
-    names = [p.name or str(p) for p in paths]
-    for i, p in enumerate(paths):
-        if names.count(names[i]) > 1:
-            names[i] = f"{p.parent.name}/{p.name}"
-    seen: dict[str, int] = {}
-    for i, name in enumerate(names):
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            names[i] = f"{name} #{seen[name]}"
-    return names
-
-
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
-    """Every run of ``paths`` (see :func:`expand`), read into :class:`Run` records."""
-    dirs = expand(paths)
-    return [load_run(p, name) for p, name in zip(dirs, unique_names(dirs))]
+    """Every run of ``paths`` (see :func:`~latentbench.report.folders.expand`), read into
+    :class:`Run` records."""
+    found = expand(paths)
+    names = unique_names([f.label for f in found])
+    return [load_run(f.path, name, f.space) for f, name in zip(found, names)]
 
 
-def load_run(path: str | Path, name: str | None = None) -> Run:
+def load_run(path: str | Path, name: str | None = None, space: str | None = None) -> Run:
+    """The run of folder ``path``; ``space``: that space's seed group of a ``train-gen --space
+    A,B --seeds`` output ``path`` (:func:`~latentbench.report.folders.space_seed_groups`)."""
     path = Path(path)
-    name = name or path.name
-    seeds = seed_dirs(path)
+    name = name or space or path.name
+    seeds = space_seed_groups(path).get(space, {}) if space else seed_dirs(path)
+    if space and not seeds:
+        raise UserError(f"{path}: no seed_<k>/{space}/ run folder")
     own = path / MANIFEST
     if not own.is_file() and not seeds:
-        if _is_geneval_results(path / GENEVAL_RESULTS):
+        if is_geneval_results(path / GENEVAL_RESULTS):
             if reason := outside(path / GENEVAL_RESULTS, path):
                 raise UserError(f"{path / GENEVAL_RESULTS}: {reason}; not read")
             run = Run(name, path, RunKind.GENEVAL, {"command": RunKind.GENEVAL.value})
@@ -288,13 +228,16 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     manifest = read_json(source)
     if not isinstance(manifest, dict):
         raise UserError(f"{source}: not a manifest (a JSON object)")
-    run = Run(name, path, RunKind.of(manifest.get("command")), manifest, seed_dirs=seeds)
+    run = Run(
+        name, path, RunKind.of(manifest.get("command")), manifest, seed_dirs=seeds, group_key=space
+    )
     READERS.get(run.kind, _read_generic)(run)
     if not (path / METRICS).is_file():
         _scalars_from_curves(run)
-    if _is_geneval_results(path / GENEVAL_RESULTS) and run.readable(path / GENEVAL_RESULTS):
+    results = path / GENEVAL_RESULTS
+    if not space and is_geneval_results(results) and run.readable(results):
         spaces = {s.space for s in run.scalars} or {name}
-        _read_geneval(run, path / GENEVAL_RESULTS, space=sorted(spaces)[0])
+        _read_geneval(run, results, space=sorted(spaces)[0])
     if seeds:
         run.notes.append(f"{len(seeds)} seed(s): " + ", ".join(map(str, seeds)))
     if run.skipped:
@@ -304,10 +247,12 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
 
 
 def _curve_files(run: Run) -> list[tuple[int | None, Path]]:
-    """(seed, metrics.jsonl): each seed's of a seed group, else the run's own."""
+    """(seed, metrics.jsonl): each seed's of a seed group, else the run's own with the seed its
+    manifest records (None if none)."""
     if run.seed_dirs:
         return [(seed, folder / CURVES) for seed, folder in run.seed_dirs.items()]
-    return [(None, run.path / CURVES)]
+    seed = run.manifest.get("seed")
+    return [(seed if type(seed) is int else None, run.path / CURVES)]
 
 
 def _bound_rows(rows: list[dict[str, Any]]) -> dict[tuple[int, str], dict[str, float]]:
@@ -537,6 +482,11 @@ def _read_metrics(run: Run) -> dict[str, Any]:
     if not isinstance(data, dict):
         return {}
     run.notes += [str(w) for w in items(data.get("warnings"))]  # e.g. FD on too few samples
+    if run.group_key is not None:  # {space: aggregate} of train-gen --space A,B --seeds
+        data = obj(data.get(run.group_key))
+        if not data:
+            run.notes.append(f"{METRICS} holds no entry for {run.group_key} (an unfinished run?)")
+        run.notes += [str(w) for w in items(data.get("warnings"))]
     return data
 
 

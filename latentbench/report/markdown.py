@@ -7,9 +7,12 @@ so a space named ``a|b`` or ``<img ...>`` stays text. Links point inside the rep
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from latentbench.report.load import Run
+from latentbench.report.provenance import device_text, seeds_text
 from latentbench.report.significance import BEST_MARK, Mark, interval_text
 from latentbench.report.sources import Sources
 from latentbench.report.tables import Cell, Column, Table
@@ -108,12 +111,17 @@ def render_markdown(report: Report, root: Path) -> str:
         lines += ["## Details", ""]
     for table in report.tables:
         lines += _table_block(table, report.sources, "###")
-    lines += ["## Runs", "", "| run | command | git commit | time | notes |", "|---" * 5 + "|"]
-    for r in report.runs:
-        link = report.sources.run_href(r)
+    return "\n".join(lines + runs_markdown(report.runs, report.sources)) + "\n"
+
+
+def runs_markdown(runs: Sequence[Run], sources: Sources) -> list[str]:
+    """The Runs table, with the columns of the page's."""
+    head = ("run", "command", "git commit", "seed(s)", "time", "device", "notes")
+    lines = ["## Runs", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in runs:
+        link = sources.run_href(r)
         name = f"[{md_text(r.name)}]({link})" if link else md_text(r.name)
-        lines.append(
-            f"| {name} | {md_text(r.command)} | {md_text(r.git or 'unknown')} | "
-            f"{md_text(str(r.manifest.get('time') or ''))} | {md_text('; '.join(r.notes))} |"
-        )
-    return "\n".join(lines) + "\n"
+        cells = (r.command, r.git or "unknown", seeds_text(r), str(r.manifest.get("time") or ""),
+                 device_text(r.manifest), "; ".join(r.notes))  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(md_text(c) for c in cells) + " |")
+    return lines

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from latentbench.errors import UserError
-from latentbench.report.jsonfields import format_variant, obj, read_json
+from latentbench.report.jsonfields import format_variant, items, obj, read_json
 from latentbench.report.load import MANIFEST, Run, RunKind, outside
 
 DIRTY = "+dirty"
@@ -76,6 +76,20 @@ def commit_line(runs: Sequence[Run], commit: str | None) -> str:
     return "Runs from several commits: " + "; ".join(parts) + "."
 
 
+# -- the Runs table (index.html and README.md) ---------------------------------------------------
+def seeds_text(run: Run) -> str:
+    """The seeds of a seed group, else the seed the manifest records ('' if none)."""
+    seed = run.manifest.get("seed")
+    return ", ".join(map(str, run.seed_dirs)) or ("" if seed is None else str(seed))
+
+
+def device_text(manifest: dict[str, Any]) -> str:
+    """The platform and GPUs (or cpu) a manifest records ('' if none)."""
+    device = obj(manifest.get("device"))
+    gpus = ", ".join(map(str, items(device.get("gpus")))) or ("cpu" if device else None)
+    return ", ".join(str(x) for x in (device.get("platform"), gpus) if x)
+
+
 # -- settings -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Setting:
@@ -128,7 +142,9 @@ def settings(run: Run) -> list[tuple[str, Setting]]:
         fd = sorted({s.metric for s in run.scalars if s.metric.startswith(("fd_", "fid"))})
         ref_images = _first(preset.get("reference_images"), gen.get("reference_images"))
         parts = [_text(gen.get("data")), ref_images and f"{ref_images} images", ", ".join(fd)]
-        reference = ", ".join(p for p in parts if p) or None
+        # only an FD is computed against a reference set: a run without one names none
+        no_fd = not fd or gen.get("fd_extractor") == "none"
+        reference = None if no_fd else ", ".join(p for p in parts if p)
         setting = Setting(
             _text(gen.get("data")),
             _first(preset.get("image_size"), gen.get("image_size"), spec.get("image_size")),
