@@ -34,13 +34,17 @@ def _run(plugin_path: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_plugin_listed_with_spec(plugin_path):
-    out = _run(plugin_path, "spaces", "--spec", "--json")
+def test_plugin_listed_with_spec(plugin_path, tmp_path):
+    other = _distribution(
+        tmp_path, "latentbench-other", "1.0", POOL.format(scale=1.0), {"other": "wrong_shape"}
+    )
+    out = _cli([str(plugin_path), other], "spaces", "--spec", "--json")
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["lowres"]["source"] == "plugin:latentbench-lowres"
     assert rows["lowres"]["latent_shape"] == [3, 32, 32]
     assert rows["pixel"]["source"] == "builtin"
+    assert rows["other"]["latent_shape"] == [3, 8, 8]  # by its registered name, not its spec's
 
 
 def test_plugin_passes_contract(plugin_path):
@@ -129,38 +133,30 @@ def _one_error_line(out: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_a_new_release_of_a_plugin_is_another_space_and_results_say_which(tmp_path):
-    """Its latents differ, so its fingerprint (which keys the latent cache) must too."""
-    code = "from latentbench.spaces import build_space; print(build_space('pool').fingerprint())"
-    prints = []
-    for version, scale in (("0.1.0", 1.0), ("0.2.0", 0.5)):
-        site = _distribution(
-            tmp_path / version,
-            "latentbench-pool",
-            version,
-            POOL.format(scale=scale),
-            {"pool": "pool"},
-        )
-        env = {**os.environ, "PYTHONPATH": site}
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-        assert run.returncode == 0, run.stderr
-        prints.append(run.stdout.strip())
-        out = _cli(
-            [site],
-            "recon",
-            "--space",
-            "pool",
-            *RECON_CHEAP,
-            "--out",
-            "r",
-            "-q",
-            cwd=tmp_path / version,
-        )
+def test_a_new_release_of_a_plugin_is_another_space_that_results_name(tmp_path):
+    """Its latents differ: its fingerprint (which keys the latent cache) differs, every result
+    records the release, and an experiment runs the steps that use it again."""
+    (tmp_path / "e.yaml").write_text(
+        "name: e\nout: runs\nreport: rep\n"
+        "recon: {spaces: [pool], data: 'shapes:4', image_size: 32, fd: [], lpips: [],"
+        " diagnostics: 0}\n"
+    )
+    said, fingerprints = [], set()
+    for version, scale in (("0.1.0", 1.0), ("0.1.0", 1.0), ("0.2.0", 0.5)):
+        site = tmp_path / f"site-{version}"
+        if not site.exists():
+            _distribution(
+                site, "latentbench-pool", version, POOL.format(scale=scale), {"pool": "pool"}
+            )
+        out = _cli([str(site)], "run", "e.yaml", cwd=tmp_path)
         assert out.returncode == 0, out.stderr
-        manifest = json.loads((tmp_path / version / "r" / "manifest.json").read_text())
+        said.append("[recon] done already" in out.stdout + out.stderr)
+        manifest = json.loads((tmp_path / "runs" / "recon" / "manifest.json").read_text())
         assert manifest["versions"]["latentbench-pool"] == version
         assert manifest["spaces"]["pool"]["source"] == f"plugin:latentbench-pool {version}"
-    assert prints[0] != prints[1]
+        fingerprints.add(manifest["spaces"]["pool"]["fingerprint"])
+    assert said == [False, True, False]  # the same release is done; a new one runs again
+    assert len(fingerprints) == 2
 
 
 def test_a_broken_plugin_is_one_line_for_its_name_and_hides_no_other_space(tmp_path):
@@ -226,7 +222,7 @@ def test_a_plugin_that_breaks_its_own_spec_is_refused_not_scored(factory, says, 
 
 def test_plugin_names_that_cannot_be_used_say_so(tmp_path):
     """A built-in's name, a reserved or unselectable name: ignored with a note; one name two
-    distributions register: refused when used, naming both; listed by the registered name."""
+    distributions register: refused when used, naming both."""
     pool = POOL.format(scale=1.0)
     names = {
         "pixel": "pool",
@@ -234,40 +230,20 @@ def test_plugin_names_that_cannot_be_used_say_so(tmp_path):
         "a,b": "pool",
         "my/space": "pool",
         "dup": "pool",
-        "other": "wrong_shape",
     }
     sites = [
         _distribution(tmp_path / "a", "latentbench-one", "1.0", pool, names),
         _distribution(tmp_path / "b", "latentbench-two", "1.0", pool, {"dup": "pool"}),
     ]
-    out = _cli(sites, "spaces", "--spec", "--json")
+    out = _cli(sites, "spaces", "--json")
     assert out.returncode == 0, out.stderr
     for name in ("pixel", "all", "a,b", "my/space"):
         assert f"note: plugin:latentbench-one's space {name!r} is ignored" in out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["pixel"]["source"] == "builtin" and not {"all", "a,b", "my/space"} & set(rows)
-    assert rows["other"]["latent_shape"] == [3, 8, 8]  # listed as "other", not its spec's "pool"
     assert (
         "registered by both plugin:latentbench-one and plugin:latentbench-two"
         in rows["dup"]["error"]
     )
     out = _cli(sites, "recon", "--space", "dup", *RECON_CHEAP, cwd=tmp_path)
     assert out.returncode == 2 and "uninstall one" in out.stderr.splitlines()[-1]
-
-
-def test_upgrading_a_plugin_runs_the_experiment_steps_that_use_it_again(tmp_path):
-    (tmp_path / "e.yaml").write_text(
-        "name: e\nout: runs\nreport: rep\n"
-        "recon: {spaces: [pool], data: 'shapes:4', image_size: 32, fd: [], lpips: [],"
-        " diagnostics: 0}\n"
-    )
-    said = []
-    for version in ("0.1.0", "0.1.0", "0.2.0"):
-        site = tmp_path / f"site-{version}"
-        if not site.exists():
-            code = POOL.format(scale=1.0)
-            _distribution(site, "latentbench-pool", version, code, {"pool": "pool"})
-        out = _cli([str(site)], "run", "e.yaml", cwd=tmp_path)
-        assert out.returncode == 0, out.stderr
-        said.append("[recon] done already" in out.stdout + out.stderr)
-    assert said == [False, True, False]  # the same release is done; a new one runs again
